@@ -1,0 +1,1 @@
+"""The auth service: logs users in and issues sessions or JWTs; refresh, logout, JWKS."""

@@ -1,0 +1,65 @@
+"""App factory of the auth service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from auth_service import state
+from auth_service.refresh_tokens import RefreshTokenStore
+from auth_service.routes import routes
+from auth_service.throttle import LoginThrottle
+from auth_service.users import UserDirectory
+from authbench.config import Settings
+from authbench.credentials import CredentialChecker
+from authbench.http import READINESS_CHECKS, base_app
+from authbench.redis_store import RedisStore
+from authbench.revocation import RevocationList
+from authbench.sessions import SessionStore
+from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = base_app("auth", client_max_size=settings.max_body_bytes)
+    app[state.SETTINGS] = settings
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[state.SETTINGS]
+    store = RedisStore(settings)
+    keyring = KeyRing(settings.jwt_algorithm, settings.jwt_hs256_secret)
+    verifier = TokenVerifier(settings)
+    verifier.set_keys(keyring.verification_keys())
+    sessions = SessionStore(store, settings)
+    revocations = RevocationList(store, settings.jwt_leeway_s)
+    users = UserDirectory(settings)
+
+    app[state.STORE] = store
+    app[state.KEYRING] = keyring
+    app[state.VERIFIER] = verifier
+    app[state.ISSUER] = TokenIssuer(keyring, settings)
+    app[state.SESSIONS] = sessions
+    app[state.REVOCATIONS] = revocations
+    app[state.REFRESH_TOKENS] = RefreshTokenStore(store, settings.refresh_ttl_s)
+    app[state.THROTTLE] = LoginThrottle(store, settings)
+    app[state.USERS] = users
+    # Logout accepts either credential; a revoked token cannot log out twice.
+    denylist = revocations if settings.jwt_revocation == "denylist" else None
+    app[state.CHECKER] = CredentialChecker(settings, sessions, verifier, denylist)
+    app[READINESS_CHECKS].append(store.ping)
+
+    seeding = asyncio.create_task(users.seed())
+    try:
+        yield
+    finally:
+        seeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await seeding
+        users.close()
+        await store.close()

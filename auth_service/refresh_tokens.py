@@ -1,0 +1,116 @@
+"""RefreshTokenStore: opaque, single-use refresh tokens, kept hashed in Redis.
+
+A refresh token is 256 random bits; Redis keeps only its SHA-256. Tokens of one login form
+a family. Using a token spends it and issues the next one of the family (rotation); a spent
+token presented again means it was stolen or replayed, so the whole family is revoked
+(OAuth 2.0 Security BCP, refresh token rotation). Rotation is one atomic Lua script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+
+from authbench.errors import InvalidCredential, RevokedCredential
+from authbench.redis_store import Redis, RedisStore
+
+TOKEN_PREFIX = "rt:"  # noqa: S105 - a Redis key prefix, not a secret
+REVOKED_FAMILY_PREFIX = "rfr:"
+USER_FAMILIES_PREFIX = "uf:"
+
+# KEYS[1] presented token, KEYS[2] its successor; ARGV[1] ttl, ARGV[2] revoked-family prefix.
+# Answers {status, user, family}: 1 rotated, 0 unknown, 2 family revoked, 3 reuse detected.
+_ROTATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {0, '', ''} end
+local rec = cjson.decode(raw)
+local revoked = ARGV[2] .. rec.f
+if redis.call('EXISTS', revoked) == 1 then return {2, rec.u, rec.f} end
+if rec.s == 1 then
+  redis.call('SET', revoked, 1, 'EX', ARGV[1])
+  return {3, rec.u, rec.f}
+end
+rec.s = 1
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
+redis.call('SET', KEYS[2], cjson.encode({u = rec.u, f = rec.f, s = 0}), 'EX', ARGV[1])
+return {1, rec.u, rec.f}
+"""
+
+
+def _key(token: str) -> str:
+    return TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    user: str
+    family: str
+    refresh_token: str
+
+
+class RefreshTokenStore:
+    def __init__(self, store: RedisStore, ttl_s: int) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._rotate = store.client.register_script(_ROTATE)
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s
+
+    async def start_family(self, user: str) -> tuple[str, str]:
+        """A new family and its first token: (family id, refresh token)."""
+        family = secrets.token_urlsafe(12)
+        token = secrets.token_urlsafe(32)
+        record = json.dumps({"u": user, "f": family, "s": 0})
+
+        async def _start(r: Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(_key(token), record, ex=self._ttl_s)
+                pipe.sadd(USER_FAMILIES_PREFIX + user, family)
+                pipe.expire(USER_FAMILIES_PREFIX + user, self._ttl_s)
+                await pipe.execute()
+
+        await self._store.call(_start)
+        return family, token
+
+    async def rotate(self, token: str) -> Rotation:
+        """Spend `token` and return its successor; reuse revokes the family."""
+        successor = secrets.token_urlsafe(32)
+        status, user, family = await self._store.call(
+            lambda r: self._rotate(
+                keys=[_key(token), _key(successor)],
+                args=[self._ttl_s, REVOKED_FAMILY_PREFIX],
+                client=r,
+            )
+        )
+        if status == 1:
+            return Rotation(_text(user), _text(family), successor)
+        if status == 0:
+            raise InvalidCredential("unknown or expired refresh token")
+        if status == 2:
+            raise RevokedCredential("refresh token family has been revoked")
+        raise RevokedCredential("refresh token reused: its family is now revoked")
+
+    async def revoke_family(self, family: str) -> None:
+        await self._store.call(lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._ttl_s))
+
+    async def revoke_all(self, user: str) -> int:
+        """Revoke every refresh family of `user` (log out everywhere)."""
+
+        async def _revoke_all(r: Redis) -> int:
+            families = await r.smembers(USER_FAMILIES_PREFIX + user)
+            async with r.pipeline(transaction=True) as pipe:
+                for family in families:
+                    pipe.set(REVOKED_FAMILY_PREFIX + _text(family), 1, ex=self._ttl_s)
+                pipe.delete(USER_FAMILIES_PREFIX + user)
+                await pipe.execute()
+            return len(families)
+
+        return await self._store.call(_revoke_all)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,27 @@
+"""Typed application state of the auth service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth_service.refresh_tokens import RefreshTokenStore
+from auth_service.throttle import LoginThrottle
+from auth_service.users import UserDirectory
+from authbench.config import Settings
+from authbench.credentials import CredentialChecker
+from authbench.redis_store import RedisStore
+from authbench.revocation import RevocationList
+from authbench.sessions import SessionStore
+from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", RedisStore)
+USERS = web.AppKey("users", UserDirectory)
+SESSIONS = web.AppKey("sessions", SessionStore)
+KEYRING = web.AppKey("keyring", KeyRing)
+ISSUER = web.AppKey("issuer", TokenIssuer)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
+REVOCATIONS = web.AppKey("revocations", RevocationList)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
+CHECKER = web.AppKey("checker", CredentialChecker)

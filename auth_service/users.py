@@ -1,0 +1,94 @@
+"""UserDirectory: the benchmark's user database, with real argon2id password hashes.
+
+Users `user{i}` / `password{i}` (i < AUTH_SEED_USERS) are seeded in the background at
+start-up, on as many threads as there are cores (argon2-cffi releases the GIL), so the
+service is ready at once; a login for a user whose hash is not made yet makes it first.
+Logins for unknown users verify against a dummy hash, so the answer takes the same time
+and says the same thing whether or not the user exists (no enumeration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from authbench.config import Settings
+
+log = logging.getLogger("auth_service.users")
+
+SEEDED_USER = re.compile(r"user(0|[1-9][0-9]{0,8})")
+
+
+class UserDirectory:
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=1,
+            type=Type.ID,
+        )
+        self._seed_count = settings.seed_users
+        self._hashes: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="argon2"
+        )
+        # Verified against when the user does not exist: same cost, same answer.
+        self._dummy_hash = self._hasher.hash("not-a-password-of-anyone")
+
+    @property
+    def seeded(self) -> int:
+        return len(self._hashes)
+
+    @property
+    def seed_target(self) -> int:
+        return self._seed_count
+
+    def _seeded_password(self, username: str) -> str | None:
+        match = SEEDED_USER.fullmatch(username)
+        if match is None or int(match.group(1)) >= self._seed_count:
+            return None
+        return "password" + match.group(1)
+
+    def _ensure_hash(self, username: str) -> str | None:
+        stored = self._hashes.get(username)
+        if stored is None:
+            password = self._seeded_password(username)
+            if password is None:
+                return None
+            stored = self._hashes.setdefault(username, self._hasher.hash(password))
+        return stored
+
+    async def seed(self) -> None:
+        """Hash every seeded user's password, a chunk per thread, without blocking."""
+        loop = asyncio.get_running_loop()
+        names = [f"user{i}" for i in range(self._seed_count)]
+        workers = self._pool._max_workers
+        chunks = [names[i::workers] for i in range(workers)]
+
+        def _seed_chunk(chunk: list[str]) -> None:
+            for name in chunk:
+                self._ensure_hash(name)
+
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _seed_chunk, c) for c in chunks))
+        log.info("seeded %d users with argon2id hashes", len(self._hashes))
+
+    async def verify(self, username: str, password: str) -> bool:
+        """Whether `password` is `username`'s; costs one argon2id verification either way."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._verify_sync, username, password)
+
+    def _verify_sync(self, username: str, password: str) -> bool:
+        stored = self._ensure_hash(username)
+        try:
+            return self._hasher.verify(stored or self._dummy_hash, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

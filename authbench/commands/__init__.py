@@ -1,0 +1,1 @@
+"""Subcommands of the `authbench` command line."""

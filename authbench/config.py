@@ -1,0 +1,233 @@
+"""One config loader for every service: a frozen `Settings` read from the environment.
+
+Each field names its environment variable, default and meaning in one place, so the README
+table (and the test that keeps it honest) is derived from this file, not typed twice.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from authbench.errors import ConfigError
+
+_DOC = "doc"
+_ENV = "env"
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={_ENV: env, _DOC: doc})
+
+
+ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
+REVOCATION_MODES = ("none", "denylist")
+FAIL_POLICIES = ("open", "closed")
+SAMESITE_VALUES = ("Lax", "Strict")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a service can be told. Defaults suit `authbench up` on loopback."""
+
+    # --- where things are -------------------------------------------------------------
+    host: str = _setting("HOST", "127.0.0.1", "Address the service listens on.")
+    port: int = _setting("PORT", 0, "Port; 0 means the service's own default (8080/8081/8101).")
+    redis_url: str = _setting(
+        "REDIS_URL",
+        "redis://127.0.0.1:6390/0",
+        "Shared Redis (sessions, refresh tokens, denylist).",
+    )
+    auth_url: str = _setting(
+        "AUTH_URL", "http://127.0.0.1:8081", "Auth service base URL (replicas fetch the JWKS here)."
+    )
+    resource_urls: str = _setting(
+        "RESOURCE_URLS",
+        "http://127.0.0.1:8101",
+        "Gateway upstreams: comma-separated URLs, or dns://NAME:PORT to resolve every replica "
+        "behind a DNS name (compose) and re-resolve it while running.",
+    )
+    replica_id: str = _setting(
+        "REPLICA_ID", "", "Name a replica reports in answers; empty means hostname:port."
+    )
+
+    # --- Redis client -----------------------------------------------------------------
+    redis_timeout_ms: int = _setting(
+        "REDIS_TIMEOUT_MS", 250, "Connect and per-command timeout; bounds every Redis call."
+    )
+    redis_breaker_cooldown_ms: int = _setting(
+        "REDIS_BREAKER_COOLDOWN_MS",
+        500,
+        "After a Redis failure, calls fail fast (503) for this long before one probe is tried.",
+    )
+    redis_pool_size: int = _setting(
+        "REDIS_POOL_SIZE", 0, "Max pooled Redis connections per process; 0 derives it from CPUs."
+    )
+
+    # --- users and passwords ----------------------------------------------------------
+    seed_users: int = _setting(
+        "AUTH_SEED_USERS", 1000, "Benchmark users user{i}/password{i}, i from 0, seeded at start."
+    )
+    argon2_time_cost: int = _setting("ARGON2_TIME_COST", 2, "argon2id iterations (OWASP: >= 2).")
+    argon2_memory_kib: int = _setting(
+        "ARGON2_MEMORY_KIB", 19456, "argon2id memory in KiB (OWASP minimum: 19456 = 19 MiB)."
+    )
+    login_max_failures: int = _setting(
+        "LOGIN_MAX_FAILURES",
+        5,
+        "Failed logins allowed per account per window before 429 (shared through Redis).",
+    )
+    login_max_failures_per_ip: int = _setting(
+        "LOGIN_MAX_FAILURES_PER_IP", 50, "Failed logins allowed per client address per window."
+    )
+    login_window_s: int = _setting("LOGIN_WINDOW_S", 300, "Window of the login failure counters.")
+
+    # --- sessions ---------------------------------------------------------------------
+    session_idle_s: int = _setting(
+        "SESSION_IDLE_S", 1800, "Sliding idle timeout of a session (renewed on every use)."
+    )
+    session_absolute_s: int = _setting(
+        "SESSION_ABSOLUTE_S", 28800, "Absolute lifetime of a session, whatever its use."
+    )
+    cookie_secure: bool = _setting(
+        "COOKIE_SECURE", False, "Mark cookies Secure and use the __Host- prefix (behind HTTPS)."
+    )
+    cookie_samesite: str = _setting("COOKIE_SAMESITE", "Lax", "SameSite of cookies: Lax or Strict.")
+
+    # --- JWTs -------------------------------------------------------------------------
+    jwt_algorithm: str = _setting(
+        "JWT_ALG", "EdDSA", "Access-token signature algorithm: EdDSA, ES256, RS256 or HS256."
+    )
+    jwt_hs256_secret: str = _setting(
+        "JWT_HS256_SECRET", "", "Shared secret for HS256 (>= 32 bytes); required only for HS256."
+    )
+    jwt_issuer: str = _setting("JWT_ISSUER", "authbench", "`iss` of access tokens.")
+    jwt_audience: str = _setting("JWT_AUDIENCE", "authbench-api", "`aud` of access tokens.")
+    jwt_ttl_s: int = _setting("JWT_TTL_S", 300, "Access-token lifetime (short, per RFC 8725).")
+    jwt_leeway_s: int = _setting("JWT_LEEWAY_S", 5, "Clock-skew leeway for exp/nbf/iat.")
+    jwt_max_bytes: int = _setting("JWT_MAX_BYTES", 4096, "Longest access token accepted.")
+    refresh_ttl_s: int = _setting("REFRESH_TTL_S", 86400, "Refresh-token lifetime.")
+    jwt_revocation: str = _setting(
+        "JWT_REVOCATION", "none", "none (stateless) or denylist (replicas check the jti in Redis)."
+    )
+    denylist_fail: str = _setting(
+        "DENYLIST_FAIL",
+        "closed",
+        "With the denylist and Redis down: closed answers 503, open accepts valid signatures.",
+    )
+    jwks_refresh_min_s: float = _setting(
+        "JWKS_REFRESH_MIN_S", 1.0, "Least time between two JWKS fetches caused by unknown kids."
+    )
+    admin_token: str = _setting(
+        "AUTH_ADMIN_TOKEN", "", "Bearer secret for operator endpoints (key rotation); empty = off."
+    )
+
+    # --- resources --------------------------------------------------------------------
+    item_bytes: int = _setting("ITEM_BYTES", 512, "Size of the payload of /api/items/{id}.")
+
+    # --- gateway ----------------------------------------------------------------------
+    gateway_workers: int = _setting(
+        "GATEWAY_WORKERS", 1, "Gateway processes sharing the port (SO_REUSEPORT); 0 = CPU count."
+    )
+    upstream_timeout_s: float = _setting(
+        "UPSTREAM_TIMEOUT_S", 5.0, "Gateway: total time allowed for one upstream answer."
+    )
+    health_interval_s: float = _setting(
+        "HEALTH_INTERVAL_S", 1.0, "Gateway: period of active health checks of upstreams."
+    )
+    eject_after_failures: int = _setting(
+        "EJECT_AFTER_FAILURES", 1, "Gateway: consecutive connect failures that eject a replica."
+    )
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 65536, "Largest request body accepted.")
+    max_header_bytes: int = _setting("MAX_HEADER_BYTES", 8190, "Largest request header line.")
+    max_url_bytes: int = _setting("MAX_URL_BYTES", 4096, "Longest request line (URL) accepted.")
+
+    # --- logging ----------------------------------------------------------------------
+    log_level: str = _setting("LOG_LEVEL", "INFO", "Python log level of the services.")
+    access_log: bool = _setting("ACCESS_LOG", False, "Write an access log line per request.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `env` (default: os.environ); `overrides` win over both."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata[_ENV]
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif name in env:
+                values[f.name] = _parse(name, env[name], type(f.default))
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, with a message that names the variable."""
+        _choice("JWT_ALG", self.jwt_algorithm, ALGORITHMS)
+        _choice("JWT_REVOCATION", self.jwt_revocation, REVOCATION_MODES)
+        _choice("DENYLIST_FAIL", self.denylist_fail, FAIL_POLICIES)
+        _choice("COOKIE_SAMESITE", self.cookie_samesite, SAMESITE_VALUES)
+        if self.jwt_algorithm == "HS256" and len(self.jwt_hs256_secret.encode()) < 32:
+            # RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
+            raise ConfigError("JWT_HS256_SECRET must be at least 32 bytes when JWT_ALG=HS256")
+        if self.argon2_memory_kib < 19456 or self.argon2_time_cost < 2:
+            raise ConfigError("argon2id below OWASP's minimum (m=19456 KiB, t=2)")
+        if self.session_absolute_s < self.session_idle_s:
+            raise ConfigError("SESSION_ABSOLUTE_S must be >= SESSION_IDLE_S")
+        for name, value in (
+            ("JWT_TTL_S", self.jwt_ttl_s),
+            ("SESSION_IDLE_S", self.session_idle_s),
+            ("REFRESH_TTL_S", self.refresh_ttl_s),
+            ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive")
+
+    @property
+    def redis_timeout_s(self) -> float:
+        return self.redis_timeout_ms / 1000
+
+    def replica_name(self, port: int) -> str:
+        return self.replica_id or f"{socket.gethostname()}:{port}"
+
+    def pool_size(self) -> int:
+        # Requests on one event loop share the pool; Redis round trips take ~0.1 ms on
+        # loopback, so a few connections per core keep a core busy. More only adds
+        # contention on a 2-core box, fewer serialises on one socket.
+        return self.redis_pool_size or max(8, 8 * (os.cpu_count() or 1))
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting: the README's configuration table."""
+    return [(f.metadata[_ENV], _show(f.default), f.metadata[_DOC]) for f in fields(Settings)]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError as err:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from err
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")

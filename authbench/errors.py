@@ -1,0 +1,144 @@
+"""One error tree for every service.
+
+Domain code raises these where the problem is found; one middleware (`authbench.http`)
+turns them into the contract's JSON answer: `{"error": code, "detail": text}` with the
+status below. Each class is one line of policy: its status and its machine code.
+"""
+
+from __future__ import annotations
+
+
+class AuthbenchError(Exception):
+    """Root of every error the services answer on purpose."""
+
+    status = 500
+    code = "internal_error"
+    default_detail = "internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class ConfigError(AuthbenchError):
+    code = "config_error"
+
+
+class BadRequest(AuthbenchError):
+    status, code, default_detail = 400, "bad_request", "malformed request"
+
+
+class InvalidJson(BadRequest):
+    code, default_detail = "invalid_json", "request body is not a JSON object"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class CredentialError(AuthbenchError):
+    """401: every answer carries a WWW-Authenticate challenge (RFC 6750 section 3)."""
+
+    status, code, default_detail = 401, "invalid_credential", "invalid credential"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # The detail is deliberately not echoed into the header: it is free text.
+        return {"WWW-Authenticate": f'Bearer realm="authbench", error="{self.challenge}"'}
+
+    @property
+    def challenge(self) -> str:
+        return "invalid_token"
+
+
+class MissingCredential(CredentialError):
+    code, default_detail = "missing_credential", "no session cookie or Bearer token"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="authbench"'}
+
+
+class InvalidCredential(CredentialError):
+    code = "invalid_credential"
+
+
+class ExpiredCredential(CredentialError):
+    code, default_detail = "expired_credential", "credential has expired"
+
+
+class RevokedCredential(CredentialError):
+    code, default_detail = "revoked_credential", "credential has been revoked"
+
+
+class WrongPassword(CredentialError):
+    code, default_detail = "invalid_login", "unknown user or wrong password"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="authbench"'}
+
+
+class Forbidden(AuthbenchError):
+    status, code, default_detail = 403, "forbidden", "not allowed"
+
+
+class NotFound(AuthbenchError):
+    status, code, default_detail = 404, "not_found", "no such resource"
+
+
+class MethodNotAllowed(AuthbenchError):
+    status, code, default_detail = 405, "method_not_allowed", "method not allowed"
+
+
+class PayloadTooLarge(AuthbenchError):
+    status, code, default_detail = 413, "payload_too_large", "request body too large"
+
+
+class UriTooLong(AuthbenchError):
+    status, code, default_detail = 414, "uri_too_long", "request URL too long"
+
+
+class UnsupportedMediaType(AuthbenchError):
+    status, code = 415, "unsupported_media_type"
+    default_detail = "send the body as application/json"
+
+
+class HeadersTooLarge(AuthbenchError):
+    status, code, default_detail = 431, "headers_too_large", "request headers too large"
+
+
+class Throttled(AuthbenchError):
+    status, code, default_detail = 429, "throttled", "too many attempts; retry later"
+
+    def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
+        self.retry_after_s = max(1, int(retry_after_s))
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class DependencyUnavailable(AuthbenchError):
+    status, code, default_detail = 503, "dependency_unavailable", "a dependency is unavailable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class StoreUnavailable(DependencyUnavailable):
+    code, default_detail = "redis_unavailable", "the session store (Redis) is unreachable"
+
+
+class UpstreamUnavailable(DependencyUnavailable):
+    code, default_detail = "upstream_unavailable", "no healthy upstream could answer"
+
+
+class UpstreamTimeout(AuthbenchError):
+    status, code, default_detail = 504, "upstream_timeout", "the upstream did not answer in time"

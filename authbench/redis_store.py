@@ -1,0 +1,112 @@
+"""The one Redis client factory, with bounded calls and a circuit breaker.
+
+Every Redis call in the services goes through `RedisStore.call`, which gives three
+guarantees the chaos scenarios measure:
+- bounded: connect and command timeouts (REDIS_TIMEOUT_MS), no retries that multiply them;
+- fail fast: after a failure the breaker opens and calls raise `StoreUnavailable` at once
+  (503), instead of queueing behind a dead or paused server;
+- self-healing: after the cooldown one probe call is let through; its success closes the
+  breaker, so service resumes within about a cooldown of Redis returning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from authbench import metrics
+from authbench.config import Settings
+from authbench.errors import StoreUnavailable
+
+T = TypeVar("T")
+Redis = aioredis.Redis
+
+
+class CircuitBreaker:
+    """Closed -> (failure) -> open for `cooldown_s` -> one probe -> closed or open again."""
+
+    __slots__ = ("_cooldown_s", "_open_until", "_probing")
+
+    def __init__(self, cooldown_s: float) -> None:
+        self._cooldown_s = cooldown_s
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until != 0.0
+
+    def before_call(self) -> None:
+        """Raise StoreUnavailable while open; let exactly one probe through after cooldown."""
+        if self._open_until == 0.0:
+            return
+        if self._probing or time.monotonic() < self._open_until:
+            metrics.REDIS_FAILURES.labels("breaker_open").inc()
+            raise StoreUnavailable()
+        self._probing = True
+
+    def on_success(self) -> None:
+        if self._open_until:
+            self._open_until = 0.0
+            metrics.REDIS_BREAKER_OPEN.set(0)
+        self._probing = False
+
+    def on_failure(self) -> None:
+        self._open_until = time.monotonic() + self._cooldown_s
+        self._probing = False
+        metrics.REDIS_BREAKER_OPEN.set(1)
+
+
+class RedisStore:
+    """A pooled redis.asyncio client (hiredis parser) behind a circuit breaker."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = settings.redis_timeout_s
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.pool_size(),
+            timeout=timeout,  # waiting for a free pooled connection is bounded too
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            socket_keepalive=True,
+            # One attempt: a retry would only double the time a client waits for a 503.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.client: Redis = aioredis.Redis(connection_pool=pool)
+        self.breaker = CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000)
+
+    async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run `operation(client)`; Redis being down becomes StoreUnavailable (503)."""
+        self.breaker.before_call()
+        try:
+            result = await operation(self.client)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as err:
+            self.breaker.on_failure()
+            metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
+            raise StoreUnavailable() from err
+        except RedisError as err:
+            # e.g. LOADING while a restarted Redis reads its AOF, or a script error.
+            self.breaker.on_failure()
+            metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
+            raise StoreUnavailable(f"redis error: {type(err).__name__}") from err
+        self.breaker.on_success()
+        return result
+
+    async def ping(self) -> str | None:
+        """Readiness check: None when Redis answers, otherwise the reason."""
+        try:
+            await self.call(lambda r: r.ping())
+        except StoreUnavailable as err:
+            return err.detail
+        return None
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,106 @@
+"""SessionStore: the guest list. Server-side sessions in shared Redis.
+
+A session ID is 256 random bits from `secrets` (43 base64url characters). Redis keys hold
+only the SHA-256 of the ID, so a dump of Redis hands out no usable session. The record
+carries the user and the absolute deadline; the key's TTL is the sliding idle timeout.
+
+Validation is exactly one Redis round trip: GETEX reads the record and renews the idle
+TTL in the same command. The absolute deadline is checked on the record that came back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from authbench.config import Settings
+from authbench.errors import ExpiredCredential, InvalidCredential
+from authbench.redis_store import Redis, RedisStore
+
+SESSION_ID_BYTES = 32  # 256 bits (OWASP asks for at least 64 bits of entropy)
+SESSION_PREFIX = "s:"
+USER_SESSIONS_PREFIX = "us:"
+
+
+def _key(session_id: str) -> str:
+    return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user: str
+    created_at: float
+    absolute_deadline: float
+
+
+class SessionStore:
+    """Create, validate (one round trip) and delete sessions."""
+
+    def __init__(self, store: RedisStore, settings: Settings) -> None:
+        self._store = store
+        self._idle_s = settings.session_idle_s
+        self._absolute_s = settings.session_absolute_s
+
+    @property
+    def idle_s(self) -> int:
+        return self._idle_s
+
+    async def create(self, user: str) -> str:
+        """A fresh ID for every login (no fixation: a client-supplied ID is never reused)."""
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        now = time.time()
+        record = json.dumps({"u": user, "c": now, "a": now + self._absolute_s})
+        key = _key(session_id)
+        user_key = USER_SESSIONS_PREFIX + user
+
+        async def _create(r: Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(key, record, ex=self._idle_s)
+                pipe.sadd(user_key, key)
+                pipe.expire(user_key, self._absolute_s)
+                await pipe.execute()
+
+        await self._store.call(_create)
+        return session_id
+
+    async def validate(self, session_id: str) -> Session:
+        """The session for `session_id` (already format-checked), renewing its idle TTL."""
+        key = _key(session_id)
+        raw = await self._store.call(lambda r: r.getex(key, ex=self._idle_s))
+        if raw is None:
+            raise InvalidCredential("unknown or expired session")
+        record = json.loads(raw)
+        session = Session(record["u"], record["c"], record["a"])
+        if time.time() >= session.absolute_deadline:
+            await self._store.call(lambda r: r.delete(key))
+            raise ExpiredCredential("session reached its absolute lifetime")
+        return session
+
+    async def delete(self, session_id: str, user: str) -> None:
+        key = _key(session_id)
+
+        async def _delete(r: Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(USER_SESSIONS_PREFIX + user, key)
+                await pipe.execute()
+
+        await self._store.call(_delete)
+
+    async def delete_all(self, user: str) -> int:
+        """Log out everywhere: end every session of `user`; returns how many ended."""
+        user_key = USER_SESSIONS_PREFIX + user
+
+        async def _delete_all(r: Redis) -> int:
+            keys = await r.smembers(user_key)
+            async with r.pipeline(transaction=True) as pipe:
+                if keys:
+                    pipe.delete(*keys)
+                pipe.delete(user_key)
+                results = await pipe.execute()
+            return int(results[0]) if keys else 0
+
+        return await self._store.call(_delete_all)

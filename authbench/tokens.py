@@ -1,0 +1,229 @@
+"""Access tokens (JWTs): the wristband. Signing keys, issuing, and verification.
+
+The rules follow RFC 8725 (JWT best current practices) and RFC 9068 (JWT access tokens):
+- every key has one algorithm; a token is verified only with the algorithm of the key its
+  `kid` names, so `alg: none` and HS/RS key confusion cannot pass;
+- the header must say `typ: at+jwt`, so no other kind of JWT is accepted as an access token;
+- `iss`, `aud`, `sub`, `exp`, `nbf`, `iat` and `jti` are required and checked, with a small
+  leeway for clock skew; tokens longer than JWT_MAX_BYTES are refused before parsing;
+- the verifier never fetches keys named by the token (`jku`, `x5u`, `jwk` are ignored):
+  keys come only from the auth service's JWKS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import get_default_algorithms
+
+from authbench.config import Settings
+from authbench.errors import ExpiredCredential, InvalidCredential
+
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
+FAMILY_CLAIM = "fam"  # refresh-token family this access token was issued in (for logout)
+_ALGORITHMS = get_default_algorithms()
+_MAX_KID_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    algorithm: str
+    private_key: Any  # cryptography private key object, or bytes for HS256
+    public_key: Any  # what verifies: the public key object, or the same bytes for HS256
+
+    @property
+    def public_jwk(self) -> dict[str, Any] | None:
+        """The JWK of the public key; None for a symmetric key (never published)."""
+        if self.algorithm == "HS256":
+            return None
+        jwk: dict[str, Any] = _ALGORITHMS[self.algorithm].to_jwk(self.public_key, as_dict=True)
+        jwk.update(kid=self.kid, alg=self.algorithm, use="sig")
+        return jwk
+
+
+def generate_key(algorithm: str, hs256_secret: str = "") -> SigningKey:
+    """A new signing key for `algorithm`, with a random `kid`."""
+    if algorithm == "HS256":
+        secret = hs256_secret.encode()
+        # A kid derived from the secret: stable across processes that share it.
+        kid = "hs-" + hashlib.sha256(b"authbench-kid" + secret).hexdigest()[:16]
+        return SigningKey(kid, algorithm, secret, secret)
+    private: Any
+    if algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:  # pragma: no cover - Settings.validate refuses other names
+        raise ValueError(f"unsupported algorithm {algorithm}")
+    return SigningKey(secrets.token_hex(8), algorithm, private, private.public_key())
+
+
+class KeyRing:
+    """The auth service's signing keys: the current one signs, the previous still verifies.
+
+    Rotation moves current to previous and makes a new current key; the JWKS publishes
+    both, so tokens signed before a rotation keep working until they expire.
+    """
+
+    def __init__(self, algorithm: str, hs256_secret: str = "") -> None:
+        self._algorithm = algorithm
+        self._hs256_secret = hs256_secret
+        self.current = generate_key(algorithm, hs256_secret)
+        self.previous: SigningKey | None = None
+
+    def rotate(self) -> SigningKey:
+        if self._algorithm == "HS256":
+            raise InvalidCredential("HS256 keys are a shared secret: rotate JWT_HS256_SECRET")
+        self.previous, self.current = self.current, generate_key(self._algorithm)
+        return self.current
+
+    def keys(self) -> list[SigningKey]:
+        return [k for k in (self.current, self.previous) if k is not None]
+
+    def verification_keys(self) -> dict[str, VerificationKey]:
+        return {k.kid: VerificationKey(k.algorithm, k.public_key) for k in self.keys()}
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [jwk for k in self.keys() if (jwk := k.public_jwk) is not None]}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_in: int
+
+
+class TokenIssuer:
+    """Signs access tokens with the key ring's current key."""
+
+    def __init__(self, keyring: KeyRing, settings: Settings) -> None:
+        self._keyring = keyring
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._ttl_s = settings.jwt_ttl_s
+
+    def issue(self, user: str, family: str) -> IssuedToken:
+        key = self._keyring.current
+        now = int(time.time())
+        jti = secrets.token_urlsafe(16)
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": user,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._ttl_s,
+            "jti": jti,
+            FAMILY_CLAIM: family,
+        }
+        token = jwt.encode(
+            claims,
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": TOKEN_TYPE},
+        )
+        return IssuedToken(token, jti, self._ttl_s)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    algorithm: str
+    key: Any  # parsed once (cryptography object or HS256 bytes), reused on every request
+
+
+class UnknownKeyId(InvalidCredential):
+    """The token names a `kid` this verifier does not know (yet): maybe a rotation."""
+
+
+class TokenVerifier:
+    """Verifies access tokens against a set of keys that is replaced, never mutated."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_s
+        self._max_bytes = settings.jwt_max_bytes
+        self._keys: dict[str, VerificationKey] = {}
+        self._jwt = jwt.PyJWT()
+        self._options: Any = {"require": list(REQUIRED_CLAIMS)}
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def set_keys(self, keys: dict[str, VerificationKey]) -> None:
+        self._keys = dict(keys)
+
+    def load_jwks(self, jwks: dict[str, Any]) -> None:
+        """Parse a JWK Set once into key objects; refuses keys without kid or alg."""
+        keys: dict[str, VerificationKey] = {}
+        for data in jwks.get("keys", []):
+            kid, alg = data.get("kid"), data.get("alg")
+            if not isinstance(kid, str) or alg not in _ALGORITHMS or alg == "HS256":
+                continue  # RFC 8725 3.1: a key is used only with its declared algorithm
+            keys[kid] = VerificationKey(alg, jwt.PyJWK(data, algorithm=alg).key)
+        self._keys = keys
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, or an InvalidCredential/ExpiredCredential saying why not."""
+        if len(token) > self._max_bytes:
+            raise InvalidCredential("token too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as err:
+            raise InvalidCredential("malformed token") from err
+        kid = header.get("kid")
+        if not isinstance(kid, str) or len(kid) > _MAX_KID_LENGTH:
+            raise InvalidCredential("token has no valid kid")
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKeyId("token signed by an unknown key")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in (TOKEN_TYPE, "application/at+jwt"):
+            raise InvalidCredential("not an access token (typ must be at+jwt)")
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],  # only the key's own algorithm, never the token's
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options=self._options,
+            )
+        except jwt.ExpiredSignatureError as err:
+            raise ExpiredCredential("token has expired") from err
+        except jwt.PyJWTError as err:
+            raise InvalidCredential(_reason(err)) from err
+        if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+            raise InvalidCredential("sub and jti must be strings")
+        return claims
+
+
+def _reason(err: jwt.PyJWTError) -> str:
+    """A short, fixed reason per failure class: nothing from the token is echoed back."""
+    reasons: list[tuple[type[jwt.PyJWTError], str]] = [
+        (jwt.InvalidSignatureError, "signature verification failed"),
+        (jwt.ImmatureSignatureError, "token not valid yet"),
+        (jwt.InvalidAudienceError, "wrong audience"),
+        (jwt.InvalidIssuerError, "wrong issuer"),
+        (jwt.MissingRequiredClaimError, "a required claim is missing"),
+        (jwt.InvalidIssuedAtError, "invalid iat"),
+        (jwt.InvalidAlgorithmError, "algorithm not allowed"),
+        (jwt.DecodeError, "malformed token"),
+    ]
+    for kind, reason in reasons:
+        if isinstance(err, kind):
+            return reason
+    return "invalid token"

@@ -1,0 +1,56 @@
+"""`python -m gateway`: serve the gateway; GATEWAY_WORKERS processes share the port."""
+
+from __future__ import annotations
+
+import os
+
+from authbench.config import Settings
+from authbench.http import run, serve
+from gateway.app import create_app
+
+DEFAULT_PORT = 8080
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    workers = settings.gateway_workers or os.cpu_count() or 1
+    port = settings.port or DEFAULT_PORT
+    # Extra workers are forked before any event loop exists; each serves the same port
+    # through SO_REUSEPORT and the kernel spreads connections between them.
+    children: list[int] = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            children = []
+            break
+        children.append(pid)
+    try:
+        run(
+            lambda: serve(
+                create_app(settings),
+                settings.host,
+                port,
+                max_field_size=settings.max_header_bytes,
+                max_line_size=settings.max_url_bytes,
+                reuse_port=workers > 1,
+                access_log=settings.access_log,
+            ),
+            settings.log_level,
+        )
+    finally:
+        for pid in children:
+            _stop(pid)
+
+
+def _stop(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""UpstreamPool: the replicas behind the gateway, their health and the balancing order.
+
+- Round robin over the healthy upstreams.
+- Passive ejection: a connect failure takes an upstream out of rotation at once (after
+  EJECT_AFTER_FAILURES in a row); requests go to the next one.
+- Active health checks: every HEALTH_INTERVAL_S each upstream's /healthz (liveness, not
+  readiness: a replica whose Redis is down still serves JWTs) is asked; a healthy answer
+  brings an ejected upstream back, a failed one ejects it.
+- Discovery: `dns://NAME:PORT` resolves every address behind NAME (compose's service DNS
+  answers with every replica) and re-resolves on each health round, so scaling up or down
+  takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from authbench import metrics
+
+log = logging.getLogger("gateway.upstreams")
+
+HEALTH_PATH = "/healthz"
+
+
+@dataclass(slots=True, eq=False)
+class Upstream:
+    base_url: str
+    healthy: bool = True
+    failures: int = 0
+    in_flight: int = field(default=0)
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        eject_after: int = 1,
+        health_interval_s: float = 1.0,
+        health_timeout_s: float = 0.5,
+    ) -> None:
+        self._spec = spec.strip()
+        self._eject_after = max(1, eject_after)
+        self._interval = health_interval_s
+        self._health_timeout = aiohttp.ClientTimeout(total=health_timeout_s)
+        self._upstreams: list[Upstream] = []
+        self._healthy: list[Upstream] = []
+        self._next = 0
+        if self._spec.startswith("dns://"):
+            parts = urlsplit(self._spec)
+            if not parts.hostname or not parts.port:
+                raise ValueError(f"dns upstream needs a host and a port: {self._spec!r}")
+            self._dns: tuple[str, int] | None = (parts.hostname, parts.port)
+        else:
+            self._dns = None
+            urls = [u.strip().rstrip("/") for u in self._spec.split(",") if u.strip()]
+            if not urls:
+                raise ValueError("no upstream URLs given")
+            self._set([Upstream(u) for u in urls])
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return list(self._upstreams)
+
+    @property
+    def healthy(self) -> list[Upstream]:
+        return list(self._healthy)
+
+    def _set(self, upstreams: list[Upstream]) -> None:
+        self._upstreams = upstreams
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._healthy = [u for u in self._upstreams if u.healthy]
+        for u in self._upstreams:
+            metrics.UPSTREAM_HEALTHY.labels(u.base_url).set(1 if u.healthy else 0)
+
+    def pick(self, exclude: set[Upstream] | None = None) -> Upstream | None:
+        """The next healthy upstream in round-robin order, skipping `exclude`."""
+        healthy = self._healthy
+        n = len(healthy)
+        for _ in range(n):
+            self._next = (self._next + 1) % n
+            candidate = healthy[self._next]
+            if not exclude or candidate not in exclude:
+                return candidate
+        return None
+
+    def report_failure(self, upstream: Upstream) -> None:
+        upstream.failures += 1
+        if upstream.healthy and upstream.failures >= self._eject_after:
+            upstream.healthy = False
+            metrics.UPSTREAM_EJECTIONS.labels(upstream.base_url).inc()
+            log.warning("ejected %s", upstream.base_url)
+            self._rebuild()
+
+    def report_success(self, upstream: Upstream) -> None:
+        upstream.failures = 0
+
+    async def _discover(self) -> None:
+        assert self._dns is not None
+        host, port = self._dns
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as err:
+            log.warning("cannot resolve %s: %s", host, err)
+            return
+        wanted = sorted({f"http://{_host(str(info[4][0]))}:{port}" for info in infos})
+        known = {u.base_url: u for u in self._upstreams}
+        if set(wanted) != set(known):
+            log.info("upstreams behind %s: %s", host, ", ".join(wanted))
+            # New addresses start healthy: compose only lists replicas that are running.
+            self._set([known.get(url) or Upstream(url) for url in wanted])
+
+    async def check_once(self, session: aiohttp.ClientSession) -> None:
+        if self._dns is not None:
+            await self._discover()
+        results = await asyncio.gather(
+            *(self._probe(session, u) for u in self._upstreams), return_exceptions=True
+        )
+        changed = False
+        for upstream, ok in zip(self._upstreams, results, strict=True):
+            alive = ok is True
+            if alive and not upstream.healthy:
+                log.info("upstream %s is back", upstream.base_url)
+                upstream.failures = 0
+            if alive != upstream.healthy:
+                upstream.healthy = alive
+                if not alive:
+                    metrics.UPSTREAM_EJECTIONS.labels(upstream.base_url).inc()
+                changed = True
+        if changed:
+            self._rebuild()
+
+    async def _probe(self, session: aiohttp.ClientSession, upstream: Upstream) -> bool:
+        try:
+            async with session.get(
+                upstream.base_url + HEALTH_PATH, timeout=self._health_timeout
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    async def run_health_checks(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            await self.check_once(session)
+            await asyncio.sleep(self._interval)
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

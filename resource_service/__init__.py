@@ -1,0 +1,1 @@
+"""The resource service: N replicas that validate every request's credential."""

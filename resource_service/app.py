@@ -1,0 +1,63 @@
+"""App factory of a resource replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from authbench.config import Settings
+from authbench.credentials import CredentialChecker
+from authbench.http import READINESS_CHECKS, base_app
+from authbench.redis_store import RedisStore
+from authbench.revocation import RevocationList
+from authbench.sessions import SessionStore
+from authbench.tokens import TokenVerifier
+from resource_service.jwks import KeySetFetcher
+from resource_service.routes import CHECKER, ITEM_DATA, REPLICA, routes
+
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def create_app(settings: Settings, replica: str) -> web.Application:
+    app = base_app("resource", client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[REPLICA] = replica
+    # The payload is built once: a fixed-size body models a real resource, at no CPU cost.
+    app[ITEM_DATA] = "x" * settings.item_bytes
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = RedisStore(settings)
+    verifier = TokenVerifier(settings)
+    client = aiohttp.ClientSession()
+    fetcher = KeySetFetcher(settings, verifier, client)
+    denylist = (
+        RevocationList(store, settings.jwt_leeway_s)
+        if settings.jwt_revocation == "denylist"
+        else None
+    )
+    app[CHECKER] = CredentialChecker(
+        settings,
+        SessionStore(store, settings),
+        verifier,
+        denylist,
+        refresh_keys=fetcher.refresh_on_unknown_kid,
+    )
+    app[READINESS_CHECKS].extend([store.ping, fetcher.readiness])
+    loading = asyncio.create_task(fetcher.load_until_ready())
+    try:
+        yield
+    finally:
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        await client.close()
+        await store.close()
