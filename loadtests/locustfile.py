@@ -1,0 +1,358 @@
+"""A user's day against authbench, one Locust user class per credential type.
+
+`SessionUser` carries the `sid` cookie (the server looks it up in Redis on every request);
+`JwtUser` carries a Bearer access token (each replica checks the signature locally, plus a
+Redis `jti` lookup when the cluster runs with `JWT_REVOCATION=denylist`, which is how the
+"jwt+denylist" mode is measured: the same user class against a differently deployed
+cluster).
+
+Both log in once on start, then read `/api/me` and `/api/items/{id}` (weighted tasks, ids
+grouped under one `name=`), and every so often log out and log in again; `JwtUser` also
+refreshes its token now and then. Users are spread over the seeded accounts
+`user{i}`/`password{i}`. Every failure is recorded with its reason (status and the
+server's error code), so `*_failures.csv` says *why*, not just how many.
+
+Knobs are Locust command-line options, each with an environment variable so the same
+values reach `--processes` children and distributed workers:
+
+| option | env | default | meaning |
+| --- | --- | --- | --- |
+| --accounts | AUTHBENCH_ACCOUNTS | 1000 | seeded accounts to spread users over |
+| --relogin-prob | AUTHBENCH_RELOGIN_PROB | 0.005 | chance per task of logout + login |
+| --refresh-prob | AUTHBENCH_REFRESH_PROB | 0.01 | chance per task that a JwtUser refreshes |
+| --pacing | AUTHBENCH_PACING_S | 0 | seconds between task starts per user (0: closed loop) |
+| --warmup | AUTHBENCH_WARMUP_S | 0 | seconds after test start whose stats are discarded |
+| --item-ids | AUTHBENCH_ITEM_IDS | 1000 | item ids drawn from 0..N-1 |
+| --histogram-out | AUTHBENCH_HISTOGRAM_OUT | "" | write Locust's raw response-time buckets here |
+| --marker-dir | AUTHBENCH_MARKER_DIR | "" | write `capture_start`/`capture_end` files here |
+
+Pacing (`constant_pacing`) is the constant-arrival mode: each user starts a task every
+`pacing` seconds whatever the server does, so a slow server is not hidden by a generator
+that slows down with it (coordinated omission). It is the inverse of
+`constant_throughput(1 / pacing)`. With `--pacing 0` users run back to back (closed loop),
+which finds the maximum throughput instead.
+
+Run it by hand against `authbench up`:
+
+    .venv/bin/locust -f loadtests/locustfile.py --headless -u 20 -r 20 -t 30s \\
+        --host http://127.0.0.1:8080 SessionUser
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, events, task
+from locust.runners import WorkerRunner
+
+# Spread users over the seeded accounts; each process starts at a different offset so
+# `--processes` children and workers do not all log in as user0, user1, ...
+_ACCOUNT_COUNTER = itertools.count(random.Random(os.getpid()).randrange(1_000_000))
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any, **_kwargs: Any) -> None:
+    group = parser.add_argument_group("authbench")
+    group.add_argument(
+        "--accounts",
+        type=int,
+        env_var="AUTHBENCH_ACCOUNTS",
+        default=1000,
+        help="seeded accounts user{i}/password{i} to spread users over",
+    )
+    group.add_argument(
+        "--relogin-prob",
+        type=float,
+        env_var="AUTHBENCH_RELOGIN_PROB",
+        default=0.005,
+        help="chance per task of logout + login again",
+    )
+    group.add_argument(
+        "--refresh-prob",
+        type=float,
+        env_var="AUTHBENCH_REFRESH_PROB",
+        default=0.01,
+        help="chance per task that a JwtUser refreshes",
+    )
+    group.add_argument(
+        "--pacing",
+        type=float,
+        env_var="AUTHBENCH_PACING_S",
+        default=0.0,
+        help="seconds between task starts per user; 0 = closed loop",
+    )
+    group.add_argument(
+        "--warmup",
+        type=float,
+        env_var="AUTHBENCH_WARMUP_S",
+        default=0.0,
+        help="seconds after start whose stats are discarded",
+    )
+    group.add_argument(
+        "--item-ids",
+        type=int,
+        env_var="AUTHBENCH_ITEM_IDS",
+        default=1000,
+        help="item ids are drawn from 0..N-1",
+    )
+    group.add_argument(
+        "--histogram-out",
+        env_var="AUTHBENCH_HISTOGRAM_OUT",
+        default="",
+        help="path for Locust's raw response-time buckets (JSON)",
+    )
+    group.add_argument(
+        "--marker-dir",
+        env_var="AUTHBENCH_MARKER_DIR",
+        default="",
+        help="directory for capture_start / capture_end marker files",
+    )
+
+
+def _mark(environment: Any, name: str) -> None:
+    directory = getattr(environment.parsed_options, "marker_dir", "")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / name).write_text(f"{time.time():.6f}\n")
+
+
+def _end_warmup(environment: Any, warmup_s: float) -> None:
+    gevent.sleep(warmup_s)
+    environment.runner.stats.reset_all()
+    _mark(environment, "capture_start")
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    """Discard the warm-up from the figures (on the master or a standalone runner)."""
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return
+    warmup_s = float(environment.parsed_options.warmup)
+    if warmup_s > 0:
+        gevent.spawn(_end_warmup, environment, warmup_s)
+    else:
+        _mark(environment, "capture_start")
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
+    """Keep Locust's raw response-time buckets, so repeats can be merged exactly."""
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return
+    _mark(environment, "capture_end")
+    out = getattr(environment.parsed_options, "histogram_out", "")
+    if not out:
+        return
+    stats = environment.runner.stats
+    entries = {
+        f"{entry.method} {entry.name}": {
+            "num_requests": entry.num_requests,
+            "num_failures": entry.num_failures,
+            "response_times": {str(k): v for k, v in entry.response_times.items()},
+        }
+        for entry in stats.entries.values()
+    }
+    total = stats.total
+    payload = {
+        "total": {
+            "num_requests": total.num_requests,
+            "num_failures": total.num_failures,
+            "max_response_time": total.max_response_time,
+            "start_time": total.start_time,
+            "last_request_timestamp": total.last_request_timestamp,
+            "response_times": {str(k): v for k, v in total.response_times.items()},
+        },
+        "entries": entries,
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(payload))
+
+
+def _reason(response: Any) -> str:
+    """Why a request failed: status plus the server's machine error code when it sent one."""
+    status = response.status_code
+    if not status:
+        return f"connection error: {response.error!r}"[:200]
+    code = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            code = str(body.get("error", ""))
+    except (ValueError, TypeError):
+        pass
+    return f"HTTP {status} {code}".strip()
+
+
+class AuthUser(FastHttpUser):
+    """What both credential types share: accounts, reads, relogin, failure reasons."""
+
+    abstract = True
+    login_mode = ""
+    pacing = 0.0
+    relogin_prob = 0.0
+
+    def wait_time(self) -> float:
+        # constant_pacing's bookkeeping, inlined so the pacing is a run option.
+        if self.pacing <= 0:
+            return 0.0
+        now = time.perf_counter()
+        run_time = now - self._last_run - self._last_wait
+        self._last_wait = max(0.0, self.pacing - run_time)
+        self._last_run = now
+        return self._last_wait
+
+    def on_start(self) -> None:
+        self.pacing = float(self._option("pacing", 0.0))
+        self._last_run = time.perf_counter()
+        self._last_wait = 0.0
+        self.relogin_prob = float(self._option("relogin_prob", 0.0))
+        accounts = max(1, int(self._option("accounts", 1000)))
+        self.account = next(_ACCOUNT_COUNTER) % accounts
+        self.item_ids = max(1, int(self._option("item_ids", 1000)))
+        self.login()
+
+    def _option(self, name: str, default: Any) -> Any:
+        options = self.environment.parsed_options
+        return getattr(options, name, default) if options is not None else default
+
+    # --- credential handling, per mode ------------------------------------------------
+    def credential_headers(self) -> dict[str, str]:
+        return {}
+
+    def accept_login(self, body: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def forget_credential(self) -> None:
+        raise NotImplementedError
+
+    def login(self) -> bool:
+        payload = {
+            "username": f"user{self.account}",
+            "password": f"password{self.account}",
+            "mode": self.login_mode,
+        }
+        with self.client.post(
+            "/auth/login", json=payload, name="/auth/login", catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(_reason(response))
+                return False
+            try:
+                body = response.json()
+            except ValueError:
+                response.failure("login answer is not JSON")
+                return False
+            if not self.accept_login(body):
+                response.failure("login answer carries no credential")
+                return False
+            response.success()
+            return True
+
+    def logout(self) -> None:
+        with self.client.post(
+            "/auth/logout", headers=self.credential_headers(), name="/auth/logout",
+            catch_response=True,
+        ) as response:  # fmt: skip
+            if response.status_code == 204:
+                response.success()
+            else:
+                response.failure(_reason(response))
+        self.forget_credential()
+
+    def read(self, path: str, name: str) -> None:
+        with self.client.get(
+            path, headers=self.credential_headers(), name=name, catch_response=True
+        ) as response:
+            if response.status_code == 200:
+                response.success()
+                return
+            response.failure(_reason(response))
+        if response.status_code == 401:
+            self.forget_credential()
+            self.login()  # the credential is gone (expired, revoked): start over
+
+    def between_reads(self) -> None:
+        """Now and then log out and log in again (a new session, a new token family)."""
+        if random.random() < self.relogin_prob:
+            self.logout()
+            self.login()
+
+    # --- the day's work -------------------------------------------------------------
+    @task(6)
+    def me(self) -> None:
+        self.read("/api/me", "/api/me")
+        self.between_reads()
+
+    @task(4)
+    def item(self) -> None:
+        item_id = random.randrange(self.item_ids)
+        self.read(f"/api/items/{item_id}", "/api/items/[id]")
+        self.between_reads()
+
+
+class SessionUser(AuthUser):
+    """Logs in for a session: the server keeps the state, the client keeps a cookie."""
+
+    login_mode = "session"
+
+    def accept_login(self, body: dict[str, Any]) -> bool:
+        # FastHttpUser's cookie jar stores `sid` (or `__Host-sid`) and sends it back.
+        return any(cookie.name.endswith("sid") for cookie in self.client.cookiejar)
+
+    def forget_credential(self) -> None:
+        self.client.cookiejar.clear()
+
+
+class JwtUser(AuthUser):
+    """Logs in for tokens: the client carries a signed access token and a refresh token."""
+
+    login_mode = "jwt"
+    access_token = ""
+    refresh_token = ""
+
+    def credential_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+
+    def accept_login(self, body: dict[str, Any]) -> bool:
+        self.access_token = str(body.get("access_token", ""))
+        self.refresh_token = str(body.get("refresh_token", ""))
+        return bool(self.access_token and self.refresh_token)
+
+    def forget_credential(self) -> None:
+        self.access_token = self.refresh_token = ""
+
+    def on_start(self) -> None:
+        self.refresh_prob = float(self._option("refresh_prob", 0.0))
+        super().on_start()
+
+    def between_reads(self) -> None:
+        if self.refresh_token and random.random() < self.refresh_prob:
+            self.refresh()
+        super().between_reads()
+
+    def refresh(self) -> None:
+        """Trade the refresh token for a new pair (rotation); start over when refused."""
+        with self.client.post(
+            "/auth/refresh", json={"refresh_token": self.refresh_token}, name="/auth/refresh",
+            catch_response=True,
+        ) as response:  # fmt: skip
+            if response.status_code == 200:
+                try:
+                    ok = self.accept_login(response.json())
+                except ValueError:
+                    ok = False
+                if ok:
+                    response.success()
+                    return
+                response.failure("refresh answer carries no tokens")
+            else:
+                response.failure(_reason(response))
+        self.forget_credential()
+        self.login()
