@@ -80,7 +80,8 @@ class RedisStore:
             # One attempt: a retry would only double the time a client waits for a 503.
             retry=Retry(NoBackoff(), 0),
         )
-        self.client: Redis = aioredis.Redis(connection_pool=pool)
+        # from_pool hands the pool to the client, so close() disconnects it too.
+        self.client: Redis = aioredis.Redis.from_pool(pool)
         self.breaker = CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
