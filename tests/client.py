@@ -32,14 +32,16 @@ def request(
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     payload: bytes | None
+    headers = dict(headers or {})
     if isinstance(body, dict):
         payload = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
     elif isinstance(body, str):
         payload = body.encode()
     else:
         payload = body
     try:
-        conn.request(method, path, body=payload, headers=headers or {})
+        conn.request(method, path, body=payload, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         return Answer(
