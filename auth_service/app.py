@@ -33,11 +33,16 @@ def create_app(settings: Settings) -> web.Application:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[state.SETTINGS]
     store = RedisStore(settings)
-    keyring = KeyRing(settings.jwt_algorithm, settings.jwt_hs256_secret)
+    # Retired keys verify until the last token they signed has expired.
+    keyring = KeyRing(
+        settings.jwt_algorithm,
+        settings.jwt_hs256_secret,
+        retain_s=settings.jwt_ttl_s + settings.jwt_leeway_s,
+    )
     verifier = TokenVerifier(settings)
     verifier.set_keys(keyring.verification_keys())
     sessions = SessionStore(store, settings)
-    revocations = RevocationList(store, settings.jwt_leeway_s)
+    revocations = RevocationList(store, settings.jwt_leeway_s, settings.jwt_ttl_s)
     users = UserDirectory(settings)
 
     app[state.STORE] = store

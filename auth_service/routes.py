@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from aiohttp import web
 
 from auth_service import state
 from authbench import metrics
-from authbench.credentials import MODE_JWT, MODE_SESSION, Principal
-from authbench.errors import InvalidField, NotFound, WrongPassword
+from authbench.credentials import (
+    CSRF_HEADER,
+    MODE_JWT,
+    MODE_JWT_COOKIE,
+    MODE_SESSION,
+    REFRESH_COOKIE_PATH,
+    SESSION_ID_PATTERN,
+    Principal,
+    check_fetch_metadata,
+    checked_refresh_token,
+    csrf_hash,
+    new_csrf_token,
+    refresh_cookie_name,
+)
+from authbench.errors import (
+    CsrfRejected,
+    InvalidField,
+    NotFound,
+    UnsupportedMediaType,
+    WrongPassword,
+)
 from authbench.http import json_response, read_json_object, string_field
 from authbench.tokens import FAMILY_CLAIM
 
 routes = web.RouteTableDef()
 
-MODES = (MODE_SESSION, MODE_JWT)
+MODES = (MODE_SESSION, MODE_JWT, MODE_JWT_COOKIE)
 
 
 def client_address(request: web.Request) -> str:
@@ -27,18 +47,30 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object body; a body declared as anything but JSON is 415. Refusing
+    text/plain and form types also keeps cross-site HTML forms from posting here."""
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType()
+    return await read_json_object(request)
+
+
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
+    data = await json_body(request)
     username = string_field(data, "username", max_length=128)
     password = string_field(data, "password", max_length=1024)
     mode = data.get("mode", MODE_SESSION)
-    if mode not in MODES:
-        raise InvalidField("'mode' must be 'session' or 'jwt'")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise InvalidField("'mode' must be 'session', 'jwt' or 'jwt-cookie'")
 
     app = request.app
     address = client_address(request)
     throttle = app[state.THROTTLE]
+    # Redis down: this raises 503 before any password is checked (never fails open).
     await throttle.check(username, address)
     if not await app[state.USERS].verify(username, password):
         await throttle.record_failure(username, address)
@@ -48,13 +80,9 @@ async def login(request: web.Request) -> web.Response:
     metrics.LOGINS.labels(mode, "success").inc()
 
     if mode == MODE_SESSION:
-        sessions = app[state.SESSIONS]
-        session_id = await sessions.create(username)
-        response = json_response(
-            {"mode": MODE_SESSION, "user": username, "expires_in": sessions.idle_s}
-        )
-        _set_session_cookie(request, response, session_id)
-        return response
+        return await _session_login(request, username)
+    if mode == MODE_JWT_COOKIE:
+        return await _cookie_login(request, username)
 
     family, refresh_token = await app[state.REFRESH_TOKENS].start_family(username)
     access = app[state.ISSUER].issue(username, family)
@@ -70,12 +98,69 @@ async def login(request: web.Request) -> web.Response:
     )
 
 
+async def _session_login(request: web.Request, username: str) -> web.Response:
+    app = request.app
+    sessions = app[state.SESSIONS]
+    # No fixation: a session ID the client brings is ended, never adopted; the new
+    # ID comes from `secrets`.
+    old = request.cookies.get(app[state.CHECKER].cookie_name)
+    if old is not None and SESSION_ID_PATTERN.fullmatch(old):
+        await sessions.discard(old)
+    session_id = await sessions.create(username)
+    response = json_response(
+        {"mode": MODE_SESSION, "user": username, "expires_in": sessions.idle_s}
+    )
+    _set_cookie(request, response, app[state.CHECKER].cookie_name, session_id)
+    return response
+
+
+async def _cookie_login(request: web.Request, username: str) -> web.Response:
+    """Mode jwt-cookie: the access token in an HttpOnly cookie, the refresh token in an
+    HttpOnly cookie sent only to /auth/refresh, and a CSRF token for the page to echo."""
+    app = request.app
+    csrf_token, bound_hash = new_csrf_token()
+    family, refresh_token = await app[state.REFRESH_TOKENS].start_family(username, bound_hash)
+    access = app[state.ISSUER].issue(username, family, bound_hash)
+    response = json_response(
+        {
+            "mode": MODE_JWT_COOKIE,
+            "user": username,
+            "expires_in": access.expires_in,
+            "csrf_token": csrf_token,
+        }
+    )
+    _set_token_cookies(request, response, access.token, refresh_token)
+    return response
+
+
 @routes.post("/auth/refresh")
 async def refresh(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    token = string_field(data, "refresh_token", max_length=128)
-    rotation = await request.app[state.REFRESH_TOKENS].rotate(token)
-    access = request.app[state.ISSUER].issue(rotation.user, rotation.family)
+    """Rotate a refresh token: from the JSON body (mode jwt) or the refresh cookie
+    (mode jwt-cookie, which also needs the login's X-CSRF-Token)."""
+    app = request.app
+    settings = app[state.SETTINGS]
+    cookie = request.cookies.get(refresh_cookie_name(settings))
+    data = await json_body(request) if request.can_read_body or cookie is None else {}
+    from_cookie = "refresh_token" not in data and cookie is not None
+    if from_cookie:
+        assert cookie is not None
+        check_fetch_metadata(request.method, request.headers)
+        token = checked_refresh_token(cookie)
+        presented = request.headers.get(CSRF_HEADER)
+        if presented is None:
+            raise CsrfRejected(f"{CSRF_HEADER} is required to refresh from the cookie")
+        expected_csrf = csrf_hash(presented)
+    else:
+        token = checked_refresh_token(string_field(data, "refresh_token", max_length=128))
+        expected_csrf = ""
+    rotation = await app[state.REFRESH_TOKENS].rotate(token, expected_csrf)
+    access = app[state.ISSUER].issue(rotation.user, rotation.family, rotation.csrf_hash)
+    if from_cookie:
+        response = json_response(
+            {"mode": MODE_JWT_COOKIE, "user": rotation.user, "expires_in": access.expires_in}
+        )
+        _set_token_cookies(request, response, access.token, rotation.refresh_token)
+        return response
     return json_response(
         {
             "mode": MODE_JWT,
@@ -90,7 +175,8 @@ async def refresh(request: web.Request) -> web.Response:
 
 @routes.post("/auth/logout")
 async def logout(request: web.Request) -> web.Response:
-    """End the credential presented; `?scope=all` ends every session and token family."""
+    """End the credential presented; `?scope=all` ends every session and token family
+    of the user and, with the denylist, every access token issued to them so far."""
     app = request.app
     principal = await app[state.CHECKER].authenticate(request)
     everywhere = request.query.get("scope") == "all"
@@ -102,15 +188,16 @@ async def logout(request: web.Request) -> web.Response:
     if everywhere:
         await app[state.SESSIONS].delete_all(principal.user)
         await app[state.REFRESH_TOKENS].revoke_all(principal.user)
+        if app[state.SETTINGS].jwt_revocation == "denylist":
+            await app[state.REVOCATIONS].revoke_user(principal.user)
     response = web.Response(status=204, headers={"Cache-Control": "no-store"})
+    checker = app[state.CHECKER]
     if principal.mode == MODE_SESSION:
-        settings = app[state.SETTINGS]
-        response.del_cookie(
-            app[state.CHECKER].cookie_name,
-            path="/",
-            secure=settings.cookie_secure,
-            httponly=True,
-            samesite=settings.cookie_samesite,
+        _clear_cookie(request, response, checker.cookie_name)
+    elif principal.mode == MODE_JWT_COOKIE:
+        _clear_cookie(request, response, checker.access_cookie_name)
+        _clear_cookie(
+            request, response, refresh_cookie_name(app[state.SETTINGS]), REFRESH_COOKIE_PATH
         )
     return response
 
@@ -136,7 +223,8 @@ async def jwks(request: web.Request) -> web.Response:
 
 @routes.post("/auth/admin/rotate-keys")
 async def rotate_keys(request: web.Request) -> web.Response:
-    """Operator endpoint (needs AUTH_ADMIN_TOKEN): new signing key, previous kept."""
+    """Operator endpoint (needs AUTH_ADMIN_TOKEN): a new signing key; retired keys stay
+    in the JWKS until the tokens they signed have expired."""
     expected = request.app[state.SETTINGS].admin_token
     presented = request.headers.get("Authorization", "")
     wanted = f"Bearer {expected}".encode()
@@ -145,17 +233,63 @@ async def rotate_keys(request: web.Request) -> web.Response:
     keyring = request.app[state.KEYRING]
     new_key = keyring.rotate()
     request.app[state.VERIFIER].set_keys(keyring.verification_keys())
-    previous = keyring.previous.kid if keyring.previous else None
-    return json_response({"kid": new_key.kid, "previous": previous})
+    return json_response(
+        {"kid": new_key.kid, "verifying": [k.kid for k in keyring.keys()]},
+    )
 
 
-def _set_session_cookie(request: web.Request, response: web.Response, session_id: str) -> None:
+def _set_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    path: str = "/",
+    max_age: int | None = None,
+) -> None:
+    """Every cookie: HttpOnly, SameSite from COOKIE_SAMESITE, never a Domain; Secure (and
+    a __Host-/__Secure- name, chosen by the caller) with COOKIE_SECURE=1."""
     settings = request.app[state.SETTINGS]
     response.set_cookie(
-        request.app[state.CHECKER].cookie_name,
-        session_id,
-        path="/",
+        name,
+        value,
+        path=path,
+        max_age=max_age,
         httponly=True,
         secure=settings.cookie_secure,
+        samesite=settings.cookie_samesite,
+    )
+
+
+def _set_token_cookies(
+    request: web.Request, response: web.StreamResponse, access_token: str, refresh_token: str
+) -> None:
+    app = request.app
+    settings = app[state.SETTINGS]
+    _set_cookie(
+        request,
+        response,
+        app[state.CHECKER].access_cookie_name,
+        access_token,
+        max_age=settings.jwt_ttl_s,
+    )
+    _set_cookie(
+        request,
+        response,
+        refresh_cookie_name(settings),
+        refresh_token,
+        path=REFRESH_COOKIE_PATH,
+        max_age=settings.refresh_ttl_s,
+    )
+
+
+def _clear_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, path: str = "/"
+) -> None:
+    settings = request.app[state.SETTINGS]
+    response.del_cookie(
+        name,
+        path=path,
+        secure=settings.cookie_secure,
+        httponly=True,
         samesite=settings.cookie_samesite,
     )

@@ -1,16 +1,28 @@
 """The one place that knows the credential formats and checks a request's credential.
 
-A request carries either a session cookie (`sid`, or `__Host-sid` when cookies are
-secure) or an `Authorization: Bearer <JWT>` header; the type is recognised per request,
-so one cluster serves both modes at once. A Bearer header wins when both are present.
+A request carries one of three credentials; the type is recognised per request, so one
+cluster serves every mode at once:
+- `Authorization: Bearer <JWT>` (mode jwt); it wins when several are present;
+- a session cookie `sid` (`__Host-sid` when cookies are secure) (mode session);
+- an access-token cookie `at` (`__Host-at`) holding a JWT (mode jwt-cookie, the seed
+  document's advice: the token out of reach of page scripts).
 Every credential is format-checked before any lookup: garbage never reaches Redis.
+
+Cookies are sent by browsers on cross-site requests too, so a state-changing request
+(any method but GET/HEAD/OPTIONS) that authenticates by cookie must prove it came from
+our own page: a `Sec-Fetch-Site: cross-site` header is refused for both cookies, and the
+JWT cookie also needs `X-CSRF-Token`, whose SHA-256 the token itself carries (a double
+submit bound to the signed token: a forger can neither read nor mint a matching pair).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +32,7 @@ from authbench import metrics
 from authbench.config import Settings
 from authbench.errors import (
     AuthbenchError,
+    CsrfRejected,
     InvalidCredential,
     MissingCredential,
     RevokedCredential,
@@ -27,21 +40,44 @@ from authbench.errors import (
 )
 from authbench.revocation import RevocationList
 from authbench.sessions import SessionStore
-from authbench.tokens import TokenVerifier, UnknownKeyId
+from authbench.tokens import CSRF_CLAIM, FAMILY_CLAIM, TokenVerifier, UnknownKeyId
 
 SESSION_COOKIE = "sid"
 SECURE_SESSION_COOKIE = "__Host-sid"
-# secrets.token_urlsafe(32): 43 base64url characters, nothing else.
+ACCESS_COOKIE = "at"
+SECURE_ACCESS_COOKIE = "__Host-at"
+# The refresh cookie is sent only to /auth/refresh; `__Host-` demands Path=/, so the
+# secure variant uses `__Secure-` (Secure, no Domain is set either way).
+REFRESH_COOKIE = "rt"
+SECURE_REFRESH_COOKIE = "__Secure-rt"
+REFRESH_COOKIE_PATH = "/auth/refresh"
+CSRF_HEADER = "X-CSRF-Token"
+
+# secrets.token_urlsafe(32): 43 base64url characters, nothing else. Session IDs,
+# refresh tokens and CSRF tokens all have this shape.
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+OPAQUE_TOKEN_PATTERN = SESSION_ID_PATTERN
 # RFC 6750 section 2.1 b64token, then a JWT's three segments are checked by PyJWT.
 BEARER_PATTERN = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+# A compact JWS: three base64url segments (the cookie value is checked before parsing).
+JWT_PATTERN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 MODE_SESSION = "session"
 MODE_JWT = "jwt"
+MODE_JWT_COOKIE = "jwt-cookie"
 
 
 def session_cookie_name(settings: Settings) -> str:
     return SECURE_SESSION_COOKIE if settings.cookie_secure else SESSION_COOKIE
+
+
+def access_cookie_name(settings: Settings) -> str:
+    return SECURE_ACCESS_COOKIE if settings.cookie_secure else ACCESS_COOKIE
+
+
+def refresh_cookie_name(settings: Settings) -> str:
+    return SECURE_REFRESH_COOKIE if settings.cookie_secure else REFRESH_COOKIE
 
 
 def bearer_token(authorization: str) -> str:
@@ -58,6 +94,71 @@ def checked_session_id(raw: str) -> str:
     return raw
 
 
+def checked_refresh_token(raw: str) -> str:
+    if OPAQUE_TOKEN_PATTERN.fullmatch(raw) is None:
+        raise InvalidCredential("malformed refresh token")
+    return raw
+
+
+def checked_cookie_jwt(raw: str, max_bytes: int) -> str:
+    if len(raw) > max_bytes or JWT_PATTERN.fullmatch(raw) is None:
+        raise InvalidCredential("malformed access-token cookie")
+    return raw
+
+
+def new_csrf_token() -> tuple[str, str]:
+    """A fresh CSRF token and the hash an access token (or refresh record) carries."""
+    token = secrets.token_urlsafe(32)
+    return token, csrf_hash(token)
+
+
+def csrf_hash(token: str) -> str:
+    digest = hashlib.sha256(token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def csrf_matches(presented: str | None, expected_hash: Any) -> bool:
+    """Whether the presented X-CSRF-Token hashes to `expected_hash` (constant time)."""
+    if presented is None or not isinstance(expected_hash, str):
+        return False
+    if OPAQUE_TOKEN_PATTERN.fullmatch(presented) is None:
+        return False
+    return secrets.compare_digest(csrf_hash(presented), expected_hash)
+
+
+def check_fetch_metadata(method: str, headers: Mapping[str, str]) -> None:
+    """Refuse a cookie-authenticated state change that the browser says is cross-site."""
+    if method not in SAFE_METHODS and headers.get("Sec-Fetch-Site") == "cross-site":
+        raise CsrfRejected("cross-site state-changing request refused")
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedCredential:
+    """What a request presents, format-checked, before any lookup or signature check."""
+
+    mode: str
+    value: str
+
+
+def presented_credential(
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    settings: Settings,
+) -> PresentedCredential:
+    """The credential a request carries (Bearer header, then session, then JWT cookie);
+    MissingCredential or InvalidCredential when there is none or it is malformed."""
+    authorization = headers.get("Authorization")
+    if authorization is not None:
+        return PresentedCredential(MODE_JWT, bearer_token(authorization))
+    raw = cookies.get(session_cookie_name(settings))
+    if raw is not None:
+        return PresentedCredential(MODE_SESSION, checked_session_id(raw))
+    raw = cookies.get(access_cookie_name(settings))
+    if raw is not None:
+        return PresentedCredential(MODE_JWT_COOKIE, checked_cookie_jwt(raw, settings.jwt_max_bytes))
+    raise MissingCredential()
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user: str
@@ -72,7 +173,7 @@ KeyRefresher = Callable[[], Awaitable[bool]]
 
 class CredentialChecker:
     """Authenticates a request: one Redis round trip for a session, a local signature
-    check for a JWT (plus one EXISTS with the denylist)."""
+    check for a JWT (plus one MGET with the denylist)."""
 
     def __init__(
         self,
@@ -82,7 +183,9 @@ class CredentialChecker:
         revocations: RevocationList | None,
         refresh_keys: KeyRefresher | None = None,
     ) -> None:
+        self._settings = settings
         self._cookie = session_cookie_name(settings)
+        self._access_cookie = access_cookie_name(settings)
         self._sessions = sessions
         self._verifier = verifier
         self._revocations = revocations
@@ -93,14 +196,26 @@ class CredentialChecker:
     def cookie_name(self) -> str:
         return self._cookie
 
+    @property
+    def access_cookie_name(self) -> str:
+        return self._access_cookie
+
     async def authenticate(self, request: web.Request) -> Principal:
-        authorization = request.headers.get("Authorization")
-        if authorization is not None:
+        headers = request.headers
+        authorization = headers.get("Authorization")
+        if authorization is not None:  # the hot path of mode jwt: no cookie parsing
             return await self._timed(MODE_JWT, self._check_jwt(bearer_token(authorization)))
-        raw = request.cookies.get(self._cookie)
-        if raw is not None:
-            return await self._timed(MODE_SESSION, self._check_session(raw))
-        raise MissingCredential()
+        presented = presented_credential(headers, request.cookies, self._settings)
+        check_fetch_metadata(request.method, headers)
+        if presented.mode == MODE_SESSION:
+            return await self._timed(MODE_SESSION, self._check_session(presented.value))
+        principal = await self._timed(MODE_JWT_COOKIE, self._check_jwt(presented.value))
+        assert principal.claims is not None
+        if request.method not in SAFE_METHODS and not csrf_matches(
+            headers.get(CSRF_HEADER), principal.claims.get(CSRF_CLAIM)
+        ):
+            raise CsrfRejected(f"{CSRF_HEADER} missing or not the one issued at login")
+        return Principal(principal.user, MODE_JWT_COOKIE, claims=principal.claims)
 
     async def _timed(self, mode: str, check: Awaitable[Principal]) -> Principal:
         started = time.perf_counter()
@@ -115,8 +230,7 @@ class CredentialChecker:
                 time.perf_counter() - started
             )
 
-    async def _check_session(self, raw: str) -> Principal:
-        session_id = checked_session_id(raw)
+    async def _check_session(self, session_id: str) -> Principal:
         session = await self._sessions.validate(session_id)
         return Principal(session.user, MODE_SESSION, session_id=session_id)
 
@@ -130,7 +244,7 @@ class CredentialChecker:
             claims = self._verifier.verify(token)
         if self._revocations is not None:
             try:
-                revoked = await self._revocations.is_revoked(claims["jti"])
+                revoked = await self._revocations.is_token_revoked(claims, FAMILY_CLAIM)
             except StoreUnavailable:
                 if not self._fail_open:
                     raise

@@ -87,6 +87,13 @@ class Forbidden(AuthbenchError):
     status, code, default_detail = 403, "forbidden", "not allowed"
 
 
+class CsrfRejected(Forbidden):
+    """A state-changing request carried a cookie credential without proof that our own
+    page sent it (no matching X-CSRF-Token, or a cross-site Sec-Fetch-Site)."""
+
+    code, default_detail = "csrf_rejected", "cross-site request forgery check failed"
+
+
 class NotFound(AuthbenchError):
     status, code, default_detail = 404, "not_found", "no such resource"
 

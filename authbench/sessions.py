@@ -90,6 +90,12 @@ class SessionStore:
 
         await self._store.call(_delete)
 
+    async def discard(self, session_id: str) -> None:
+        """End a session a client presents at login, whoever it belongs to: after a login
+        only the new ID is valid (OWASP: renew the session ID on privilege change)."""
+        key = _key(session_id)
+        await self._store.call(lambda r: r.delete(key))
+
     async def delete_all(self, user: str) -> int:
         """Log out everywhere: end every session of `user`; returns how many ended."""
         user_key = USER_SESSIONS_PREFIX + user

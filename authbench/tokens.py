@@ -23,11 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from authbench.config import Settings
-from authbench.errors import ExpiredCredential, InvalidCredential
+from authbench.errors import BadRequest, ExpiredCredential, InvalidCredential
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
 FAMILY_CLAIM = "fam"  # refresh-token family this access token was issued in (for logout)
+# SHA-256 (base64url) of the CSRF token bound to a cookie-carried access token.
+CSRF_CLAIM = "csrf"
 _ALGORITHMS = get_default_algorithms()
 _MAX_KID_LENGTH = 64
 
@@ -69,26 +71,41 @@ def generate_key(algorithm: str, hs256_secret: str = "") -> SigningKey:
 
 
 class KeyRing:
-    """The auth service's signing keys: the current one signs, the previous still verifies.
+    """The auth service's signing keys: the current one signs, retired ones still verify.
 
-    Rotation moves current to previous and makes a new current key; the JWKS publishes
-    both, so tokens signed before a rotation keep working until they expire.
+    Rotation retires the current key and makes a new one. A retired key stays in the JWKS
+    until every token it signed has expired (`retain_s`: the access-token lifetime plus
+    the leeway), so tokens signed before a rotation keep working until their own expiry,
+    however often operators rotate.
     """
 
-    def __init__(self, algorithm: str, hs256_secret: str = "") -> None:
+    def __init__(self, algorithm: str, hs256_secret: str = "", retain_s: float = 0.0) -> None:
         self._algorithm = algorithm
         self._hs256_secret = hs256_secret
+        self._retain_s = retain_s
         self.current = generate_key(algorithm, hs256_secret)
-        self.previous: SigningKey | None = None
+        self._retired: list[tuple[SigningKey, float]] = []  # newest first, with retire time
+
+    @property
+    def previous(self) -> SigningKey | None:
+        self._prune()
+        return self._retired[0][0] if self._retired else None
 
     def rotate(self) -> SigningKey:
         if self._algorithm == "HS256":
-            raise InvalidCredential("HS256 keys are a shared secret: rotate JWT_HS256_SECRET")
-        self.previous, self.current = self.current, generate_key(self._algorithm)
+            raise BadRequest("HS256 keys are a shared secret: rotate JWT_HS256_SECRET instead")
+        self._prune()
+        self._retired.insert(0, (self.current, time.monotonic()))
+        self.current = generate_key(self._algorithm)
         return self.current
 
+    def _prune(self) -> None:
+        now = time.monotonic()
+        self._retired = [(k, t) for k, t in self._retired if now - t <= self._retain_s]
+
     def keys(self) -> list[SigningKey]:
-        return [k for k in (self.current, self.previous) if k is not None]
+        self._prune()
+        return [self.current, *(k for k, _ in self._retired)]
 
     def verification_keys(self) -> dict[str, VerificationKey]:
         return {k.kid: VerificationKey(k.algorithm, k.public_key) for k in self.keys()}
@@ -113,20 +130,25 @@ class TokenIssuer:
         self._audience = settings.jwt_audience
         self._ttl_s = settings.jwt_ttl_s
 
-    def issue(self, user: str, family: str) -> IssuedToken:
+    def issue(self, user: str, family: str, csrf_hash: str | None = None) -> IssuedToken:
         key = self._keyring.current
-        now = int(time.time())
+        issued_at = time.time()
+        now = int(issued_at)
         jti = secrets.token_urlsafe(16)
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": self._audience,
             "sub": user,
-            "iat": now,
+            # Millisecond iat (RFC 7519 allows fractions): "log out everywhere" revokes
+            # tokens issued before an instant, and a login right after it must survive.
+            "iat": round(issued_at, 3),
             "nbf": now,
             "exp": now + self._ttl_s,
             "jti": jti,
             FAMILY_CLAIM: family,
         }
+        if csrf_hash is not None:
+            claims[CSRF_CLAIM] = csrf_hash
         token = jwt.encode(
             claims,
             key.private_key,
