@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -173,11 +174,18 @@ class JsonErrorRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         if isinstance(exc, LineTooLong):
             # aiohttp reports both an overlong header and an overlong request line as
-            # LineTooLong; the message says which.
+            # LineTooLong(line, limit): the limit says which when the two limits differ,
+            # else the line's shape ("METHOD /target" or "/target", not "Name: value").
+            line, limit = (*exc.args, b"", None)[:2]
+            if self.max_line_size != self.max_field_size:
+                too_long_url = limit == self.max_line_size
+            else:
+                too_long_url = _is_request_line(line)
             err: errors.AuthbenchError = (
-                errors.UriTooLong() if "request line" in str(exc).lower()
-                else errors.HeadersTooLarge()
-            )  # fmt: skip
+                errors.UriTooLong() if too_long_url else errors.HeadersTooLarge()
+            )
+        elif isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower():
+            err = errors.HeadersTooLarge("too many request headers")
         elif isinstance(exc, BadHttpMessage):
             err = errors.BadRequest("malformed HTTP request")
         elif status == 500:
@@ -190,6 +198,15 @@ class JsonErrorRequestHandler(RequestHandler):
         resp = error_response(err)
         resp.force_close()
         return resp
+
+
+_REQUEST_LINE = re.compile(rb"[A-Za-z]+ [^ :]|/|\*")
+
+
+def _is_request_line(line: object) -> bool:
+    if isinstance(line, str):
+        line = line.encode("latin-1", "replace")
+    return isinstance(line, bytes | bytearray) and _REQUEST_LINE.match(bytes(line)) is not None
 
 
 class JsonErrorAppRunner(web.AppRunner):
