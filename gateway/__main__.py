@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from authbench.config import Settings
-from authbench.http import run, serve
-from gateway.app import create_app
+from authbench.http import run
+from gateway.app import create_app, serve
 
 DEFAULT_PORT = 8080
 
@@ -26,15 +26,7 @@ def main() -> None:
         children.append(pid)
     try:
         run(
-            lambda: serve(
-                create_app(settings),
-                settings.host,
-                port,
-                max_field_size=settings.max_header_bytes,
-                max_line_size=settings.max_url_bytes,
-                reuse_port=workers > 1,
-                access_log=settings.access_log,
-            ),
+            lambda: serve(create_app(settings), settings.host, port, reuse_port=workers > 1),
             settings.log_level,
         )
     finally:

@@ -17,11 +17,15 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from authbench import metrics
+
+if TYPE_CHECKING:
+    from gateway.connections import UpstreamConnection
 
 log = logging.getLogger("gateway.upstreams")
 
@@ -34,6 +38,25 @@ class Upstream:
     healthy: bool = True
     failures: int = 0
     in_flight: int = field(default=0)
+    # Where to connect, and the Host line every request to it carries (precomputed).
+    host: str = field(init=False)
+    port: int = field(init=False)
+    host_header: bytes = field(init=False)
+    # Keep-alive connections waiting for the next request (gateway.connections).
+    idle: list[UpstreamConnection] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"upstreams are http://HOST:PORT URLs, not {self.base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.host_header = parts.netloc.encode("ascii")
+
+    def close_idle(self) -> None:
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            connection.close()
 
 
 class UpstreamPool:
@@ -73,8 +96,15 @@ class UpstreamPool:
         return list(self._healthy)
 
     def _set(self, upstreams: list[Upstream]) -> None:
+        for gone in set(self._upstreams) - set(upstreams):
+            gone.close_idle()
         self._upstreams = upstreams
         self._rebuild()
+
+    def close(self) -> None:
+        """Close every pooled keep-alive connection (gateway shutdown)."""
+        for upstream in self._upstreams:
+            upstream.close_idle()
 
     def _rebuild(self) -> None:
         self._healthy = [u for u in self._upstreams if u.healthy]

@@ -1,0 +1,137 @@
+"""Gateway vs nginx in front of the same replica, measured side by side with wrk.
+
+Starts (all on 127.0.0.1, ports from --base-port): a hello-world aiohttp replica, nginx
+as a keep-alive reverse proxy to it, and `python -m gateway` in front of it. Then, for
+--rounds rounds, runs wrk against direct / nginx / gateway in turn (interleaved, so the
+shared machine's noise hits all three alike) and prints medians and ratios:
+
+- throughput: wrk -c CONNECTIONS, rps through each path; target gateway/nginx >= 0.6;
+- latency: wrk -c 1 (one request in flight: no queueing), p50 added to the direct p50;
+  target gateway's added p50 <= 0.5 ms;
+- the load generator's own ceiling: wrk against nginx's static `return 200`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    BENCH_DIR,
+    PYTHON,
+    Processes,
+    WrkResult,
+    check_ports,
+    median,
+    nginx,
+    say,
+    table,
+    wait_http,
+    wrk,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-port", type=int, default=30740)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="GATEWAY_WORKERS")
+    parser.add_argument("--nginx-workers", type=int, default=2)
+    parser.add_argument("--body-bytes", type=int, default=64, help="replica response size")
+    parser.add_argument("--path", default="/api/hello")
+    parser.add_argument("--json", type=Path, help="also write the medians here")
+    args = parser.parse_args(argv)
+
+    replica, proxy, gateway = args.base_port, args.base_port + 1, args.base_port + 2
+    check_ports([replica, proxy, gateway])
+    with Processes() as procs:
+        procs.spawn(
+            "replica", [PYTHON, str(BENCH_DIR / "hello_replica.py"), str(replica),
+                        str(args.body_bytes)],
+        )  # fmt: skip
+        wait_http(f"http://127.0.0.1:{replica}/healthz")
+        with nginx(proxy, replica, procs.logdir / "nginx", args.nginx_workers) as conf:
+            procs.spawn("nginx", ["nginx", "-c", str(conf), "-e", str(conf.parent / "e.log")])
+            wait_http(f"http://127.0.0.1:{proxy}/nginx-static")
+        upstream = f"http://127.0.0.1:{replica}"
+        procs.spawn(
+            "gateway",
+            [PYTHON, "-m", "gateway"],
+            {
+                "PORT": str(gateway), "HOST": "127.0.0.1", "AUTH_URL": upstream,
+                "RESOURCE_URLS": upstream, "GATEWAY_WORKERS": str(args.workers),
+                "LOG_LEVEL": "WARNING", "REDIS_URL": "redis://127.0.0.1:1/0",
+            },
+        )  # fmt: skip
+        wait_http(f"http://127.0.0.1:{gateway}/readyz")
+        say(f"logs in {procs.logdir}")
+        targets = {
+            "direct": f"http://127.0.0.1:{replica}{args.path}",
+            "nginx": f"http://127.0.0.1:{proxy}{args.path}",
+            "gateway": f"http://127.0.0.1:{gateway}{args.path}",
+        }
+        for url in targets.values():  # warm up every path (pools, JIT-free caches)
+            wrk(url, duration_s=1, connections=args.connections)
+        loaded: dict[str, list[WrkResult]] = {k: [] for k in targets}
+        single: dict[str, list[WrkResult]] = {k: [] for k in targets}
+        ceiling: list[WrkResult] = []
+        for r in range(args.rounds):
+            for name, url in targets.items():
+                res = wrk(url, duration_s=args.duration, connections=args.connections)
+                loaded[name].append(res)
+                say(f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
+                    f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}")  # fmt: skip
+            for name, url in targets.items():
+                res = wrk(url, duration_s=args.duration, connections=1)
+                single[name].append(res)
+                say(f"round {r + 1}/{args.rounds} {name:8s} c=1: {res.rps:9,.0f} rps "
+                    f"p50 {res.p50_ms:.3f} ms")  # fmt: skip
+            res = wrk(f"http://127.0.0.1:{proxy}/nginx-static", duration_s=args.duration,
+                      connections=args.connections)  # fmt: skip
+            ceiling.append(res)
+            say(f"round {r + 1}/{args.rounds} wrk ceiling (nginx static): {res.rps:9,.0f} rps")
+
+    rps = {k: median([r.rps for r in v]) for k, v in loaded.items()}
+    p50 = {k: median([r.p50_ms for r in v]) for k, v in loaded.items()}
+    p50_1 = {k: median([r.p50_ms for r in v]) for k, v in single.items()}
+    errors = {k: sum(r.errors for r in v) for k, v in loaded.items()}
+    rows = [
+        [name, rps[name], p50[name], p50_1[name], p50_1[name] - p50_1["direct"], errors[name]]
+        for name in targets
+    ]
+    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
+          f"interleaved rounds; gateway workers {args.workers}, nginx workers "
+          f"{args.nginx_workers}\n")  # fmt: skip
+    print(table(["path", "rps", f"p50 ms (c={args.connections})", "p50 ms (c=1)",
+                 "added p50 ms (c=1)"  , "errors"], rows))  # fmt: skip
+    ratio = rps["gateway"] / rps["nginx"]
+    added = p50_1["gateway"] - p50_1["direct"]
+    wrk_ceiling = median([r.rps for r in ceiling])
+    print()
+    print(table(
+        ["target", "measured", "goal", "met"],
+        [
+            ["gateway rps / nginx rps", f"{ratio:.2f}", ">= 0.60", ratio >= 0.6],
+            ["gateway added p50 (c=1)", f"{added:.3f} ms", "<= 0.500 ms", added <= 0.5],
+            ["nginx added p50 (c=1)", f"{p50_1['nginx'] - p50_1['direct']:.3f} ms", "-", "-"],
+            ["wrk ceiling (nginx static)", f"{wrk_ceiling:,.0f} rps", "> every cell",
+             wrk_ceiling > max(rps.values())],
+        ],
+    ))  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rps": rps, "p50_ms": p50, "p50_ms_c1": p50_1, "ratio": ratio,
+            "added_p50_ms": added, "wrk_ceiling_rps": wrk_ceiling, "errors": errors,
+            "args": {k: str(v) for k, v in vars(args).items()},
+        }, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

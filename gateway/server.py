@@ -1,0 +1,465 @@
+"""The gateway's HTTP/1.1 server side: one asyncio protocol per client connection.
+
+The proxy hot path bypasses aiohttp's server (request objects, routing, middleware,
+response objects) for an httptools (llhttp, the parser Node.js uses) request parser and
+byte-level responses: the gateway only needs the method, the target and the raw headers to
+forward a request, and that work is what every benchmark request pays for.
+
+What aiohttp's server did for us is done here, explicitly:
+- limits: request target longer than MAX_URL_BYTES is 414, a header line longer than
+  MAX_HEADER_BYTES or more than MAX_HEADERS headers is 431, a body over MAX_BODY_BYTES is
+  413, anything that is not HTTP/1.x is 400; all in the contract's JSON, then the
+  connection is closed (after reading what the client still sends, so it sees the answer);
+- keep-alive and HTTP/1.0, pipelined requests answered in order, `Expect: 100-continue`;
+- backpressure: a client that does not read pauses the upstream it is fed from;
+- a client that goes away aborts its upstream exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from authbench import errors
+from authbench.http import error_body
+from gateway.proxy import ResponseAborted
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.connections import UpstreamConnection
+
+log = logging.getLogger("gateway.server")
+
+MAX_HEADERS = 128
+MAX_PIPELINED = 16  # queued requests per connection before we stop reading
+_DRAIN_LIMIT = 1 << 22  # after a 413, read and drop at most this much before closing
+_DRAIN_TIMEOUT_S = 2.0
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_KEEP_ALIVE_TAIL = b"\r\n"
+_CLOSE_TAIL = b"Connection: close\r\n\r\n"
+_KEEP_ALIVE_10_TAIL = b"Connection: keep-alive\r\n\r\n"
+
+
+class ProxyRequest:
+    """What the gateway keeps of a request: raw method, target and headers, the body."""
+
+    __slots__ = (
+        "body", "connection", "headers", "http11", "keep_alive", "method", "rid", "started",
+        "target",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+        connection: bytes | None,
+        rid: bytes,
+        keep_alive: bool,
+        http11: bool,
+    ) -> None:
+        self.method = method
+        self.http11 = http11
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.connection = connection
+        self.rid = rid
+        self.keep_alive = keep_alive
+        self.started = time.perf_counter()
+
+
+class _Rejected:
+    """A request refused while parsing: its error is answered in turn, then we close."""
+
+    __slots__ = ("error", "rid")
+
+    def __init__(self, error: errors.AuthbenchError, rid: bytes | None) -> None:
+        self.error = error
+        self.rid = rid
+
+
+_PENDING = object()  # `_outcome` while a request is still being answered
+
+
+class _Refuse(Exception):
+    def __init__(self, error: errors.AuthbenchError) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parse requests, hand them to the gateway one at a time."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_busy",
+        "_connection",
+        "_current",
+        "_dispatching",
+        "_drain_left",
+        "_expect",
+        "_gateway",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_length",
+        "_lost",
+        "_out",
+        "_outcome",
+        "_parser",
+        "_queue",
+        "_reading_paused",
+        "_rid",
+        "_rid_line",
+        "_stopped",
+        "_transport",
+        "_url",
+        "http11",
+        "keep_alive",
+        "peer",
+        "status",
+        "upstream",
+    )  # fmt: skip
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._queue: deque[ProxyRequest | _Rejected] = deque()
+        self._busy = False
+        self._lost = False
+        self._stopped = False  # a refusal is queued: parse nothing more
+        self._reading_paused = False
+        self._drain_left = 0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] | None = None
+        self._body_size = 0
+        self._head_bytes = 0
+        self._in_head = False
+        self._length = -1
+        self._expect = False
+        self._rid: bytes | None = None
+        self._connection: bytes | None = None
+        self._rid_line = b""
+        self._out: list[bytes] | None = None
+        self._current: ProxyRequest | None = None
+        self._dispatching = False
+        self._outcome: errors.AuthbenchError | object | None = None
+        self.peer = b"unknown"
+        self.http11 = True
+        self.keep_alive = True
+        self.status = 0
+        self.upstream: UpstreamConnection | None = None
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode()
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            self._drain(len(data))
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._gateway.max_head_bytes:
+                self._refuse(errors.HeadersTooLarge())
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # An Upgrade/CONNECT request: it was queued as a plain request (Upgrade is
+            # hop-by-hop, never forwarded); what follows must be HTTP again.
+            offset = exc.args[0]
+            if offset < len(data) and not self._stopped:
+                self.data_received(data[offset:])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refuse):
+                self._refuse(cause.error)
+            else:
+                log.error("parser callback failed: %r", cause)
+                self._refuse(errors.AuthbenchError())
+        except httptools.HttpParserError:
+            self._refuse(errors.BadRequest("malformed HTTP request"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._transport = None
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.abort()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # --- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = None
+        self._body_size = 0
+        self._length = -1
+        self._expect = False
+        self._rid = None
+        self._connection = None
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._gateway.max_url_bytes:
+            raise _Refuse(errors.UriTooLong())
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        if len(name) + len(value) + 2 > self._gateway.max_field_bytes:
+            raise _Refuse(errors.HeadersTooLarge())
+        if len(headers) >= MAX_HEADERS:
+            raise _Refuse(errors.HeadersTooLarge("too many request headers"))
+        headers.append((name, value))
+        # The few headers the gateway itself acts on; first letters keep this cheap.
+        first = name[:1]
+        if first in b"CcXxEe":
+            lowered = name.lower()
+            if lowered == b"content-length":
+                self._length = int(value) if value.isdigit() else -1
+                if self._length > self._gateway.max_body_bytes:
+                    raise _Refuse(errors.PayloadTooLarge())
+            elif lowered == b"x-request-id":
+                self._rid = value
+            elif lowered == b"connection":
+                self._connection = value
+            elif lowered == b"expect":
+                self._expect = value.lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._expect and not self._busy and not self._queue and self._transport:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._gateway.max_body_bytes:
+            raise _Refuse(errors.PayloadTooLarge())
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        body = self._body
+        request = ProxyRequest(
+            parser.get_method(),
+            self._url,
+            self._headers,
+            (body[0] if len(body) == 1 else b"".join(body)) if body else None,
+            self._connection,
+            self._gateway.request_id(self._rid),
+            parser.should_keep_alive(),
+            parser.get_http_version() == "1.1",
+        )
+        self._queue.append(request)
+        if not self._busy:
+            self._next()
+        elif len(self._queue) >= MAX_PIPELINED and self._transport and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    # --- answering ----------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self._out is not None:
+            self._out.append(data)
+        elif self._transport is not None:
+            self._transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until `uncork`: one send() for a head and its body."""
+        self._out = []
+
+    def uncork(self) -> None:
+        out, self._out = self._out, None
+        if out and self._transport is not None:
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def response_tail(self) -> bytes:
+        """What ends a response head: the X-Request-Id line and the Connection header."""
+        rid_line = self._rid_line
+        if not self.keep_alive:
+            return rid_line + _CLOSE_TAIL
+        if not self.http11:
+            return rid_line + _KEEP_ALIVE_10_TAIL
+        return rid_line + _KEEP_ALIVE_TAIL
+
+    def send_error(self, error: errors.AuthbenchError, rid: bytes | None) -> None:
+        self.status = error.status
+        body = error_body(error.code, error.detail)
+        lines = [
+            b"HTTP/1.1 %d %s\r\n" % (error.status, _reason(error.status)),
+            b"Content-Type: application/json; charset=utf-8\r\n",
+            b"Cache-Control: no-store\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+        ]
+        for name, value in error.headers.items():
+            lines.append(b"%s: %s\r\n" % (name.encode(), value.encode()))
+        if rid is not None:
+            lines.append(b"X-Request-Id: " + rid + b"\r\n")
+        lines.append(_CLOSE_TAIL if not self.keep_alive else b"\r\n")
+        lines.append(body)
+        self.write(b"".join(lines))
+
+    def send(
+        self, status: int, content_type: bytes, body: bytes, rid: bytes, head_only: bool = False
+    ) -> None:
+        """A complete answer from the gateway itself (its own endpoints)."""
+        self.status = status
+        self.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+            b"Content-Length: %d\r\nX-Request-Id: %s\r\n%s"
+            % (
+                status,
+                _reason(status),
+                content_type,
+                len(body),
+                rid,
+                _CLOSE_TAIL if not self.keep_alive else b"\r\n",
+            )
+            + (b"" if head_only else body)
+        )
+
+    @property
+    def gone(self) -> bool:
+        """The client closed (or we did): nothing more can be answered."""
+        return self._lost
+
+    def _next(self) -> None:
+        """Answer queued requests in order (pipelining), one at a time.
+
+        A request either completes during `gateway.dispatch` (the gateway's own answers,
+        errors) or later, from an upstream callback, through `request_done`.
+        """
+        queue = self._queue
+        self._busy = True
+        while queue and not self._lost:
+            item = queue.popleft()
+            if self._reading_paused and len(queue) < MAX_PIPELINED // 2:
+                self._reading_paused = False
+                if self._transport is not None:
+                    self._transport.resume_reading()
+            if isinstance(item, _Rejected):
+                self.keep_alive = False
+                self.send_error(item.error, item.rid)
+                self._close_after_drain()
+                return
+            self._current = item
+            self.keep_alive = item.keep_alive
+            self.http11 = item.http11
+            self._rid_line = b"X-Request-Id: " + item.rid + b"\r\n"
+            self.status = 0
+            self._dispatching = True
+            self._outcome = _PENDING
+            try:
+                self._gateway.dispatch(item, self)
+            except errors.AuthbenchError as err:
+                self._outcome = err
+            except Exception:  # a bug: log it, answer a bare JSON 500
+                log.exception("unhandled error on %s", item.method.decode("latin-1"))
+                self._outcome = errors.AuthbenchError()
+            finally:
+                self._dispatching = False
+            outcome = self._outcome
+            if outcome is _PENDING:
+                return  # request_done continues from here
+            if not self._complete(item, cast(errors.AuthbenchError | None, outcome)):
+                return
+        self._busy = False
+
+    def request_done(self, error: errors.AuthbenchError | None) -> None:
+        """The current request has been answered (or has failed with `error`)."""
+        if self._dispatching:
+            self._outcome = error
+            return
+        item = self._current
+        if item is not None and self._complete(item, error):
+            self._next()
+
+    def _complete(self, item: ProxyRequest, error: errors.AuthbenchError | None) -> bool:
+        """Finish one request; returns whether the connection goes on with the next."""
+        self._current = None
+        if error is not None:
+            if isinstance(error, ResponseAborted) or self.status:
+                # Part of an answer is out (or the client left): closing is all we can do.
+                self._gateway.observe(item, self.status or 502)
+                self._abort()
+                return False
+            self.send_error(error, item.rid)
+        self._gateway.observe(item, self.status)
+        if not self.keep_alive:
+            self._close()
+            return False
+        return True
+
+    # --- refusing and closing -----------------------------------------------------------
+    def _refuse(self, error: errors.AuthbenchError) -> None:
+        """Stop parsing; answer `error` after the requests already queued, then close."""
+        self._stopped = True
+        self._queue.append(_Rejected(error, None))
+        if not self._busy:
+            self._next()
+
+    def _close(self) -> None:
+        self.uncork()  # what a corked upstream callback wrote goes out first
+        if self._transport is not None:
+            self._transport.close()
+
+    def _close_after_drain(self) -> None:
+        """Close once the client has stopped sending (bounded), so it reads our answer
+        instead of a reset caused by unread data."""
+        self.uncork()
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        pending = self._length - self._body_size
+        self._drain_left = pending if not self._in_head and pending > 0 else _DRAIN_LIMIT
+        asyncio.get_running_loop().call_later(_DRAIN_TIMEOUT_S, self._abort)
+
+    def _drain(self, size: int) -> None:
+        self._drain_left -= size
+        if self._drain_left <= 0:
+            self._close()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+_REASONS = {
+    200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 413: b"Payload Too Large",
+    414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}  # fmt: skip
+
+
+def _reason(status: int) -> bytes:
+    return _REASONS.get(status, b"Unknown")
