@@ -1,0 +1,117 @@
+"""A userspace TCP proxy that delays every byte on the Redis link: the slow-Redis fault.
+
+`tc qdisc ... netem` would be the usual tool, but this machine's kernel has no netem
+module, and Toxiproxy cannot be installed here. So the slow scenario puts this proxy
+between the services and Redis for the whole run, and switches the delay on and off:
+
+    python -m authbench.chaos.delay_proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
+        --delay-ms 5
+
+SIGUSR1 switches the delay on, SIGUSR2 off (it starts off). Each chunk read from either
+side is held until `delay` after it arrived, then written in order; so a Redis round trip
+gains 2 x delay, while throughput is not capped (chunks in flight overlap), which is what
+netem's `delay` does. Unlike netem it adds no jitter and does not slow the TCP handshake.
+The proxy itself costs a little latency even with the delay off; the slow scenario
+compares against its own delay-off period, never against a run without the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+
+class DelayLink:
+    """The delay currently applied, switched by signals."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.configured_s = delay_s
+        self.delay_s = 0.0
+
+    def switch(self, on: bool) -> None:
+        self.delay_s = self.configured_s if on else 0.0
+        print(f"delay {'on' if on else 'off'}: {self.delay_s * 1000:.1f} ms", flush=True)
+
+
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: DelayLink
+) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def read_side() -> None:
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + link.delay_s, data))
+        except (ConnectionError, OSError):
+            pass
+        queue.put_nowait((0.0, b""))
+
+    async def write_side() -> None:
+        try:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    await asyncio.gather(read_side(), write_side())
+
+
+async def serve(listen: tuple[str, int], upstream: tuple[str, int], link: DelayLink) -> None:
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*upstream)
+        except OSError:
+            client_w.close()  # Redis is down: the client sees a closed connection
+            return
+        await asyncio.gather(_pump(client_r, server_w, link), _pump(server_r, client_w, link))
+
+    server = await asyncio.start_server(handle, *listen)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, link.switch, True)
+    loop.add_signal_handler(signal.SIGUSR2, link.switch, False)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    print(f"listening on {listen[0]}:{listen[1]} -> {upstream[0]}:{upstream[1]}", flush=True)
+    async with server:
+        await stop.wait()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        # The proxy only ever relays between loopback processes the project started.
+        raise argparse.ArgumentTypeError("only loopback addresses are allowed")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m authbench.chaos.delay_proxy",
+        description="Relay TCP between loopback ports, adding a fixed delay to each direction "
+        "while switched on (SIGUSR1 on, SIGUSR2 off; starts off).",
+    )
+    parser.add_argument("--listen", type=_address, required=True, help="127.0.0.1:PORT")
+    parser.add_argument("--upstream", type=_address, required=True, help="127.0.0.1:PORT")
+    parser.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay (default 5)")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.listen, args.upstream, DelayLink(args.delay_ms / 1000)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
