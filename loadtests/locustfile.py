@@ -22,6 +22,7 @@ values reach `--processes` children and distributed workers:
 | --refresh-prob | AUTHBENCH_REFRESH_PROB | 0.01 | chance per task that a JwtUser refreshes |
 | --pacing | AUTHBENCH_PACING_S | 0 | seconds between task starts per user (0: closed loop) |
 | --warmup | AUTHBENCH_WARMUP_S | 0 | seconds after test start whose stats are discarded |
+| --capture | AUTHBENCH_CAPTURE_S | 0 | seconds measured after the warm-up, then stop (0: off) |
 | --item-ids | AUTHBENCH_ITEM_IDS | 1000 | item ids drawn from 0..N-1 |
 | --histogram-out | AUTHBENCH_HISTOGRAM_OUT | "" | write Locust's raw response-time buckets here |
 | --marker-dir | AUTHBENCH_MARKER_DIR | "" | write `capture_start`/`capture_end` files here |
@@ -96,6 +97,13 @@ def _add_options(parser: Any, **_kwargs: Any) -> None:
         help="seconds after start whose stats are discarded",
     )
     group.add_argument(
+        "--capture",
+        type=float,
+        env_var="AUTHBENCH_CAPTURE_S",
+        default=0.0,
+        help="seconds measured after the warm-up, then stop (0: the run time decides)",
+    )
+    group.add_argument(
         "--item-ids",
         type=int,
         env_var="AUTHBENCH_ITEM_IDS",
@@ -123,10 +131,15 @@ def _mark(environment: Any, name: str) -> None:
         (Path(directory) / name).write_text(f"{time.time():.6f}\n")
 
 
-def _end_warmup(environment: Any, warmup_s: float) -> None:
-    gevent.sleep(warmup_s)
-    environment.runner.stats.reset_all()
+def _capture(environment: Any, warmup_s: float, capture_s: float) -> None:
+    """Reset the stats when the warm-up ends; stop when the capture window is over."""
+    if warmup_s > 0:
+        gevent.sleep(warmup_s)
+        environment.runner.stats.reset_all()
     _mark(environment, "capture_start")
+    if capture_s > 0:
+        gevent.sleep(capture_s)
+        environment.runner.quit()  # what Locust's own --run-time does in headless mode
 
 
 @events.test_start.add_listener
@@ -134,11 +147,8 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     """Discard the warm-up from the figures (on the master or a standalone runner)."""
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
         return
-    warmup_s = float(environment.parsed_options.warmup)
-    if warmup_s > 0:
-        gevent.spawn(_end_warmup, environment, warmup_s)
-    else:
-        _mark(environment, "capture_start")
+    options = environment.parsed_options
+    gevent.spawn(_capture, environment, float(options.warmup), float(options.capture))
 
 
 @events.test_stop.add_listener

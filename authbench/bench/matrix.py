@@ -1,0 +1,160 @@
+"""The experiment matrix: which cells a run measures, grouped by deployment, in what order.
+
+A *mode* is what a reader compares: `session`, `jwt`, `jwt+denylist`. The last two use the
+same Locust user (JwtUser); what differs is the deployment (`JWT_REVOCATION`). Cells that
+share a deployment (revocation setting, replicas, JWT algorithm) share one cluster, so a
+run starts one cluster per *group*, not per cell. Between repeats the order of groups and
+of cells inside each group is shuffled by a seeded RNG (recorded in the manifest), so slow
+drift on a shared machine spreads over all modes instead of favouring one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MODES: dict[str, tuple[str, str]] = {
+    # mode: (Locust user class, JWT_REVOCATION of the deployment)
+    "session": ("SessionUser", "none"),
+    "jwt": ("JwtUser", "none"),
+    "jwt+denylist": ("JwtUser", "denylist"),
+}
+MODE_ORDER = tuple(MODES)
+JWT_ALGS = ("EdDSA", "ES256", "RS256", "HS256")
+
+
+@dataclass(frozen=True)
+class Load:
+    """A load level: `users` each starting a task every 1/rate s, or back to back (rate 0)."""
+
+    users: int
+    rate: float = 0.0  # tasks per second per user; 0 = closed loop
+
+    @property
+    def pacing_s(self) -> float:
+        return 1.0 / self.rate if self.rate > 0 else 0.0
+
+    @property
+    def offered_rps(self) -> float:
+        """Reads per second asked for (0 when closed loop: as many as the system gives)."""
+        return self.users * self.rate
+
+    @property
+    def label(self) -> str:
+        return f"{self.users}@{self.rate:g}" if self.rate > 0 else f"{self.users}"
+
+    @classmethod
+    def parse(cls, text: str) -> Load:
+        """`20` (closed loop) or `20@15` (20 users, 15 tasks/s each: 300 reads/s offered)."""
+        users_text, _, rate_text = text.strip().partition("@")
+        users = int(users_text)
+        rate = float(rate_text) if rate_text else 0.0
+        if users < 1 or rate < 0:
+            raise ValueError(f"bad load level {text!r}: users >= 1, rate >= 0")
+        return cls(users, rate)
+
+
+@dataclass(frozen=True)
+class Cell:
+    mode: str
+    replicas: int
+    load: Load
+    jwt_alg: str
+    repeat: int = 0
+
+    @property
+    def user_class(self) -> str:
+        return MODES[self.mode][0]
+
+    @property
+    def revocation(self) -> str:
+        return MODES[self.mode][1]
+
+    @property
+    def group(self) -> tuple[str, int, str]:
+        """The deployment this cell needs: cells with the same group share a cluster."""
+        return (self.revocation, self.replicas, self.jwt_alg)
+
+    @property
+    def config_key(self) -> tuple[str, int, str, str]:
+        """What repeats of the same cell share."""
+        return (self.mode, self.replicas, self.load.label, self.jwt_alg)
+
+    @property
+    def cell_id(self) -> str:
+        safe_mode = self.mode.replace("+", "-")
+        return (
+            f"r{self.repeat + 1}-{safe_mode}-x{self.replicas}-u{self.load.label.replace('@', 'at')}"
+            f"-{self.jwt_alg}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["load"] = self.load.label
+        data["cell_id"] = self.cell_id
+        return data
+
+
+@dataclass(frozen=True)
+class Matrix:
+    modes: tuple[str, ...]
+    replicas: tuple[int, ...]
+    loads: tuple[Load, ...]
+    jwt_algs: tuple[str, ...]
+    repeats: int = 1
+    seed: int = 1
+
+    def configs(self) -> list[Cell]:
+        """One cell per configuration (repeat 0). Sessions ignore the JWT algorithm."""
+        cells: list[Cell] = []
+        for mode in self.modes:
+            algs = self.jwt_algs if mode != "session" else self.jwt_algs[:1]
+            for replicas in self.replicas:
+                for load in self.loads:
+                    for alg in algs:
+                        cells.append(Cell(mode, replicas, load, alg))
+        return cells
+
+    def schedule(self) -> list[list[Cell]]:
+        """Groups of cells in run order: each inner list runs on one cluster."""
+        rng = random.Random(self.seed)
+        configs = self.configs()
+        order: list[list[Cell]] = []
+        for repeat in range(self.repeats):
+            groups: dict[tuple[str, int, str], list[Cell]] = {}
+            for config in configs:
+                cell = Cell(config.mode, config.replicas, config.load, config.jwt_alg, repeat)
+                groups.setdefault(cell.group, []).append(cell)
+            batch = list(groups.values())
+            rng.shuffle(batch)
+            for cells in batch:
+                rng.shuffle(cells)
+            order.extend(batch)
+        return order
+
+    @property
+    def cell_count(self) -> int:
+        return len(self.configs()) * self.repeats
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "modes": list(self.modes),
+            "replicas": list(self.replicas),
+            "loads": [load.label for load in self.loads],
+            "jwt_algs": list(self.jwt_algs),
+            "repeats": self.repeats,
+            "seed": self.seed,
+        }
+
+
+def parse_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def validate_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODES)}")
+    return tuple(modes)

@@ -1,0 +1,335 @@
+"""How one cell is measured, so that its numbers can be trusted.
+
+1. Health check: the gateway and every replica answer /readyz, and a real login plus an
+   authenticated read go through. A cell on a sick cluster is recorded as failed, not run.
+2. Warm-up: Locust starts all users and runs `warmup_s`; then the locustfile resets its
+   stats and writes a `capture_start` marker. Nothing before it is in any figure.
+3. Capture: the samplers (Redis INFO, process CPU, /metrics) snapshot at the marker and
+   again `capture_s` later; Locust stops itself at the end of the same window.
+4. Rest: `rest_s` of quiet before the next cell, so one cell's backlog is not the next's.
+
+Flags, so a doubtful cell is marked rather than silently reported: the load generator
+above `saturation_pct` of a core per process (it, not the system, was the limit), reads
+achieved below 90% of the offered rate (the generator fell behind the pacing: latency then
+hides queueing), failures above 1%, and a missing sampler.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from authbench.bench import locust_runner
+from authbench.bench.matrix import Cell
+from authbench.bench.samplers import (
+    MetricsScraper,
+    ProcessCpuSampler,
+    RedisSampler,
+    ValidationSnapshot,
+    validation_delta,
+)
+from authbench.bench.statistics import (
+    bucket_quantile,
+    merge_buckets,
+    merge_response_times,
+    response_time_percentile,
+)
+from authbench.cluster import http_status
+
+READ_PREFIX = "GET /api/"  # the authenticated reads: what credential validation slows down
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup_s: float = 8.0
+    capture_s: float = 15.0
+    rest_s: float = 2.0
+    processes: int = 1
+    accounts: int = 200
+    relogin_prob: float = 0.005
+    refresh_prob: float = 0.01
+    saturation_pct: float = 90.0
+
+    def cell_seconds(self) -> float:
+        """Rough wall time of one cell (Locust start-up and health check included)."""
+        return self.warmup_s + self.capture_s + self.rest_s + 2.5
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a cell needs to know about the system under test."""
+
+    host: str
+    redis_url: str | None
+    replica_urls: tuple[str, ...]
+    processes: Mapping[str, int | None] = field(default_factory=dict)  # name -> pid
+
+
+def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - loopback or the user's stack
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10.0) as resp:  # noqa: S310
+        return int(resp.status), json.loads(resp.read() or b"{}")
+
+
+def health_check(target: Target) -> str | None:
+    """None when the system is ready for a cell; otherwise why it is not."""
+    for url in (target.host, *target.replica_urls):
+        status = http_status(url.rstrip("/") + "/readyz", timeout_s=3.0)
+        if status != 200:
+            return f"{url}/readyz answered {status}"
+    try:
+        status, body = _post_json(
+            target.host + "/auth/login",
+            {"username": "user0", "password": "password0", "mode": "jwt"},
+        )
+        token = str(body.get("access_token", ""))
+        request = urllib.request.Request(  # noqa: S310
+            target.host + "/api/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10.0) as resp:  # noqa: S310
+            if resp.status != 200:
+                return f"/api/me answered {resp.status}"
+    except (OSError, ValueError) as err:
+        return f"login + /api/me failed: {err}"
+    return None
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    cell_dir: Path
+    row: dict[str, Any]
+    flags: list[str]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _read_histogram(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def _failure_reasons(path: Path) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    try:
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                key = f"{row.get('Name', '')}: {row.get('Error', '')}"
+                reasons[key] = reasons.get(key, 0) + int(row.get("Occurrences", 0) or 0)
+    except OSError:
+        pass
+    return reasons
+
+
+def _validation_figures(delta: ValidationSnapshot) -> dict[str, Any]:
+    """Server-side credential-validation time over the window, all modes seen together."""
+    ok = [buckets for (mode, outcome), buckets in delta.buckets.items() if outcome == "ok"]
+    merged = merge_buckets(ok)
+    count = merged[-1].count if merged else 0.0
+    total_s = sum(s for (mode, outcome), s in delta.sums.items() if outcome == "ok")
+    if not count:
+        return {"validations": 0, "validation_mean_us": math.nan,
+                "validation_p50_us": math.nan, "validation_p99_us": math.nan}  # fmt: skip
+    return {
+        "validations": int(count),
+        "validation_mean_us": round(1e6 * total_s / count, 1),
+        "validation_p50_us": round(1e6 * bucket_quantile(merged, 0.50), 1),
+        "validation_p99_us": round(1e6 * bucket_quantile(merged, 0.99), 1),
+    }
+
+
+def cell_row(cell: Cell) -> dict[str, Any]:
+    """The columns of a summary row that describe the cell itself."""
+    return {
+        "cell_id": cell.cell_id,
+        "repeat": cell.repeat + 1,
+        "mode": cell.mode,
+        "replicas": cell.replicas,
+        "users": cell.load.users,
+        "load": cell.load.label,
+        "offered_rps": cell.load.offered_rps,
+        "jwt_alg": cell.jwt_alg,
+        "revocation": cell.revocation,
+    }
+
+
+def _ms(value: float) -> float:
+    return round(value, 1) if not math.isnan(value) else math.nan
+
+
+def measure(
+    cell: Cell,
+    target: Target,
+    protocol: Protocol,
+    cell_dir: Path,
+    tick: Callable[[str], None] | None = None,
+) -> CellResult:
+    """Run one cell and return its summary row (also written to `cell_dir/cell.json`)."""
+    say = tick or (lambda _msg: None)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    base_row = cell_row(cell)
+    problem = health_check(target)
+    if problem is not None:
+        return _finish(CellResult(cell, cell_dir, base_row, ["health"], problem))
+
+    job = locust_runner.LocustJob(
+        host=target.host,
+        user_classes=(cell.user_class,),
+        out_dir=cell_dir,
+        users=cell.load.users,
+        run_time_s=protocol.warmup_s + protocol.capture_s + 30.0,  # a bound; capture stops it
+        warmup_s=protocol.warmup_s,
+        pacing_s=cell.load.pacing_s,
+        processes=protocol.processes,
+        accounts=protocol.accounts,
+        relogin_prob=protocol.relogin_prob,
+        refresh_prob=protocol.refresh_prob,
+        env={"AUTHBENCH_CAPTURE_S": f"{protocol.capture_s:g}"},
+    )
+    redis_sampler = RedisSampler(target.redis_url) if target.redis_url else None
+    scraper = MetricsScraper(target.replica_urls)
+    process = locust_runner.start(job)
+    try:
+        cpu = ProcessCpuSampler({**target.processes, "loadgen": process.pid})
+        say("warming up")
+        started = process.wait_capture_start(protocol.warmup_s + 60.0)
+        if started is None:
+            process.stop()
+            return _finish(
+                CellResult(cell, cell_dir, base_row, ["locust"], "Locust ended before capture")
+            )
+        redis_start = redis_sampler.snapshot() if redis_sampler else None
+        cpu_start = cpu.snapshot()
+        metrics_start = scraper.snapshot()
+        end_at = started + protocol.capture_s
+        while time.time() < end_at and process.alive():
+            say(f"capturing, {max(0.0, end_at - time.time()):.0f}s left")
+            time.sleep(min(1.0, max(0.0, end_at - time.time())))
+        redis_end = redis_sampler.snapshot() if redis_sampler else None
+        cpu_end = cpu.snapshot()
+        metrics_end = scraper.snapshot()
+        outputs = process.wait(timeout_s=30.0)
+    finally:
+        if process.alive():
+            process.stop(grace_s=5.0)
+        if redis_sampler:
+            redis_sampler.close()
+
+    row = dict(base_row)
+    flags: list[str] = []
+    hist = _read_histogram(outputs.histogram_json)
+    total = hist.get("total", {})
+    capture_end = outputs.marker_time("capture_end") or end_at
+    window = max(1e-3, capture_end - started)
+    requests = int(total.get("num_requests", 0))
+    failures = int(total.get("num_failures", 0))
+    all_times = {int(k): int(v) for k, v in total.get("response_times", {}).items()}
+    reads = merge_response_times(
+        {int(k): int(v) for k, v in entry["response_times"].items()}
+        for name, entry in hist.get("entries", {}).items()
+        if name.startswith(READ_PREFIX)
+    )
+    read_requests = sum(
+        int(entry["num_requests"])
+        for name, entry in hist.get("entries", {}).items()
+        if name.startswith(READ_PREFIX)
+    )
+    row.update(
+        requests=requests,
+        failures=failures,
+        fail_pct=round(100.0 * failures / requests, 3) if requests else math.nan,
+        rps=round(requests / window, 1),
+        p50_ms=_ms(response_time_percentile(all_times, 0.50)),
+        p95_ms=_ms(response_time_percentile(all_times, 0.95)),
+        p99_ms=_ms(response_time_percentile(all_times, 0.99)),
+        max_ms=_ms(float(total.get("max_response_time", math.nan) or math.nan)),
+        read_rps=round(read_requests / window, 1),
+        read_p50_ms=_ms(response_time_percentile(reads, 0.50)),
+        read_p95_ms=_ms(response_time_percentile(reads, 0.95)),
+        read_p99_ms=_ms(response_time_percentile(reads, 0.99)),
+        capture_s=round(window, 2),
+    )
+    redis_window = RedisSampler.window(redis_start, redis_end)
+    if redis_window is not None:
+        row.update(
+            redis_ops_s=round(redis_window.ops_per_s, 1),
+            redis_cpu_pct=round(redis_window.cpu_pct, 1),
+            redis_cmds_per_req=round(redis_window.ops_per_s * window / requests, 3)
+            if requests
+            else math.nan,
+        )
+    else:
+        row.update(redis_ops_s=math.nan, redis_cpu_pct=math.nan, redis_cmds_per_req=math.nan)
+        flags.append("no-redis-sample")
+    cpu_pct = ProcessCpuSampler.window(cpu_start, cpu_end)
+    replica_cpu = [v for k, v in sorted(cpu_pct.items()) if k.startswith("resource-")]
+    row.update(
+        cpu_redis_pct=round(cpu_pct.get("redis", math.nan), 1),
+        cpu_auth_pct=round(cpu_pct.get("auth", math.nan), 1),
+        cpu_gateway_pct=round(cpu_pct.get("gateway", math.nan), 1),
+        cpu_replicas_pct=round(sum(replica_cpu), 1) if replica_cpu else math.nan,
+        cpu_each_replica_pct=";".join(f"{v:.1f}" for v in replica_cpu),
+        cpu_loadgen_pct=round(cpu_pct.get("loadgen", math.nan), 1),
+    )
+    validation = validation_delta(metrics_end, metrics_start)
+    row.update(_validation_figures(validation))
+
+    if cpu_pct.get("loadgen", 0.0) > protocol.saturation_pct * max(1, protocol.processes):
+        flags.append("generator-saturated")
+    if cell.load.offered_rps > 0 and row["read_rps"] < 0.9 * cell.load.offered_rps:
+        flags.append("behind-offered-rate")
+    if requests == 0:
+        flags.append("no-requests")
+    elif failures / requests > 0.01:
+        flags.append("failures>1%")
+    row["flags"] = ";".join(flags)
+
+    details = {
+        "row": row,
+        "locust_command": process.argv,
+        "locust_returncode": outputs.returncode,
+        "capture_start": started,
+        "capture_end": capture_end,
+        "cpu_pct": cpu_pct,
+        "redis_per_command": redis_window.per_command if redis_window else {},
+        "failure_reasons": _failure_reasons(outputs.failures_csv),
+        "validation_buckets": {
+            f"{mode}/{outcome}": [[b.le, b.count] for b in buckets]
+            for (mode, outcome), buckets in validation.buckets.items()
+        },
+        "validation_sums": {f"{m}/{o}": s for (m, o), s in validation.sums.items()},
+        "replicas_scraped": validation.scraped,
+    }
+    (cell_dir / "cell.json").write_text(json.dumps(details, indent=2, default=str))
+    result = CellResult(cell, cell_dir, row, flags)
+    return result
+
+
+def failed(cell: Cell, cell_dir: Path, flag: str, error: str) -> CellResult:
+    """A cell that could not be measured, recorded as such (never silently dropped)."""
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    return _finish(CellResult(cell, cell_dir, cell_row(cell), [flag], error))
+
+
+def _finish(result: CellResult) -> CellResult:
+    result.row["flags"] = ";".join(result.flags)
+    result.row["error"] = " ".join((result.error or "").split())[:300]
+    (result.cell_dir / "cell.json").write_text(
+        json.dumps({"row": result.row, "error": result.error}, indent=2, default=str)
+    )
+    return result

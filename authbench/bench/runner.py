@@ -1,0 +1,365 @@
+"""A whole bench run: clusters per group, cells in protocol order, progress, files.
+
+Writes `results/<run-id>/` as the contract says: `manifest.json` (kind "bench", git commit,
+versions, machine, every setting, the schedule and its seed), one folder per cell under
+`cells/` with Locust's raw CSVs and HTML and `cell.json` (samplers' details), and
+`summary.csv` with one row per cell. The report (charts, report.html) is drawn last from
+those files alone, the same way `authbench report DIR` redraws it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from authbench.bench.matrix import Cell, Matrix
+from authbench.bench.protocol import CellResult, Protocol, Target, failed, measure
+from authbench.cluster import PROJECT_ROOT, ClusterError, LocalCluster, Ports
+
+# summary.csv: the contract's columns first, then ours.
+SUMMARY_COLUMNS = (
+    "mode", "replicas", "users", "requests", "failures", "rps",
+    "p50_ms", "p95_ms", "p99_ms", "max_ms", "redis_ops_s", "redis_cpu_pct",
+    "cpu_redis_pct", "cpu_auth_pct", "cpu_gateway_pct", "cpu_replicas_pct",
+    "cpu_each_replica_pct", "cpu_loadgen_pct",
+    "cell_id", "repeat", "load", "offered_rps", "jwt_alg", "revocation", "fail_pct",
+    "read_rps", "read_p50_ms", "read_p95_ms", "read_p99_ms", "redis_cmds_per_req",
+    "validations", "validation_mean_us", "validation_p50_us", "validation_p99_us",
+    "capture_s", "flags", "error",
+)  # fmt: skip
+
+
+@dataclass
+class BenchConfig:
+    matrix: Matrix
+    protocol: Protocol
+    target: str = "local"  # local | compose
+    port_base: int = 28000
+    host: str = "http://127.0.0.1:8080"  # compose: the stack's gateway
+    redis_url: str | None = None  # compose: a reachable Redis for INFO, if published
+    results_dir: Path = PROJECT_ROOT / "results"
+    run_id: str = ""
+    settings_env: dict[str, str] = field(default_factory=dict)
+    render_report: bool = True
+
+    def estimate_s(self) -> float:
+        groups = sum(len(g) > 0 for g in self.matrix.schedule())
+        startup = 5.0 if self.target == "local" else 0.0
+        return self.matrix.cell_count * self.protocol.cell_seconds() + groups * startup
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-bench"
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _redis_server_version() -> str:
+    server = shutil.which("redis-server")
+    if not server:
+        return "not found"
+    out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=10)
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine_facts() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> dict[str, Any]:
+    return {
+        "kind": "bench",
+        "run_id": config.run_id,
+        "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "git": {
+            "commit": _git("rev-parse", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "redis_server": _redis_server_version(),
+            **{
+                name: _version(name)
+                for name in ("authbench", "locust", "aiohttp", "redis", "PyJWT", "matplotlib")
+            },
+        },
+        "machine": machine_facts(),
+        "settings": {
+            "target": config.target,
+            "matrix": config.matrix.as_dict(),
+            "protocol": asdict(config.protocol),
+            "port_base": config.port_base if config.target == "local" else None,
+            "host": config.host if config.target == "compose" else None,
+            "cluster_env": config.settings_env,
+        },
+        "schedule": [[cell.cell_id for cell in group] for group in schedule],
+        "cells": {},
+    }
+
+
+def write_summary(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k, "")) for k in SUMMARY_COLUMNS})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return value
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """One line per cell with an ETA; a live status line when stdout is a terminal."""
+
+    def __init__(self, total: int, estimate_s: float, out: Callable[[str], None]) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.estimate_s = estimate_s
+        self.out = out
+        self.live = sys.stdout.isatty()
+
+    def eta(self) -> float:
+        elapsed = time.monotonic() - self.started
+        if self.done == 0:
+            return max(0.0, self.estimate_s - elapsed)
+        return elapsed / self.done * (self.total - self.done)
+
+    def cell_started(self, cell: Cell) -> Callable[[str], None]:
+        label = f"[{self.done + 1}/{self.total}] {cell.cell_id}"
+        if not self.live:
+            self.out(f"{label} ... (ETA {_fmt_duration(self.eta())})")
+
+        def tick(state: str) -> None:
+            if self.live:
+                sys.stdout.write(f"\r\033[K{label}: {state}  (ETA {_fmt_duration(self.eta())})")
+                sys.stdout.flush()
+
+        return tick
+
+    def cell_done(self, result: CellResult) -> None:
+        self.done += 1
+        row = result.row
+        if self.live:
+            sys.stdout.write("\r\033[K")
+        if result.error:
+            text = f"FAILED: {result.error}"
+        else:
+            text = (
+                f"{row['rps']:.0f} req/s, reads p50 {row['read_p50_ms']} ms p99 "
+                f"{row['read_p99_ms']} ms, {row['failures']} failures, Redis "
+                f"{row['redis_ops_s']} ops/s, loadgen {row['cpu_loadgen_pct']}% CPU"
+            )
+        flags = f"  [flags: {', '.join(result.flags)}]" if result.flags else ""
+        self.out(f"[{self.done}/{self.total}] {result.cell.cell_id}: {text}{flags}")
+
+
+def _port_block_free(base: int, size: int = 40) -> bool:
+    for port in range(base, base + size):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As the services do: a port whose old connections sit in TIME_WAIT is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _local_target(cluster: LocalCluster) -> Target:
+    return Target(
+        host=cluster.gateway_url,
+        redis_url=cluster.redis_url,
+        replica_urls=tuple(cluster.replica_urls()),
+        processes={child.name: child.pid for child in cluster.all_children()},
+    )
+
+
+def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
+    """Run the matrix and write the results directory; returns its path."""
+    if config.target == "local" and not _port_block_free(config.port_base):
+        raise ClusterError(
+            f"ports {config.port_base}..{config.port_base + 39} are in use; pick another "
+            "block with --port-base"
+        )
+    config.run_id = config.run_id or new_run_id()
+    run_dir = config.results_dir / config.run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    schedule = config.matrix.schedule()
+    manifest = build_manifest(config, schedule)
+    manifest_path = run_dir / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    progress = Progress(config.matrix.cell_count, config.estimate_s(), say)
+    say(
+        f"authbench bench: {config.matrix.cell_count} cells in {len(schedule)} cluster groups, "
+        f"about {_fmt_duration(config.estimate_s())}; writing {run_dir}"
+    )
+    results: list[CellResult] = []
+    try:
+        for group in schedule:
+            results.extend(_run_group(config, group, run_dir, progress, say))
+    finally:
+        rows = [r.row for r in results]
+        write_summary(run_dir / "summary.csv", rows)
+        manifest["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        manifest["duration_s"] = round(time.monotonic() - progress.started, 1)
+        manifest["machine"]["loadavg_at_end"] = list(os.getloadavg())
+        manifest["cells"] = {
+            r.cell.cell_id: {
+                **r.cell.as_dict(),
+                "dir": str(r.cell_dir.relative_to(run_dir)),
+                "flags": r.flags,
+                "error": r.error,
+            }
+            for r in results
+        }
+        manifest["complete"] = len(results) == config.matrix.cell_count
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+    if config.render_report:
+        from authbench.bench import report
+
+        report.render(run_dir)
+    return run_dir
+
+
+def wait_quiet(
+    pid: int | None, below_pct: float = 15.0, window_s: float = 0.5, timeout_s: float = 120.0
+) -> float | None:
+    """Wait until a process uses less than `below_pct` of a core; None once it does, else
+    the last reading when `timeout_s` ran out."""
+    import psutil
+
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        process.cpu_percent(None)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            time.sleep(window_s)
+            usage = float(process.cpu_percent(None))
+            if usage < below_pct:
+                return None
+            if time.monotonic() > deadline:
+                return usage
+    except psutil.Error:
+        return None
+
+
+def _run_group(
+    config: BenchConfig,
+    group: Sequence[Cell],
+    run_dir: Path,
+    progress: Progress,
+    say: Callable[[str], None],
+) -> list[CellResult]:
+    first = group[0]
+    results: list[CellResult] = []
+    cluster: LocalCluster | None = None
+    if config.target == "local":
+        env = {
+            "AUTH_SEED_USERS": str(max(config.protocol.accounts, 1)),
+            "LOG_LEVEL": "WARNING",
+            "ACCESS_LOG": "0",
+            **config.settings_env,
+            "JWT_REVOCATION": first.revocation,
+            "JWT_ALG": first.jwt_alg,
+        }
+        cluster = LocalCluster(
+            replicas=first.replicas,
+            ports=Ports.block(config.port_base),
+            settings_env=env,
+            workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
+        )
+        say(
+            f"  starting a cluster: {first.replicas} replica(s), JWT_REVOCATION="
+            f"{first.revocation}, JWT_ALG={first.jwt_alg}"
+        )
+        try:
+            cluster.start()
+        except ClusterError as err:
+            say(f"  the cluster did not start: {err}")
+            for cell in group:
+                progress.cell_started(cell)
+                error = f"cluster did not start: {err}"
+                result = failed(cell, run_dir / "cells" / cell.cell_id, "cluster", error)
+                results.append(result)
+                progress.cell_done(result)
+            return results
+        target = _local_target(cluster)
+        # The auth service hashes the seeded passwords (argon2id) in the background after
+        # it is ready; measuring before it is done would measure that, not the cell.
+        busy = wait_quiet(cluster.child("auth").pid)
+        if busy is not None:
+            say(f"  note: the auth service was still busy ({busy:.0f}% CPU) after the wait")
+    else:
+        target = Target(host=config.host, redis_url=config.redis_url, replica_urls=())
+    try:
+        for cell in group:
+            tick = progress.cell_started(cell)
+            cell_dir = run_dir / "cells" / cell.cell_id
+            result = measure(cell, target, config.protocol, cell_dir, tick)
+            results.append(result)
+            progress.cell_done(result)
+            time.sleep(config.protocol.rest_s)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return results

@@ -1,0 +1,167 @@
+"""`authbench bench`: run the session / jwt / jwt+denylist matrix and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
+from authbench.bench.protocol import Protocol
+from authbench.bench.runner import BenchConfig, run
+from authbench.cluster import PROJECT_ROOT, ClusterError
+
+DEFAULT_LOADS = "20@15"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run the load-test matrix and write results/<run-id>/ with a report",
+        description="Measure session vs JWT vs JWT+denylist as replicas grow. For each "
+        "(JWT_REVOCATION, replicas, JWT algorithm) it starts a private cluster on loopback "
+        "(never the ports of `authbench up`), runs Locust headless per cell (health check, "
+        "warm-up excluded, fixed capture window, rest), samples Redis INFO, process CPU and "
+        "the replicas' /metrics, and ends with the path of report.html. Defaults: 3 modes x "
+        "replicas 1,2,4 x load 20@15, 1 repeat: 9 cells, about 5 minutes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    matrix = parser.add_argument_group("matrix")
+    matrix.add_argument(
+        "--modes", default=",".join(MODE_ORDER), help="comma-separated: session, jwt, jwt+denylist"
+    )
+    matrix.add_argument("--replicas", default="1,2,4", help="comma-separated replica counts")
+    matrix.add_argument(
+        "--loads",
+        default=DEFAULT_LOADS,
+        help="comma-separated load levels: USERS (closed loop, as fast as "
+        "answers come) or USERS@RATE (each user starts RATE tasks/s: "
+        "constant arrival, so latency is not hidden by coordinated omission)",
+    )
+    matrix.add_argument(
+        "--jwt-algs",
+        default="EdDSA",
+        help=f"comma-separated JWT algorithms, an optional axis: {', '.join(JWT_ALGS)}",
+    )
+    matrix.add_argument(
+        "--repeats", type=int, default=1, help="repeats of every cell; the spread is reported"
+    )
+    matrix.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the shuffled cell order (recorded in the manifest)",
+    )
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument("--warmup", type=float, default=8.0, help="seconds excluded per cell")
+    protocol.add_argument("--capture", type=float, default=15.0, help="seconds measured per cell")
+    protocol.add_argument("--rest", type=float, default=2.0, help="seconds of quiet between cells")
+    protocol.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Locust generator processes (--processes); raise it when a cell "
+        "is flagged generator-saturated and cores are free",
+    )
+    protocol.add_argument(
+        "--accounts",
+        type=int,
+        default=200,
+        help="seeded accounts users are spread over (AUTH_SEED_USERS; each costs an argon2id "
+        "hash at cluster start, so keep it near the number of users)",
+    )
+    protocol.add_argument(
+        "--relogin-prob", type=float, default=0.005, help="chance per task of logout + login again"
+    )
+    protocol.add_argument(
+        "--refresh-prob",
+        type=float,
+        default=0.01,
+        help="chance per task that a JWT user refreshes its token",
+    )
+    where = parser.add_argument_group("target and output")
+    where.add_argument(
+        "--target",
+        choices=("local", "compose"),
+        default="local",
+        help="local: private clusters started here; compose: the running docker "
+        "compose stack (its own replicas and JWT_REVOCATION; --replicas is a label)",
+    )
+    where.add_argument(
+        "--port-base",
+        type=int,
+        default=28000,
+        help="first port of the private block of the local clusters (40 ports)",
+    )
+    where.add_argument(
+        "--host", default="http://127.0.0.1:8080", help="compose: the gateway address"
+    )
+    where.add_argument(
+        "--redis-url",
+        default=None,
+        help="compose: a Redis URL reachable from here, for INFO sampling",
+    )
+    where.add_argument(
+        "--results-dir",
+        default=str(PROJECT_ROOT / "results"),
+        help="where results/<run-id>/ is written",
+    )
+    where.add_argument("--run-id", default="", help="name of the run folder (default: time)")
+    where.add_argument("--no-report", action="store_true", help="skip drawing the report")
+    parser.set_defaults(func=main)  # fmt: skip
+
+
+def build_config(args: argparse.Namespace) -> BenchConfig:
+    modes = validate_modes(parse_list(args.modes))
+    replicas = tuple(int(r) for r in parse_list(args.replicas))
+    if not replicas or min(replicas) < 1 or max(replicas) > 19:
+        raise ValueError("--replicas: counts from 1 to 19")
+    loads = tuple(Load.parse(text) for text in parse_list(args.loads))
+    algs = tuple(parse_list(args.jwt_algs))
+    unknown = [a for a in algs if a not in JWT_ALGS]
+    if unknown or not algs:
+        raise ValueError(f"--jwt-algs: choose from {', '.join(JWT_ALGS)}")
+    if args.repeats < 1 or args.capture <= 0 or args.warmup < 0 or args.rest < 0:
+        raise ValueError("--repeats >= 1, --capture > 0, --warmup and --rest >= 0")
+    if args.target == "compose" and len(replicas) > 1:
+        raise ValueError("--target compose measures the stack as it runs: give one --replicas")
+    from pathlib import Path
+
+    return BenchConfig(
+        matrix=Matrix(modes, replicas, loads, algs, args.repeats, args.seed),
+        protocol=Protocol(
+            warmup_s=args.warmup,
+            capture_s=args.capture,
+            rest_s=args.rest,
+            processes=max(1, args.processes),
+            accounts=max(1, args.accounts),
+            relogin_prob=args.relogin_prob,
+            refresh_prob=args.refresh_prob,
+        ),
+        target=args.target,
+        port_base=args.port_base,
+        host=args.host.rstrip("/"),
+        redis_url=args.redis_url,
+        results_dir=Path(args.results_dir),
+        run_id=args.run_id,
+        render_report=not args.no_report,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+    except ValueError as err:
+        print(f"authbench bench: {err}", file=sys.stderr)
+        return 2
+    try:
+        run_dir = run(config, say=lambda msg: print(msg, flush=True))
+    except ClusterError as err:
+        print(f"authbench bench: {err}", file=sys.stderr)
+        return 1
+    except FileExistsError as err:
+        print(f"authbench bench: {err.filename} exists; choose another --run-id", file=sys.stderr)
+        return 2
+    report = run_dir / "report.html"
+    print(f"\nresults: {run_dir}")
+    print(report if report.exists() else run_dir / "summary.csv")
+    return 0

@@ -1,0 +1,62 @@
+"""`authbench report DIR`: redraw the charts and report.html of a results directory.
+
+The directory's `manifest.json` says what made it ("kind": "bench" or "chaos"); each kind
+has its own renderer (`authbench.bench.report.render`, `authbench.chaos.report.render`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RENDERERS = {"bench": "authbench.bench.report", "chaos": "authbench.chaos.report"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="(re)draw the charts and report.html of a results directory",
+        description="Read a results directory written by `authbench bench` or `authbench "
+        "chaos` (manifest.json, summary.csv, raw CSVs) and draw its PNG charts and its "
+        "self-contained report.html again. Nothing is measured; the files are the only input.",
+    )
+    parser.add_argument("dir", type=Path, help="results/<run-id> directory")
+    parser.add_argument(
+        "--target", choices=("local", "compose"), default="local",
+        help="accepted for symmetry with the other commands; a report reads files only",
+    )  # fmt: skip
+    parser.set_defaults(func=main)
+
+
+def kind_of(run_dir: Path) -> str:
+    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
+    return str(manifest.get("kind", "bench"))
+
+
+def main(args: argparse.Namespace) -> int:
+    run_dir: Path = args.dir
+    try:
+        kind = kind_of(run_dir)
+    except (OSError, ValueError) as err:
+        print(f"authbench report: {run_dir} has no readable manifest.json ({err})", file=sys.stderr)
+        return 2
+    module_name = RENDERERS.get(kind)
+    if module_name is None:
+        print(
+            f"authbench report: unknown kind {kind!r} in {run_dir}/manifest.json", file=sys.stderr
+        )
+        return 2
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        print(f"authbench report: no renderer for {kind!r} runs ({module_name})", file=sys.stderr)
+        return 2
+    out = module.render(run_dir)
+    print(out)
+    return 0
