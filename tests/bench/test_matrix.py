@@ -1,0 +1,65 @@
+"""The matrix: which cells, grouped by deployment, shuffled reproducibly between repeats."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from authbench.bench.matrix import Load, Matrix
+from authbench.cluster import PROJECT_ROOT
+
+
+def test_load_levels_parse_closed_loop_and_constant_arrival() -> None:
+    assert Load.parse("24") == Load(24, 0.0)
+    paced = Load.parse("20@15")
+    assert (paced.users, paced.pacing_s, paced.offered_rps) == (20, pytest.approx(1 / 15), 300)
+    for bad in ("0", "x", "5@-1"):
+        with pytest.raises(ValueError):
+            Load.parse(bad)
+
+
+def test_default_matrix_has_nine_cells_in_six_cluster_groups() -> None:
+    matrix = Matrix(("session", "jwt", "jwt+denylist"), (1, 2, 4), (Load(20, 15),), ("EdDSA",))
+    schedule = matrix.schedule()
+    assert matrix.cell_count == 9 == sum(len(group) for group in schedule)
+    assert len(schedule) == 6  # session and jwt share a deployment; the denylist does not
+    for group in schedule:
+        assert len({cell.group for cell in group}) == 1
+
+
+def test_order_is_reproducible_from_the_seed_and_shuffled_between_repeats() -> None:
+    matrix = Matrix(("session", "jwt", "jwt+denylist"), (1, 2, 3, 4), (Load(5),), ("EdDSA",), 3, 7)
+    ids = [[c.cell_id for c in group] for group in matrix.schedule()]
+    assert ids == [[c.cell_id for c in group] for group in matrix.schedule()]
+    per_repeat = [
+        [c.group for group in matrix.schedule() for c in group if c.repeat == r] for r in range(3)
+    ]
+    assert sorted(per_repeat[0]) == sorted(per_repeat[1]) == sorted(per_repeat[2])
+    assert len({tuple(order) for order in per_repeat}) > 1
+    other = Matrix(("session", "jwt", "jwt+denylist"), (1, 2, 3, 4), (Load(5),), ("EdDSA",), 3, 8)
+    assert ids != [[c.cell_id for c in group] for group in other.schedule()]
+
+
+def test_jwt_algorithm_axis_applies_to_jwt_modes_only() -> None:
+    matrix = Matrix(("session", "jwt"), (1,), (Load(5),), ("EdDSA", "RS256"))
+    cells = matrix.configs()
+    assert sorted((c.mode, c.jwt_alg) for c in cells) == [
+        ("jwt", "EdDSA"), ("jwt", "RS256"), ("session", "EdDSA"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "loadtests").rglob("*.py")))
+def test_locustfiles_import_nothing_asyncio(path: Path) -> None:
+    """gevent patches the world in Locust: the services' asyncio libraries stay out."""
+    banned = ("aiohttp", "redis", "auth_service", "resource_service", "gateway", "uvloop")
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert name.split(".")[0] not in banned, f"{path.name} imports {name}"
