@@ -1,0 +1,1 @@
+"""Chaos scenarios and their building blocks, against real Redis and real processes."""

@@ -1,0 +1,133 @@
+"""The chaos building blocks on their own: delay proxy, timeline arithmetic, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from authbench.chaos.delay_proxy import DelayLink
+from authbench.chaos.scenarios import DelayProxy
+from authbench.chaos.timeline import FaultWindow, Record, buckets, mode_figures
+from tests.conftest import free_port_block
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    port = free_port_block()
+    server = shutil.which("redis-server")
+    assert server is not None
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir",
+         str(tmp_path), "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(5)
+
+
+def _median_ping_ms(client: redis.Redis, n: int = 15) -> float:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        client.ping()
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[n // 2]
+
+
+def test_delay_proxy_adds_its_delay_to_each_direction_only_while_on(
+    redis_port: int, tmp_path: Path
+) -> None:
+    listen = redis_port + 1
+    proxy = DelayProxy(listen, redis_port, 25.0, tmp_path / "proxy.log")
+    try:
+        proxy.wait_listening()
+        client = redis.Redis(port=listen, socket_timeout=2)
+        off = _median_ping_ms(client)
+        proxy.delay(True)
+        time.sleep(0.2)  # the signal is handled asynchronously
+        on = _median_ping_ms(client)
+        proxy.delay(False)
+        time.sleep(0.2)
+        off_again = _median_ping_ms(client)
+        client.set("k", "v" * 100_000)  # large values still pass through intact
+        assert client.get("k") == b"v" * 100_000
+        client.close()
+    finally:
+        proxy.stop()
+    assert off < 20 and off_again < 20, (off, off_again)
+    assert 50 <= on < 150, on  # 2 x 25 ms per round trip
+
+
+def test_delay_link_switches_between_zero_and_its_delay() -> None:
+    link = DelayLink(0.005)
+    assert link.delay_s == 0.0
+    link.switch(True)
+    assert link.delay_s == 0.005
+    link.switch(False)
+    assert link.delay_s == 0.0
+
+
+def _r(start: float, status: int, latency_ms: float = 5.0) -> Record:
+    return Record(start, "session", "/api/me", status, latency_ms)
+
+
+def test_figures_separate_outage_recovery_and_hangs() -> None:
+    window = FaultWindow(fault_at=100.0, back_at=102.0)
+    records = [
+        _r(99.0, 200),
+        _r(99.95, 200, 80.0),  # in flight at the fault, answered in time
+        _r(100.2, 503),
+        _r(101.0, 503),
+        _r(101.9, 503, 200.0),  # ends at 102.1: after Redis was back
+        _r(102.3, 401),  # session lost with the restart
+        _r(102.5, 200),
+        _r(103.0, 200, 1500.0),  # hung past the 1 s threshold
+    ]
+    f = mode_figures("session", records, window, hang_ms=1000.0)
+    assert f.first_error_s == pytest.approx(0.205)
+    assert (f.outage_requests, f.outage_failures, f.outage_error_rate) == (3, 3, 1.0)
+    assert f.outage_statuses == {"503": 3}
+    assert f.failures_after_back == 2
+    assert f.recovery_s == pytest.approx(0.305)
+    assert f.hung == 1
+
+
+def test_buckets_are_seconds_relative_to_the_fault_with_gaps_filled() -> None:
+    per_mode = buckets([_r(98.5, 200), _r(100.1, 503), _r(101.7, 200)], fault_at=100.0)
+    seconds = per_mode["session"]
+    assert [b.second for b in seconds] == [-2, -1, 0, 1]
+    assert [(b.ok, dict(b.failures)) for b in seconds] == [(1, {}), (0, {}), (0, {503: 1}), (1, {})]
+
+
+def test_chaos_cli_has_help_and_refuses_bad_options(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "authbench", "chaos"]
+    shown = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--scenarios" in shown.stdout and "pause" in shown.stdout
+    bad = subprocess.run(
+        [*base, "--scenarios", "nope", "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown scenario" in bad.stderr
+    margin = subprocess.run(
+        [*base, "--aof-margin", "0.5", "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert margin.returncode == 2 and "aof-margin" in margin.stderr
