@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import aiohttp
 
@@ -68,6 +67,8 @@ class Gateway:
         target = request.target
         if target[:1] != b"/":
             target = request.target = _origin_form(target)
+        if b"/." in target or b"%2" in target:
+            _refuse_dot_segments(target)
         if target.startswith(_API):
             pool = self.resource_pool
         elif target.startswith(_AUTH):
@@ -76,8 +77,6 @@ class Gateway:
             self._builtin(request, client)
             client.request_done(None)
             return
-        if b"/." in target or b"%" in target:
-            _refuse_dot_segments(target)
         self.proxy.forward(request, pool, client)
 
     def _builtin(self, request: ProxyRequest, client: ClientConnection) -> None:
@@ -186,7 +185,8 @@ def _origin_form(target: bytes) -> bytes:
 
 
 def _refuse_dot_segments(target: bytes) -> None:
-    """A path like /api/../metrics would reach a replica's own endpoints: refuse it."""
-    path = unquote_to_bytes(target.split(b"?", 1)[0])
+    """`.` and `..` segments (also as %2e) are refused, never resolved: /api/../metrics
+    must not reach a replica's own endpoints, and no upstream ever sees one."""
+    path = target.partition(b"?")[0].lower().replace(b"%2e", b".")
     if any(segment in (b".", b"..") for segment in path.split(b"/")):
         raise DotSegments()

@@ -109,6 +109,7 @@ class ClientConnection(asyncio.Protocol):
         "_gateway",
         "_head_bytes",
         "_headers",
+        "_host_seen",
         "_in_head",
         "_length",
         "_lost",
@@ -149,6 +150,7 @@ class ClientConnection(asyncio.Protocol):
         self._expect = False
         self._rid: bytes | None = None
         self._connection: bytes | None = None
+        self._host_seen = False
         self._rid_line = b""
         self._out: list[bytes] | None = None
         self._current: ProxyRequest | None = None
@@ -219,6 +221,7 @@ class ClientConnection(asyncio.Protocol):
         self._expect = False
         self._rid = None
         self._connection = None
+        self._host_seen = False
         self._in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -247,6 +250,10 @@ class ClientConnection(asyncio.Protocol):
                 self._connection = value
             elif lowered == b"expect":
                 self._expect = value.lower() == b"100-continue"
+        elif first in b"Hh" and name.lower() == b"host":
+            if self._host_seen:  # RFC 9112 3.2: more than one Host is a 400
+                raise _Refuse(errors.BadRequest("more than one Host header"))
+            self._host_seen = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False

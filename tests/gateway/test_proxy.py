@@ -169,9 +169,13 @@ def test_no_open_proxy_and_no_detour_to_upstream_internals(rig: GatewayRig) -> N
     head, _, body = absolute.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["path"] == "/api/echo"  # our upstream, never evil.example
-    for path in ("/api/../healthz", "/api/%2e%2e/metrics", "/auth/./x"):
+    # Dot segments are refused, never resolved: no detour to an upstream's internals.
+    for path in ("/api/../healthz", "/api/%2e%2E/metrics", "/auth/./x", "/api/x/.."):
         answer = request(rig.url, "GET", path)
         assert answer.status == 400 and answer.json()["error"] == "bad_request", path
+    assert request(rig.url, "GET", "/api/a.b/.c/..d").json()["path"] == "/api/a.b/.c/..d"
+    two_hosts = _raw(rig.port, b"GET /api/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert two_hosts.split(b" ", 2)[1] == b"400"
     for path in ("/", "/etc/passwd", "/apix", "/api"):
         answer = request(rig.url, "GET", path)
         assert answer.status == 404 and answer.json()["error"] == "not_found", path
