@@ -25,7 +25,7 @@ import re
 from itertools import count
 from typing import TYPE_CHECKING
 
-from authbench.errors import AuthbenchError, BadRequest, UpstreamTimeout, UpstreamUnavailable
+from authbench.errors import AuthbenchError, UpstreamTimeout, UpstreamUnavailable
 from gateway.connections import (
     ConnectFailed,
     UpstreamClosed,
@@ -77,10 +77,6 @@ class UpstreamFailure(AuthbenchError):
     status, code, default_detail = 502, "bad_gateway", "the upstream failed while answering"
 
 
-class DuplicateHost(BadRequest):
-    default_detail = "more than one Host header"
-
-
 class ResponseAborted(AuthbenchError):
     """The upstream failed after part of its answer went to the client (or the client
     left): the only honest thing left is to close the client's connection."""
@@ -103,17 +99,9 @@ def upstream_headers(
         tokens = {t.strip().lower() for t in connection.split(b",")}
         drop = drop | tokens
     parts = [b""]
-    hosts = 0
     for name, value in headers:
-        lowered = name.lower()
-        if lowered not in drop:
+        if name.lower() not in drop:
             parts.append(name + b": " + value)
-        elif lowered == b"host":
-            hosts += 1
-    if hosts > 1:
-        # RFC 9112 section 3.2: more than one Host is a 400 (hosts that disagree are how
-        # requests get routed by one reading and authorised by another).
-        raise DuplicateHost()
     parts.append(b"X-Forwarded-For: " + peer)
     parts.append(b"X-Forwarded-Proto: http")
     parts.append(b"X-Request-Id: " + rid)
