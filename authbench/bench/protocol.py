@@ -59,7 +59,7 @@ class Protocol:
 
     def cell_seconds(self) -> float:
         """Rough wall time of one cell (Locust start-up and health check included)."""
-        return self.warmup_s + self.capture_s + self.rest_s + 2.5
+        return self.warmup_s + self.capture_s + self.rest_s + 5.0
 
 
 @dataclass(frozen=True)

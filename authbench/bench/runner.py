@@ -58,7 +58,7 @@ class BenchConfig:
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
-        startup = 5.0 if self.target == "local" else 0.0
+        startup = 6.0 if self.target == "local" else 0.0  # start, seed, settle
         return self.matrix.cell_count * self.protocol.cell_seconds() + groups * startup
 
 
