@@ -77,6 +77,7 @@ class LocustRun:
     exit_code: int
     csv_dir: Path  # on the host: <results dir>/<run name>/ with locust_stats.csv, ...
     log: str
+    workers: int  # worker containers that took part
 
 
 @dataclass
@@ -362,14 +363,13 @@ class ComposeTarget:
                 "wait", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=timeout_s, check=False
             )
             log = self.logs("locust-master", tail=100)
+            workers_seen = len(self.containers("locust-worker", all=True))
             self.compose(
                 "rm", "-f", "-s", "locust-master", "locust-worker", profiles=(LOAD_PROFILE,)
             )
-        try:
-            exit_code = int(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            exit_code = done.returncode or -1
-        return LocustRun(exit_code, csv_dir, log)
+        # `compose wait` exits with the container's own exit code.
+        exit_code = done.returncode
+        return LocustRun(exit_code, csv_dir, log, workers_seen)
 
     @contextlib.contextmanager
     def _extra_env(self, extra: Mapping[str, str]) -> Iterator[None]:

