@@ -69,7 +69,7 @@ class WatchedCluster:
         return findings
 
 
-def _start(workdir: Path, replicas: int, env: dict[str, str]) -> WatchedCluster:
+def start_watched(workdir: Path, replicas: int, env: dict[str, str]) -> WatchedCluster:
     settings_env = {
         "AUTH_SEED_USERS": "20",
         # Log as much as the services can: a leak at DEBUG is still a leak.
@@ -90,7 +90,7 @@ def _start(workdir: Path, replicas: int, env: dict[str, str]) -> WatchedCluster:
     return watched
 
 
-def _stop_and_scan(watched: WatchedCluster) -> None:
+def stop_and_scan(watched: WatchedCluster) -> None:
     watched.cluster.stop()
     findings = watched.log_findings()
     assert not findings, f"service logs leak secrets or crashed: {findings}"
@@ -105,19 +105,19 @@ def watched_cluster(tmp_path: Path) -> Iterator[WatchedFactory]:
     started: list[WatchedCluster] = []
 
     def _make(replicas: int = 1, env: dict[str, str] | None = None) -> WatchedCluster:
-        watched = _start(tmp_path / f"cluster{len(started)}", replicas, env or {})
+        watched = start_watched(tmp_path / f"cluster{len(started)}", replicas, env or {})
         started.append(watched)
         return watched
 
     yield _make
     for watched in started:
-        _stop_and_scan(watched)
+        stop_and_scan(watched)
 
 
 @pytest.fixture(scope="module")
 def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster]:
     """Two replicas, denylist on, throttling out of the way of the table's bad logins."""
-    watched = _start(
+    watched = start_watched(
         tmp_path_factory.mktemp("hostile"),
         2,
         {
@@ -127,4 +127,4 @@ def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watche
         },
     )
     yield watched
-    _stop_and_scan(watched)
+    stop_and_scan(watched)

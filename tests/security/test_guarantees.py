@@ -26,14 +26,14 @@ from tests.security.conftest import (
     ADMIN_TOKEN,
     WatchedCluster,
     WatchedFactory,
-    _start,
-    _stop_and_scan,
+    start_watched,
+    stop_and_scan,
 )
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster]:
-    watched = _start(
+    watched = start_watched(
         tmp_path_factory.mktemp("guarantees"),
         2,
         {
@@ -43,16 +43,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster
         },
     )
     yield watched
-    _stop_and_scan(watched)
+    stop_and_scan(watched)
 
 
 @pytest.fixture(scope="module")
 def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster]:
-    watched = _start(
+    watched = start_watched(
         tmp_path_factory.mktemp("secure"), 1, {"COOKIE_SECURE": "1", "COOKIE_SAMESITE": "Strict"}
     )
     yield watched
-    _stop_and_scan(watched)
+    stop_and_scan(watched)
 
 
 def login(watched: WatchedCluster, user: int, mode: str, **headers: str) -> Answer:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from tests.client import Answer, request
 from tests.security import rawhttp
-from tests.security.conftest import WatchedCluster, _start, _stop_and_scan
+from tests.security.conftest import WatchedCluster, start_watched, stop_and_scan
 
 HS_SECRET = "hs256-secret-of-the-hostile-suite-0123456789abcdef"
 
@@ -104,11 +104,11 @@ class Material:
 @pytest.fixture(scope="module")
 def hs_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster]:
     """HS256 with a secret the suite knows: tokens with bad claims, correctly signed."""
-    watched = _start(
+    watched = start_watched(
         tmp_path_factory.mktemp("hs256"), 1, {"JWT_ALG": "HS256", "JWT_HS256_SECRET": HS_SECRET}
     )
     yield watched
-    _stop_and_scan(watched)
+    stop_and_scan(watched)
 
 
 @pytest.fixture(scope="module")
