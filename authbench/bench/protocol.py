@@ -1,7 +1,8 @@
 """How one cell is measured, so that its numbers can be trusted.
 
 1. Health check: the gateway and every replica answer /readyz, and a real login plus an
-   authenticated read go through. A cell on a sick cluster is recorded as failed, not run.
+   authenticated read go through (retried for up to 30 s). A cell on a sick cluster is
+   recorded as failed, not run.
 2. Warm-up: Locust starts all users and runs `warmup_s`; then the locustfile resets its
    stats and writes a `capture_start` marker. Nothing before it is in any figure.
 3. Capture: the samplers (Redis INFO, process CPU, /metrics) snapshot at the marker and
@@ -21,17 +22,17 @@ import json
 import math
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from authbench.bench import locust_runner
 from authbench.bench.matrix import Cell
 from authbench.bench.samplers import (
-    MetricsScraper,
     ProcessCpuSampler,
     RedisSampler,
+    Sampling,
     ValidationSnapshot,
     validation_delta,
 )
@@ -64,12 +65,14 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Target:
-    """What a cell needs to know about the system under test."""
+    """What a cell needs to know about the system under test.
+
+    `sampling` builds the cell's samplers once the load generator's PID is known.
+    """
 
     host: str
-    redis_url: str | None
-    replica_urls: tuple[str, ...]
-    processes: Mapping[str, int | None] = field(default_factory=dict)  # name -> pid
+    replica_urls: tuple[str, ...]  # checked by the health check (empty: not reachable)
+    sampling: Callable[[int], Sampling]
 
 
 def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -80,8 +83,18 @@ def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return int(resp.status), json.loads(resp.read() or b"{}")
 
 
-def health_check(target: Target) -> str | None:
-    """None when the system is ready for a cell; otherwise why it is not."""
+def health_check(target: Target, patience_s: float = 30.0) -> str | None:
+    """None when the system is ready for a cell; otherwise why it still is not after
+    `patience_s` (a freshly recreated container or a re-resolved upstream takes a moment)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        problem = _health_problem(target)
+        if problem is None or time.monotonic() > deadline:
+            return problem
+        time.sleep(1.0)
+
+
+def _health_problem(target: Target) -> str | None:
     for url in (target.host, *target.replica_urls):
         status = http_status(url.rstrip("/") + "/readyz", timeout_s=3.0)
         if status != 200:
@@ -201,11 +214,9 @@ def measure(
         refresh_prob=protocol.refresh_prob,
         env={"AUTHBENCH_CAPTURE_S": f"{protocol.capture_s:g}"},
     )
-    redis_sampler = RedisSampler(target.redis_url) if target.redis_url else None
-    scraper = MetricsScraper(target.replica_urls)
     process = locust_runner.start(job)
+    sampling = target.sampling(process.pid)
     try:
-        cpu = ProcessCpuSampler({**target.processes, "loadgen": process.pid})
         say("warming up")
         started = process.wait_capture_start(protocol.warmup_s + 60.0)
         if started is None:
@@ -213,22 +224,21 @@ def measure(
             return _finish(
                 CellResult(cell, cell_dir, base_row, ["locust"], "Locust ended before capture")
             )
-        redis_start = redis_sampler.snapshot() if redis_sampler else None
-        cpu_start = cpu.snapshot()
-        metrics_start = scraper.snapshot()
+        redis_start = sampling.redis()
+        cpu_start = sampling.cpu()
+        metrics_start = sampling.validation()
         end_at = started + protocol.capture_s
         while time.time() < end_at and process.alive():
             say(f"capturing, {max(0.0, end_at - time.time()):.0f}s left")
             time.sleep(min(1.0, max(0.0, end_at - time.time())))
-        redis_end = redis_sampler.snapshot() if redis_sampler else None
-        cpu_end = cpu.snapshot()
-        metrics_end = scraper.snapshot()
+        redis_end = sampling.redis()
+        cpu_end = sampling.cpu()
+        metrics_end = sampling.validation()
         outputs = process.wait(timeout_s=30.0)
     finally:
         if process.alive():
             process.stop(grace_s=5.0)
-        if redis_sampler:
-            redis_sampler.close()
+        sampling.close()
 
     row = dict(base_row)
     flags: list[str] = []

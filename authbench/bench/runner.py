@@ -28,7 +28,9 @@ from typing import Any
 
 from authbench.bench.matrix import Cell, Matrix
 from authbench.bench.protocol import CellResult, Protocol, Target, failed, measure
+from authbench.bench.samplers import ComposeSampling, LocalSampling, Sampling
 from authbench.cluster import PROJECT_ROOT, ClusterError, LocalCluster, Ports
+from authbench.compose import ComposeError, ComposeTarget
 
 # summary.csv: the contract's columns first, then ours.
 SUMMARY_COLUMNS = (
@@ -49,8 +51,7 @@ class BenchConfig:
     protocol: Protocol
     target: str = "local"  # local | compose
     port_base: int = 28000
-    host: str = "http://127.0.0.1:8080"  # compose: the stack's gateway
-    redis_url: str | None = None  # compose: a reachable Redis for INFO, if published
+    compose_project: str = "authbench"  # compose: the project the bench (re)configures
     results_dir: Path = PROJECT_ROOT / "results"
     run_id: str = ""
     settings_env: dict[str, str] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class BenchConfig:
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
-        startup = 6.0 if self.target == "local" else 0.0  # start, seed, settle
+        startup = 6.0 if self.target == "local" else 25.0  # start (or recreate), seed, settle
         return self.matrix.cell_count * self.protocol.cell_seconds() + groups * startup
 
 
@@ -138,7 +139,7 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "matrix": config.matrix.as_dict(),
             "protocol": asdict(config.protocol),
             "port_base": config.port_base if config.target == "local" else None,
-            "host": config.host if config.target == "compose" else None,
+            "compose_project": config.compose_project if config.target == "compose" else None,
             "cluster_env": config.settings_env,
         },
         "schedule": [[cell.cell_id for cell in group] for group in schedule],
@@ -224,12 +225,48 @@ def _port_block_free(base: int, size: int = 40) -> bool:
 
 
 def _local_target(cluster: LocalCluster) -> Target:
-    return Target(
-        host=cluster.gateway_url,
-        redis_url=cluster.redis_url,
-        replica_urls=tuple(cluster.replica_urls()),
-        processes={child.name: child.pid for child in cluster.all_children()},
+    processes = {child.name: child.pid for child in cluster.all_children()}
+    replica_urls = tuple(cluster.replica_urls())
+
+    def sampling(loadgen_pid: int) -> Sampling:
+        return LocalSampling(cluster.redis_url, {**processes, "loadgen": loadgen_pid}, replica_urls)
+
+    return Target(host=cluster.gateway_url, replica_urls=replica_urls, sampling=sampling)
+
+
+def _compose_target(config: BenchConfig, first: Cell, say: Callable[[str], None]) -> Target:
+    """Configure the compose project for a group: settings, replicas; wait until ready.
+
+    `docker compose up -d` recreates only the services whose settings changed and scales
+    the replicas; images are not built here (`docker compose build` first).
+    """
+    stack = ComposeTarget(
+        project_name=config.compose_project,
+        env={
+            "JWT_REVOCATION": first.revocation,
+            "JWT_ALG": first.jwt_alg,
+            "AUTH_SEED_USERS": str(max(config.protocol.accounts, 1)),
+            "LOG_LEVEL": "WARNING",
+            **config.settings_env,
+        },
     )
+    say(
+        f"  configuring compose project {config.compose_project!r}: {first.replicas} "
+        f"replica(s), JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}"
+    )
+    stack.up(replicas=first.replicas, build=False)
+    auth = next((c.name for c in stack.containers("auth")), None)
+    deadline = time.monotonic() + 120.0
+    while auth is not None and time.monotonic() < deadline:  # the seeding, as locally
+        before = stack.cpu_seconds().get(auth, 0.0)
+        time.sleep(1.0)
+        if stack.cpu_seconds().get(auth, 0.0) - before < 0.15:
+            break
+
+    def sampling(loadgen_pid: int) -> Sampling:
+        return ComposeSampling(stack, loadgen_pid)
+
+    return Target(host=stack.gateway_url, replica_urls=(), sampling=sampling)
 
 
 def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
@@ -350,7 +387,15 @@ def _run_group(
         if busy is not None:
             say(f"  note: the auth service was still busy ({busy:.0f}% CPU) after the wait")
     else:
-        target = Target(host=config.host, redis_url=config.redis_url, replica_urls=())
+        try:
+            target = _compose_target(config, first, say)
+        except (ComposeError, OSError) as err:
+            for cell in group:
+                progress.cell_started(cell)
+                result = failed(cell, run_dir / "cells" / cell.cell_id, "compose", str(err))
+                results.append(result)
+                progress.cell_done(result)
+            return results
     try:
         for cell in group:
             tick = progress.cell_started(cell)

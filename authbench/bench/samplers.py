@@ -7,6 +7,7 @@ figures are the differences divided by the window, so warm-up and rest never lea
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from authbench.bench.statistics import Bucket, bucket_delta, merge_buckets
+from authbench.compose import ComposeError, ComposeTarget
 
 VALIDATION_METRIC = "authbench_credential_validation_seconds"
 
@@ -208,4 +210,118 @@ class MetricsScraper:
                     pages.append(parse_validation(resp.read().decode()))
             except (OSError, ValueError):
                 continue
+        return merge_validation(pages)
+
+
+# --- one object per target: what a cell snapshots ------------------------------------
+class Sampling:
+    """The three snapshots a cell takes at each end of its capture window."""
+
+    def redis(self) -> RedisSnapshot | None:
+        raise NotImplementedError
+
+    def cpu(self) -> CpuSnapshot:
+        raise NotImplementedError
+
+    def validation(self) -> ValidationSnapshot:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+
+class LocalSampling(Sampling):
+    """Processes the bench started: Redis over TCP, psutil by PID, /metrics over HTTP."""
+
+    def __init__(
+        self, redis_url: str, processes: Mapping[str, int | None], replica_urls: Iterable[str]
+    ) -> None:
+        self._redis = RedisSampler(redis_url)
+        self._cpu = ProcessCpuSampler(processes)
+        self._metrics = MetricsScraper(replica_urls)
+
+    def redis(self) -> RedisSnapshot | None:
+        return self._redis.snapshot()
+
+    def cpu(self) -> CpuSnapshot:
+        return self._cpu.snapshot()
+
+    def validation(self) -> ValidationSnapshot:
+        return self._metrics.snapshot()
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+# Fetch /metrics from inside a replica container (its port is not published).
+_METRICS_PROBE = (
+    "import sys, urllib.request; "
+    "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8101/metrics', timeout=5)"
+    ".read().decode())"
+)
+
+
+class ComposeSampling(Sampling):
+    """The compose stack: INFO through `redis-cli` in the redis container, CPU from the
+    containers' cgroups, /metrics fetched inside each resource container; the load
+    generator (a local process) by psutil."""
+
+    def __init__(self, target: ComposeTarget, loadgen_pid: int | None) -> None:
+        self._target = target
+        self._loadgen = ProcessCpuSampler({"loadgen": loadgen_pid})
+
+    def redis(self) -> RedisSnapshot | None:
+        try:
+            info = self._target.redis_info("all")
+        except ComposeError:
+            return None
+        per_command = {}
+        for key, value in info.items():
+            if key.startswith("cmdstat_"):
+                fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                per_command[key.removeprefix("cmdstat_")] = int(fields.get("calls", 0))
+        try:
+            return RedisSnapshot(
+                at=time.monotonic(),
+                commands=int(info["total_commands_processed"]),
+                cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+                per_command=per_command,
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def cpu(self) -> CpuSnapshot:
+        groups: dict[str, float] = {}
+        try:
+            usage = self._target.cpu_seconds()
+            containers = {c.name: c for c in self._target.containers()}
+        except ComposeError:
+            usage, containers = {}, {}
+        for name, seconds in usage.items():
+            container = containers.get(name)
+            service = container.service if container else name
+            if service == "resource":
+                service = "resource-" + name.rsplit("-", 1)[-1]
+            groups[service] = groups.get(service, 0.0) + seconds
+        loadgen = self._loadgen.snapshot()
+        groups.update(loadgen.cpu_s)
+        return CpuSnapshot(at=loadgen.at, cpu_s=groups)
+
+    def validation(self) -> ValidationSnapshot:
+        pages: list[ValidationSnapshot] = []
+        try:
+            replicas = [c for c in self._target.containers("resource") if c.state == "running"]
+        except ComposeError:
+            replicas = []
+        for container in replicas:
+            try:
+                done = subprocess.run(
+                    ["docker", "exec", container.id, "python", "-S", "-c", _METRICS_PROBE],
+                    capture_output=True, text=True, timeout=20, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if done.returncode == 0:
+                with contextlib.suppress(ValueError):
+                    pages.append(parse_validation(done.stdout))
         return merge_validation(pages)

@@ -84,8 +84,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--target",
         choices=("local", "compose"),
         default="local",
-        help="local: private clusters started here; compose: the running docker "
-        "compose stack (its own replicas and JWT_REVOCATION; --replicas is a label)",
+        help="local: private clusters started here; compose: the docker compose stack, "
+        "reconfigured per group (`up -d --scale resource=N` with JWT_REVOCATION and JWT_ALG) "
+        "and left running; CPU from the containers' cgroups, INFO through redis-cli",
     )
     where.add_argument(
         "--port-base",
@@ -94,12 +95,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="first port of the private block of the local clusters (40 ports)",
     )
     where.add_argument(
-        "--host", default="http://127.0.0.1:8080", help="compose: the gateway address"
-    )
-    where.add_argument(
-        "--redis-url",
-        default=None,
-        help="compose: a Redis URL reachable from here, for INFO sampling",
+        "--compose-project",
+        default="authbench",
+        help="compose: the project to (re)configure per group (JWT_REVOCATION, JWT_ALG, "
+        "--scale resource=N); build its images first with `docker compose build`",
     )
     where.add_argument(
         "--results-dir",
@@ -123,8 +122,6 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         raise ValueError(f"--jwt-algs: choose from {', '.join(JWT_ALGS)}")
     if args.repeats < 1 or args.capture <= 0 or args.warmup < 0 or args.rest < 0:
         raise ValueError("--repeats >= 1, --capture > 0, --warmup and --rest >= 0")
-    if args.target == "compose" and len(replicas) > 1:
-        raise ValueError("--target compose measures the stack as it runs: give one --replicas")
     from pathlib import Path
 
     return BenchConfig(
@@ -140,8 +137,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         ),
         target=args.target,
         port_base=args.port_base,
-        host=args.host.rstrip("/"),
-        redis_url=args.redis_url,
+        compose_project=args.compose_project,
         results_dir=Path(args.results_dir),
         run_id=args.run_id,
         render_report=not args.no_report,
