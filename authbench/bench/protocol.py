@@ -166,6 +166,23 @@ def _validation_figures(delta: ValidationSnapshot) -> dict[str, Any]:
     }
 
 
+def doubts(row: dict[str, Any], cell: Cell, protocol: Protocol) -> list[str]:
+    """Why a measured cell's figures should be read with care (empty: no reason)."""
+    flags: list[str] = []
+    loadgen = float(row.get("cpu_loadgen_pct", math.nan))
+    if not math.isnan(loadgen) and loadgen > protocol.saturation_pct * max(1, protocol.processes):
+        flags.append("generator-saturated")  # the generator, not the system, was the limit
+    offered = cell.load.offered_rps
+    if offered > 0 and float(row.get("read_rps", 0.0)) < 0.9 * offered:
+        flags.append("behind-offered-rate")  # the pacing slipped: queueing hides in latency
+    requests, failures = int(row.get("requests", 0)), int(row.get("failures", 0))
+    if requests == 0:
+        flags.append("no-requests")
+    elif failures / requests > 0.01:
+        flags.append("failures>1%")
+    return flags
+
+
 def cell_row(cell: Cell) -> dict[str, Any]:
     """The columns of a summary row that describe the cell itself."""
     return {
@@ -299,14 +316,7 @@ def measure(
     validation = validation_delta(metrics_end, metrics_start)
     row.update(_validation_figures(validation))
 
-    if cpu_pct.get("loadgen", 0.0) > protocol.saturation_pct * max(1, protocol.processes):
-        flags.append("generator-saturated")
-    if cell.load.offered_rps > 0 and row["read_rps"] < 0.9 * cell.load.offered_rps:
-        flags.append("behind-offered-rate")
-    if requests == 0:
-        flags.append("no-requests")
-    elif failures / requests > 0.01:
-        flags.append("failures>1%")
+    flags += doubts(row, cell, protocol)
     row["flags"] = ";".join(flags)
 
     details = {
