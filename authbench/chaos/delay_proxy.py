@@ -21,7 +21,13 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+from authbench.cluster import PROJECT_ROOT
 
 
 class DelayLink:
@@ -88,6 +94,53 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int], link: DelayL
     print(f"listening on {listen[0]}:{listen[1]} -> {upstream[0]}:{upstream[1]}", flush=True)
     async with server:
         await stop.wait()
+
+
+class DelayProxy:
+    """The delay proxy as a child process (see authbench.chaos.delay_proxy)."""
+
+    def __init__(self, listen: int, upstream: int, delay_ms: float, log_path: Path) -> None:
+        self.listen = listen
+        self._log_path = log_path
+        self._argv = [
+            sys.executable, "-m", "authbench.chaos.delay_proxy",
+            "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{upstream}",
+            "--delay-ms", str(delay_ms),
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the proxy and wait until it accepts connections."""
+        with self._log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self._argv, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        self.wait_listening()
+
+    def wait_listening(self, timeout_s: float = 10.0) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the delay proxy exited at start")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.listen)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("the delay proxy did not listen in time")
+
+    def delay(self, on: bool) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -16,10 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from authbench.chaos.topology import MODES, ChaosCluster
+from authbench.chaos.topology import MODES
 from authbench.cluster import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "chaos_locustfile.py"
+# The Locust user class of each mode (loadtests/chaos_locustfile.py).
+USER_CLASSES = {
+    "session": "SessionChaosUser",
+    "jwt": "JwtChaosUser",
+    "denylist": "DenylistChaosUser",
+    "denylist_open": "DenylistOpenChaosUser",
+}
 
 
 class LoadError(RuntimeError):
@@ -39,11 +46,12 @@ class LoadShape:
 
 
 class ChaosLoad:
-    def __init__(self, cluster: ChaosCluster, shape: LoadShape, out_dir: Path, cap_s: float):
+    def __init__(self, hosts: dict[str, str], shape: LoadShape, out_dir: Path, cap_s: float):
+        """`hosts`: the gateway URL of each mode to load (mode key -> URL)."""
         self.records_path = out_dir / "requests.csv"
         self._ready = out_dir / ".locust-ready"
         self._log_path = out_dir / "locust.log"
-        self._cluster = cluster
+        self._hosts = hosts
         self._shape = shape
         self._cap_s = cap_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -59,9 +67,9 @@ class ChaosLoad:
             CHAOS_USERS_PER_MODE=str(shape.users_per_mode),
             CHAOS_CLIENT_TIMEOUT_S=str(shape.client_timeout_s),
         )
-        for mode in MODES:
-            env[f"CHAOS_HOST_{mode.key.upper()}"] = self._cluster.mode_gateway_url(mode)
-        users = shape.accounts
+        for mode, url in self._hosts.items():
+            env[f"CHAOS_HOST_{mode.upper()}"] = url
+        users = shape.users_per_mode * len(self._hosts)
         argv = [
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "--users", str(users), "--spawn-rate", str(users),
@@ -71,6 +79,7 @@ class ChaosLoad:
             # user on an account of its own.
             "--pacing", f"{1 / shape.user_rps:.4f}", "--relogin-prob", "0",
             "--refresh-prob", "0", "--accounts", str(users),
+            *(USER_CLASSES[mode] for mode in self._hosts),
         ]  # fmt: skip
         self._ready.unlink(missing_ok=True)
         with self._log_path.open("ab") as log:

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authbench.chaos.topology import Mode
-from authbench.cluster import LocalCluster
 
 
 class ProbeError(RuntimeError):
@@ -110,6 +109,15 @@ def token_expiry(access_token: str) -> float:
 
 
 # --- data loss across a restart ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Gateways:
+    """Where to plant and check each kind of credential."""
+
+    session: str
+    jwt: str  # refresh tokens: any gateway reaches the one auth service
+    denylist: str | None  # a gateway whose replicas check the denylist; None: no such mode
+
+
 @dataclass(slots=True)
 class Planted:
     sessions: list[dict[str, str]] = field(default_factory=list)
@@ -118,25 +126,28 @@ class Planted:
     acknowledged_at: float = 0.0  # wall clock of the last acknowledgement
 
 
-def plant(cluster: LocalCluster, first_account: int, each: int) -> Planted:
-    """`each` sessions, refresh tokens and logged-out JWTs, all confirmed by the cluster."""
-    gateway = cluster.gateway_url  # main group: denylist on, so logout denylists the jti
+def plant(gateways: Gateways, first_account: int, each: int) -> Planted:
+    """`each` sessions, refresh tokens and (with a denylist) logged-out JWTs, each one
+    confirmed by the cluster."""
     planted = Planted()
     account = first_account
     for _ in range(each):
-        headers = credential_headers(login(gateway, account, "session"))
-        if call(gateway, "GET", "/api/me", headers=headers).status != 200:
+        headers = credential_headers(login(gateways.session, account, "session"))
+        if call(gateways.session, "GET", "/api/me", headers=headers).status != 200:
             raise ProbeError("a fresh session was refused")
         planted.sessions.append(headers)
         account += 1
     for _ in range(each):
-        planted.refresh_tokens.append(login(gateway, account, "jwt").json()["refresh_token"])
+        answer = login(gateways.jwt, account, "jwt")
+        planted.refresh_tokens.append(answer.json()["refresh_token"])
         account += 1
-    for _ in range(each):
-        headers = credential_headers(login(gateway, account, "jwt"))
-        if call(gateway, "POST", "/auth/logout", headers=headers).status != 204:
+    denylist = gateways.denylist
+    for _ in range(each if denylist is not None else 0):
+        assert denylist is not None
+        headers = credential_headers(login(denylist, account, "jwt"))
+        if call(denylist, "POST", "/auth/logout", headers=headers).status != 204:
             raise ProbeError("logout was not acknowledged")
-        if call(gateway, "GET", "/api/me", headers=headers).status != 401:
+        if call(denylist, "GET", "/api/me", headers=headers).status != 401:
             raise ProbeError("a logged-out token was still accepted with the denylist on")
         planted.revoked.append(headers)
         account += 1
@@ -151,7 +162,7 @@ class Losses:
     planted_each: int
     sessions_lost: int
     refresh_tokens_lost: int
-    revoked_valid_again: int  # logged-out JWTs the denylist forgot
+    revoked_valid_again: int | None  # logged-out JWTs the denylist forgot (None: no denylist)
     unanswered: int  # checks that got no definite answer before the deadline
     checked_after_back_s: float
 
@@ -174,30 +185,30 @@ def _definite(
 
 
 def check_losses(
-    cluster: LocalCluster, planted: Planted, back_at: float, timeout_s: float = 10.0
+    gateways: Gateways, planted: Planted, back_at: float, timeout_s: float = 10.0
 ) -> Losses:
-    gateway = cluster.gateway_url
     deadline = time.monotonic() + timeout_s
     started = time.time()
     sessions_lost = refresh_lost = valid_again = unanswered = 0
     for headers in planted.sessions:
-        status = _definite(gateway, "GET", "/api/me", deadline, headers=headers)
+        status = _definite(gateways.session, "GET", "/api/me", deadline, headers=headers)
         sessions_lost += status == 401
         unanswered += status not in (200, 401)
     for token in planted.refresh_tokens:
         body = {"refresh_token": token}
-        status = _definite(gateway, "POST", "/auth/refresh", deadline, body=body)
+        status = _definite(gateways.jwt, "POST", "/auth/refresh", deadline, body=body)
         refresh_lost += status == 401
         unanswered += status not in (200, 401)
     for headers in planted.revoked:
-        status = _definite(gateway, "GET", "/api/me", deadline, headers=headers)
+        assert gateways.denylist is not None
+        status = _definite(gateways.denylist, "GET", "/api/me", deadline, headers=headers)
         valid_again += status == 200
         unanswered += status not in (200, 401)
     return Losses(
         planted_each=len(planted.sessions),
         sessions_lost=sessions_lost,
         refresh_tokens_lost=refresh_lost,
-        revoked_valid_again=valid_again,
+        revoked_valid_again=valid_again if gateways.denylist is not None else None,
         unanswered=unanswered,
         checked_after_back_s=round(started - back_at, 2),
     )
@@ -207,7 +218,8 @@ def check_losses(
 @dataclass(frozen=True, slots=True)
 class RevocationWindow:
     mode: str
-    replicas: int
+    replicas: int  # addresses asked: each replica, or the gateway alone (compose)
+    through_gateway: bool
     rejected_by: int  # replicas that refused the logged-out credential in time
     window_ms: float | None  # logout acknowledged -> refused by every replica
     observed_s: float
@@ -215,8 +227,11 @@ class RevocationWindow:
 
 
 def revocation_window(
-    gateway: str, replicas: list[str], mode: Mode, account: int, observe_s: float
+    gateway: str, replicas: list[str] | None, mode: Mode, account: int, observe_s: float
 ) -> RevocationWindow:
+    """Replicas None: they are out of reach (compose), so ask the gateway instead."""
+    through_gateway = replicas is None
+    replicas = [gateway] if replicas is None else replicas
     answer = login(gateway, account, mode.credential)
     headers = credential_headers(answer)
     for replica in replicas:
@@ -240,6 +255,7 @@ def revocation_window(
     return RevocationWindow(
         mode=mode.key,
         replicas=len(replicas),
+        through_gateway=through_gateway,
         rejected_by=len(refused),
         window_ms=round(window, 1) if window is not None else None,
         observed_s=round(time.monotonic() - acked, 2),

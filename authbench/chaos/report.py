@@ -118,7 +118,7 @@ def chart_overview(results: Sequence[dict[str, Any]], path: Path) -> None:
     """Error rate during the outage and recovery time, per scenario and mode."""
     plt = _pyplot()
     names = [r["scenario"]["name"] for r in results]
-    modes = [m.key for m in MODES]
+    modes = [m.key for m in MODES if any(m.key in r["figures"] for r in results)]
     width = 0.8 / len(modes)
     fig, (ax_err, ax_rec) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, mode in enumerate(modes):
@@ -178,7 +178,7 @@ def _pct(rate: float | None) -> str | None:
 
 def figures_table(result: dict[str, Any]) -> str:
     rows = []
-    for mode in (m.key for m in MODES):
+    for mode in (m.key for m in MODES if m.key in result["figures"]):
         f = result["figures"][mode]
         statuses = " ".join(f"{k}: {v}" for k, v in f["outage_statuses"].items()) or "-"
         rows.append(
@@ -203,11 +203,13 @@ def losses_table(results: Sequence[dict[str, Any]]) -> str:
     for r in results:
         loss = r["losses"]
         n = loss["planted_each"]
+        again = loss["revoked_valid_again"]
         rows.append(
             [
                 r["scenario"]["name"], r["scenario"]["persistence"],
                 f"{loss['sessions_lost']}/{n}", f"{loss['refresh_tokens_lost']}/{n}",
-                f"{loss['revoked_valid_again']}/{n}", loss["unanswered"],
+                "-" if again is None else f"{again}/{n}",
+                loss["unanswered"],
             ]
         )  # fmt: skip
     return _table(
@@ -238,7 +240,8 @@ def revocation_table(results: Sequence[dict[str, Any]]) -> str:
             )
         else:
             verdict = f"refused everywhere in {len(complete)} of {len(found)} runs"
-        rows.append([_label(mode), len(found), found[0]["replicas"], worst, verdict])
+        asked = "gateway" if found[0].get("through_gateway") else found[0]["replicas"]
+        rows.append([_label(mode), len(found), asked, worst, verdict])
     return _table(
         [
             "mode",
@@ -257,7 +260,7 @@ def findings(results: Sequence[dict[str, Any]]) -> list[str]:
     for r in results:
         name = r["scenario"]["name"]
         parts = []
-        for mode in (m.key for m in MODES):
+        for mode in (m.key for m in MODES if m.key in r["figures"]):
             f = r["figures"][mode]
             rate = f["outage_error_rate"]
             if rate is None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from authbench.chaos import report
 from authbench.chaos.scenarios import ChaosOptions, Scenario, ScenarioResult, run_scenario
+from authbench.chaos.targets import FaultTarget
 from authbench.chaos.topology import MODES
 from authbench.cluster import PROJECT_ROOT
 from authbench.config import documented_settings
@@ -122,12 +123,20 @@ def run_chaos(
     results_root: Path,
     run_id: str | None = None,
     say: Progress = print,
+    target: FaultTarget | None = None,
 ) -> Path:
-    """Run the scenarios one after another; returns the results directory."""
+    """Run the scenarios one after another; returns the results directory.
+
+    Without `target` each scenario gets a fresh local cluster; with one (the compose
+    stack), every scenario runs on it in turn.
+    """
     run_id = run_id or "chaos-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = results_root / run_id
     out.mkdir(parents=True, exist_ok=False)
-    manifest = build_manifest(run_id, options, scenarios, "local")
+    manifest = build_manifest(run_id, options, scenarios, "local" if target is None else "compose")
+    if target is not None:
+        manifest["settings"]["modes"] = {m.key: {"label": m.label} for m in target.modes}
+        manifest["settings"]["compose_persistence"] = target.persistence
     _write_json(out / "manifest.json", manifest)
     started = time.monotonic()
     eta = estimated_seconds(options, scenarios)
@@ -140,7 +149,7 @@ def run_chaos(
         def scenario_say(message: str, prefix: str = prefix) -> None:
             say(f"{prefix.format(time.monotonic() - started)} {message}")
 
-        result = run_scenario(scenario, options, out / scenario.name, scenario_say)
+        result = run_scenario(scenario, options, out / scenario.name, scenario_say, target)
         results.append(result)
         manifest["completed"].append(scenario.name)
         _write_json(out / "manifest.json", manifest)

@@ -18,11 +18,6 @@ previous one's Redis):
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,8 +26,8 @@ from typing import Any
 
 from authbench.chaos import probes, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
-from authbench.chaos.topology import MODES, ChaosCluster, ChaosPorts, free_port_base
-from authbench.cluster import PROJECT_ROOT
+from authbench.chaos.targets import FaultTarget, LocalChaosTarget
+from authbench.chaos.topology import MODES
 
 Progress = Callable[[str], None]
 
@@ -123,92 +118,56 @@ class ScenarioResult:
         }
 
 
-class DelayProxy:
-    """The delay proxy as a child process (see authbench.chaos.delay_proxy)."""
-
-    def __init__(self, listen: int, upstream: int, delay_ms: float, log_path: Path) -> None:
-        self.listen = listen
-        argv = [
-            sys.executable, "-m", "authbench.chaos.delay_proxy",
-            "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{upstream}",
-            "--delay-ms", str(delay_ms),
-        ]  # fmt: skip
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-
-    def wait_listening(self, timeout_s: float = 10.0) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("the delay proxy exited at start")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.listen)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("the delay proxy did not listen in time")
-
-    def delay(self, on: bool) -> None:
-        self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def run_scenario(
-    scenario: Scenario, options: ChaosOptions, out_dir: Path, say: Progress
+    scenario: Scenario,
+    options: ChaosOptions,
+    out_dir: Path,
+    say: Progress,
+    target: FaultTarget | None = None,
 ) -> ScenarioResult:
-    """Run one scenario on a fresh local cluster; raw and derived data go to `out_dir`."""
+    """Run one scenario; raw and derived data go to `out_dir`.
+
+    Without `target`, a fresh local ChaosCluster is started for the scenario (and stopped
+    after); a given target (the compose stack) must already be running and stays running.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     timing = options.timing
-    workdir = Path(tempfile.mkdtemp(prefix=f"authbench-chaos-{scenario.name}-"))
-    ports = ChaosPorts(free_port_base())
-    cluster = ChaosCluster(
-        replicas=options.replicas,
-        workdir=workdir,
-        redis_persistence=scenario.persistence,
-        settings_env={"AUTH_SEED_USERS": str(options.seed_users)},
-        chaos_ports=ports,
-        via_proxy=scenario.fault == "slow",
-    )
-    proxy: DelayProxy | None = None
+    if target is None:
+        target = LocalChaosTarget(
+            options.replicas,
+            scenario.persistence,
+            options.seed_users,
+            timing.slow_ms if scenario.fault == "slow" else None,
+            out_dir,
+        )
+    modes = target.modes
+    by_key = {m.key: m for m in modes}
     load: ChaosLoad | None = None
     # The load may run past its cap only if this script hangs; then Locust stops itself.
     cap_s = 60 + timing.warmup_s + timing.outage_s + timing.after_s + 4 * timing.aof_margin_s
     events: dict[str, float] = {}
     try:
-        if scenario.fault == "slow":
-            proxy = DelayProxy(
-                ports.proxy, ports.cluster.redis, timing.slow_ms, out_dir / "proxy.log"
-            )
-            proxy.wait_listening()
         started = time.monotonic()
-        cluster.start()
-        processes = len(cluster.all_children())
-        say(f"cluster up in {time.monotonic() - started:.1f} s ({processes} processes)")
-        waited = probes.wait_for_logins(cluster.gateway_url, options.seed_users - 1)
+        what = target.start()
+        say(f"{what} up in {time.monotonic() - started:.1f} s")
+        session_gateway = target.gateway_for(by_key["session"])
+        waited = probes.wait_for_logins(session_gateway, options.seed_users - 1)
         say(f"logins accepted after {waited:.1f} s (password hashes seeded)")
-        load = ChaosLoad(cluster, options.shape, out_dir, cap_s)
+        load = ChaosLoad(
+            {m.key: target.gateway_for(m) for m in modes}, options.shape, out_dir, cap_s
+        )
         load.start()
         events["load_started"] = time.time()
         say(f"load running: {options.shape.users_per_mode} users per mode")
 
         account = options.shape.accounts
         revocation = []
-        for mode in MODES:
+        for mode in modes:
+            gateway = target.gateway_for(mode)
             revocation.append(
                 probes.revocation_window(
-                    cluster.mode_gateway_url(mode),
-                    cluster.group_replica_urls(mode.group),
+                    gateway,
+                    target.replicas_for(mode),
                     mode,
                     account,
                     timing.revocation_observe_s,
@@ -216,15 +175,21 @@ def run_scenario(
             )
             account += 1
         say("revocation windows measured")
-        planted = probes.plant(cluster, account, options.planted_each)
+        denylist = next((m for m in modes if m.key == "denylist"), None)
+        gateways = probes.Gateways(
+            session=session_gateway,
+            jwt=target.gateway_for(next(m for m in modes if m.credential == "jwt")),
+            denylist=target.gateway_for(denylist) if denylist is not None else None,
+        )
+        planted = probes.plant(gateways, account, options.planted_each)
         events["last_acknowledged"] = planted.acknowledged_at
         say(f"planted {options.planted_each} sessions, refresh tokens and revoked JWTs")
         _sleep_until(events["load_started"] + timing.warmup_s)
         _sleep_until(planted.acknowledged_at + timing.aof_margin_s)
 
-        window = _inject(scenario, cluster, proxy, timing, events, say)
+        window = _inject(scenario, target, timing, events, say)
         _sleep_until(window.back_at + timing.after_s)
-        losses = probes.check_losses(cluster, planted, window.back_at)
+        losses = probes.check_losses(gateways, planted, window.back_at)
         events["losses_checked"] = time.time()
         say(
             f"after: sessions lost {losses.sessions_lost}/{losses.planted_each}, refresh tokens "
@@ -234,14 +199,10 @@ def run_scenario(
     finally:
         if load is not None:
             load.stop()
-        cluster.stop()
-        if proxy is not None:
-            proxy.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        target.stop()
 
     records = timeline.read_records(out_dir / "requests.csv")
-    modes = [m.key for m in MODES]
-    figures = timeline.figures_by_mode(records, window, timing.hang_ms, modes)
+    figures = timeline.figures_by_mode(records, window, timing.hang_ms, list(by_key))
     per_mode = timeline.buckets(records, window.fault_at)
     rows = timeline.timeline_rows(scenario.name, per_mode, timeline.failure_statuses(records))
     timeline.write_timeline(out_dir / "timeline.csv", rows)
@@ -252,32 +213,30 @@ def run_scenario(
 
 def _inject(
     scenario: Scenario,
-    cluster: ChaosCluster,
-    proxy: DelayProxy | None,
+    target: FaultTarget,
     timing: Timing,
     events: dict[str, float],
     say: Progress,
 ) -> timeline.FaultWindow:
     fault_at = time.time()
     if scenario.fault in ("kill", "restart"):
-        cluster.kill_redis()
+        target.kill_redis()
         say(f"fault: redis-server SIGKILLed ({scenario.persistence} persistence)")
         if scenario.fault == "kill":
-            time.sleep(timing.outage_s)
+            _sleep_until(fault_at + timing.outage_s)
         events["restart_issued"] = time.time()
-        cluster.start_redis(wait=True)  # returns once the new Redis answers PING
+        target.start_redis()  # returns once the new Redis answers PING
     elif scenario.fault == "pause":
-        cluster.pause_redis()
+        target.pause_redis()
         say("fault: redis-server SIGSTOPped")
-        time.sleep(timing.outage_s)
-        cluster.resume_redis()
-        cluster.wait_redis()
+        _sleep_until(fault_at + timing.outage_s)
+        target.resume_redis()
+        target.wait_redis()
     elif scenario.fault == "slow":
-        assert proxy is not None
-        proxy.delay(True)
+        target.slow_redis(True)
         say(f"fault: {timing.slow_ms:g} ms added each way on the Redis link")
-        time.sleep(timing.outage_s)
-        proxy.delay(False)
+        _sleep_until(fault_at + timing.outage_s)
+        target.slow_redis(False)
     else:  # pragma: no cover - SCENARIOS is closed
         raise ValueError(scenario.fault)
     back_at = time.time()

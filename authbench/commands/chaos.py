@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=("local", "compose"), default="local",
-        help="local: a fresh loopback cluster per scenario; compose: the running docker stack",
+        help="local: a fresh loopback cluster per scenario; compose: the running docker "
+        "stack (session plus its one JWT mode; kill, pause and the restart matching its "
+        "REDIS_APPENDONLY)",
     )  # fmt: skip
     parser.add_argument("--replicas", type=int, default=2, help="resource replicas per group")
     parser.add_argument("--users-per-mode", type=int, default=4, help="Locust users per mode")
@@ -85,6 +87,14 @@ def options_from(args: argparse.Namespace) -> ChaosOptions:
     )
 
 
+def compose_can_run(name: str, persistence: str) -> bool:
+    """The compose stack has one Redis persistence and no delay proxy."""
+    scenario = SCENARIOS[name]
+    if scenario.fault == "slow":
+        return False
+    return scenario.fault != "restart" or scenario.persistence == persistence
+
+
 def run(args: argparse.Namespace) -> int:
     from authbench.chaos.run import run_chaos
 
@@ -106,20 +116,41 @@ def run(args: argparse.Namespace) -> int:
     if min(args.users_per_mode, args.user_rps, args.outage, args.after, args.planted) <= 0:
         print("authbench chaos: counts and durations must be positive", file=sys.stderr)
         return 2
+    scenarios = [SCENARIOS[n] for n in names]
+    target = None
     if args.target == "compose":
-        print(
-            "authbench chaos: --target compose is not available yet (it needs the compose "
-            "target of `authbench up`'s docker stack); use --target local",
-            file=sys.stderr,
-        )
-        return 2
+        from authbench.chaos.targets import ComposeChaosTarget
+        from authbench.compose import ComposeTarget
+
+        problem = ComposeTarget.engine_problem()
+        if problem is not None:
+            print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
+            return 1
+        target = ComposeChaosTarget(ComposeTarget())
+        runnable = [s for s in scenarios if compose_can_run(s.name, target.persistence)]
+        for skipped in (s for s in scenarios if s not in runnable):
+            print(
+                f"skipping {skipped.name}: "
+                + (
+                    "the delay proxy runs with the local target only"
+                    if skipped.fault == "slow"
+                    else f"the stack's Redis persistence is {target.persistence} "
+                    "(REDIS_APPENDONLY); restart-none and restart-aof need their own"
+                ),
+                flush=True,
+            )
+        scenarios = runnable
+        if not scenarios:
+            print("authbench chaos: nothing to run on this stack", file=sys.stderr)
+            return 2
     try:
         out = run_chaos(
             options_from(args),
-            [SCENARIOS[n] for n in names],
+            scenarios,
             args.results,
             args.run_id,
             say=lambda msg: print(msg, flush=True),
+            target=target,
         )
     except (ClusterError, RuntimeError, FileExistsError) as err:
         print(f"authbench chaos: {err}", file=sys.stderr)

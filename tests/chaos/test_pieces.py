@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from authbench.chaos.delay_proxy import DelayLink
-from authbench.chaos.scenarios import DelayProxy
+from authbench.chaos.delay_proxy import DelayLink, DelayProxy
 from authbench.chaos.timeline import FaultWindow, Record, buckets, mode_figures
 from tests.conftest import free_port_block
 
@@ -58,7 +57,7 @@ def test_delay_proxy_adds_its_delay_to_each_direction_only_while_on(
     listen = redis_port + 1
     proxy = DelayProxy(listen, redis_port, 25.0, tmp_path / "proxy.log")
     try:
-        proxy.wait_listening()
+        proxy.start()
         client = redis.Redis(port=listen, socket_timeout=2)
         off = _median_ping_ms(client)
         proxy.delay(True)
@@ -92,7 +91,7 @@ def _r(start: float, status: int, latency_ms: float = 5.0) -> Record:
 def test_figures_separate_outage_recovery_and_hangs() -> None:
     window = FaultWindow(fault_at=100.0, back_at=102.0)
     records = [
-        _r(99.0, 200),
+        _r(98.0, 200, 1200.0),  # slow before the fault: not a hang caused by it
         _r(99.95, 200, 80.0),  # in flight at the fault, answered in time
         _r(100.2, 503),
         _r(101.0, 503),

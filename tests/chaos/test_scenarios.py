@@ -21,13 +21,18 @@ from authbench.chaos.topology import MODES
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 SLOW_MS = 20.0  # one-way: a Redis round trip gains 40 ms, far above loopback noise
-HANG_MS = 1000.0
+# `authbench chaos` counts > 1 s as hung. On a 2-core machine shared with other runs, even a
+# stateless JWT request (no Redis at all) was once seen taking just over 1 s, so the short
+# form allows 2 s: still far below the 3 s outage, which a request waiting for a paused
+# Redis (no timeout) would have to sit through.
+HANG_MS = 2000.0
+OUTAGE_S = 3.0
 OPTIONS = ChaosOptions(
     replicas=2,
     shape=LoadShape(users_per_mode=2, user_rps=5.0),
     timing=Timing(
         warmup_s=2.0,
-        outage_s=2.0,
+        outage_s=OUTAGE_S,
         after_s=3.0,
         aof_margin_s=1.5,
         revocation_observe_s=1.0,
@@ -68,7 +73,7 @@ def assert_outage_behaviour(run_dir: Path, name: str) -> None:
         assert f["outage_requests"] > 0 and f["failures"] == 0, f
     for mode in (m.key for m in MODES):
         f = figures(run_dir, name, mode)
-        assert f["hung"] == 0 and f["max_latency_ms"] < HANG_MS, f
+        assert f["hung"] == 0, f
 
 
 def test_kill_fails_fast_with_503_and_recovers(run_dir: Path) -> None:
