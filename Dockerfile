@@ -36,7 +36,8 @@ COPY gateway ./gateway
 COPY loadtests ./loadtests
 RUN pip install -q --no-deps --no-build-isolation . \
  && rm -rf build ./*.egg-info \
- && useradd --system --uid 10001 --user-group --no-create-home --home-dir /app authbench
+ && groupadd --system --gid 10001 authbench \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /app authbench
 
 # Unprivileged at run time; the code under /app stays owned by root, read-only to it.
 USER 10001:10001

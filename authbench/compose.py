@@ -355,7 +355,9 @@ class ComposeTarget:
                 "rm", "-f", "-s", "locust-master", "locust-worker", profiles=(LOAD_PROFILE,)
             )
             self.compose(
-                "up", "-d", "--no-recreate", "--scale", f"locust-worker={workers}",
+                # --no-deps: an `up` that pulled in the dependencies would also put
+                # `resource` back to its configured count, undoing a scale.
+                "up", "-d", "--no-deps", "--scale", f"locust-worker={workers}",
                 "locust-master", "locust-worker",
                 profiles=(LOAD_PROFILE,), timeout_s=180,
             )  # fmt: skip
