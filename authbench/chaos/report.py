@@ -314,8 +314,8 @@ def render(run_dir: Path) -> Path:
         f"<h1>authbench chaos run {html.escape(str(manifest.get('run_id', run_dir.name)))}</h1>",
         f"<p class=note>git {html.escape(str(manifest.get('git', {}).get('commit', '?')))}, "
         f"target {html.escape(str(settings.get('target', 'local')))}, started "
-        f"{html.escape(str(manifest.get('started_utc', '?')))}. "
-        f"Settings: <code>{settings_text}</code></p>",
+        f"{html.escape(str(manifest.get('started_utc', '?')))}.</p>"
+        f"<details><summary>every setting</summary><code>{settings_text}</code></details>",
         "<h2 id=chaos>Chaos: what each mode loses when Redis fails</h2>",
         "<p>All four modes run at once on one Redis (see the README's chaos section): "
         "<b>session</b> (the session lives in Redis), <b>jwt</b> (signature only), "

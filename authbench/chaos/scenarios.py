@@ -1,7 +1,7 @@
 """The chaos scenarios: one fault each, injected at a known moment under steady load.
 
-Every scenario runs the same script on a fresh ChaosCluster (so no scenario inherits the
-previous one's Redis):
+Every scenario runs the same script, locally on a fresh ChaosCluster (so no scenario
+inherits the previous one's Redis) or on the running compose stack (authbench.chaos.targets):
 
 1. start the cluster (and, for `slow`, the delay proxy in front of Redis);
 2. start the load (every mode at once) and measure the revocation window of each mode;

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 from authbench.chaos.delay_proxy import DelayProxy
-from authbench.chaos.topology import MODE_BY_KEY, MODES, ChaosCluster, ChaosPorts, Mode
+from authbench.chaos.topology import (
+    MODE_BY_KEY,
+    MODES,
+    ChaosCluster,
+    ChaosPorts,
+    Mode,
+    free_port_base,
+)
 from authbench.compose import ComposeTarget
 
 
@@ -51,7 +59,7 @@ class LocalChaosTarget:
         self.modes: tuple[Mode, ...] = MODES
         self.persistence = persistence
         self._workdir = Path(tempfile.mkdtemp(prefix="authbench-chaos-"))
-        ports = ChaosPorts(_free_base())
+        ports = ChaosPorts(free_port_base())
         self.cluster = ChaosCluster(
             replicas=replicas,
             workdir=self._workdir,
@@ -79,8 +87,6 @@ class LocalChaosTarget:
         return f"local cluster of {len(self.cluster.all_children())} processes"
 
     def stop(self) -> None:
-        import shutil
-
         self.cluster.stop()
         if self._proxy is not None:
             self._proxy.stop()
@@ -168,9 +174,3 @@ def compose_config(compose: ComposeTarget) -> dict[str, Any]:
     compose substitutes it, so the modes match what the containers were given."""
     config: dict[str, Any] = json.loads(compose.compose("config", "--format", "json").stdout)
     return config
-
-
-def _free_base() -> int:
-    from authbench.chaos.topology import free_port_base
-
-    return free_port_base()
