@@ -54,6 +54,7 @@ class LocustJob:
     refresh_prob: float = 0.01
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment (shape sizes)
     prefix: str = "locust"
+    html: bool = True  # Locust's own HTML report (~1 MB each: it embeds its scripts)
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,11 @@ def command(job: LocustJob) -> list[str]:
     out = job.out_dir / job.prefix
     argv = [
         sys.executable, "-m", "locust", "-f", files, "--headless", "--host", job.host,
-        "--csv", str(out), "--csv-full-history", "--html", f"{out}.html",
+        "--csv", str(out), "--csv-full-history",
         "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "1",
     ]  # fmt: skip
+    if job.html:
+        argv += ["--html", f"{out}.html"]
     if not job.shape:
         rate = job.spawn_rate if job.spawn_rate > 0 else float(job.users)
         argv += ["-u", str(job.users), "-r", f"{rate:g}", "-t", f"{max(1, round(job.run_time_s))}s"]

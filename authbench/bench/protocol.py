@@ -4,7 +4,9 @@
    authenticated read go through (retried for up to 30 s). A cell on a sick cluster is
    recorded as failed, not run.
 2. Warm-up: Locust starts all users and runs `warmup_s`; then the locustfile resets its
-   stats and writes a `capture_start` marker. Nothing before it is in any figure.
+   stats and writes a `capture_start` marker. Nothing before it is in any figure (with
+   `--processes`, workers report every few seconds, so up to one report interval of
+   warm-up can still arrive after the reset).
 3. Capture: the samplers (Redis INFO, process CPU, /metrics) snapshot at the marker and
    again `capture_s` later; Locust stops itself at the end of the same window.
 4. Rest: `rest_s` of quiet before the next cell, so one cell's backlog is not the next's.
@@ -21,6 +23,7 @@ import csv
 import json
 import math
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +60,7 @@ class Protocol:
     relogin_prob: float = 0.005
     refresh_prob: float = 0.01
     saturation_pct: float = 90.0
+    locust_html: bool = True
 
     def cell_seconds(self) -> float:
         """Rough wall time of one cell (Locust start-up and health check included)."""
@@ -81,6 +85,50 @@ def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     )
     with urllib.request.urlopen(request, timeout=10.0) as resp:  # noqa: S310
         return int(resp.status), json.loads(resp.read() or b"{}")
+
+
+def _call(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP exchange; an error status is an answer like any other, not an exception."""
+    request = urllib.request.Request(  # noqa: S310 - loopback or the project's stack
+        url, data=body, headers=headers or {}, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10.0) as resp:  # noqa: S310
+            return int(resp.status), dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as err:
+        return int(err.code), dict(err.headers.items()), err.read()
+
+
+def revocation_probe(host: str, mode: str, account: int = 0) -> int | None:
+    """Log in, log out, present the old credential again: the status the system answers.
+
+    The seed doc's "sessions are easy to revoke, JWTs are not" as a measurement: 401 means
+    logout took effect at once; 200 means the credential still works (until it expires).
+    None when the probe could not even log in.
+    """
+    login_mode = "session" if mode == "session" else "jwt"
+    body = json.dumps(
+        {"username": f"user{account}", "password": f"password{account}", "mode": login_mode}
+    ).encode()
+    try:
+        status, headers, raw = _call(
+            host + "/auth/login", "POST", {"Content-Type": "application/json"}, body
+        )
+        if status != 200:
+            return None
+        if login_mode == "session":
+            cookie = headers.get("Set-Cookie", "").split(";", 1)[0]
+            credential = {"Cookie": cookie}
+        else:
+            credential = {"Authorization": "Bearer " + json.loads(raw)["access_token"]}
+        if _call(host + "/api/me", headers=credential)[0] != 200:
+            return None
+        _call(host + "/auth/logout", "POST", credential)
+        return _call(host + "/api/me", headers=credential)[0]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def health_check(target: Target, patience_s: float = 30.0) -> str | None:
@@ -230,6 +278,7 @@ def measure(
         relogin_prob=protocol.relogin_prob,
         refresh_prob=protocol.refresh_prob,
         env={"AUTHBENCH_CAPTURE_S": f"{protocol.capture_s:g}"},
+        html=protocol.locust_html,
     )
     process = locust_runner.start(job)
     sampling = target.sampling(process.pid)
@@ -258,6 +307,8 @@ def measure(
         sampling.close()
 
     row = dict(base_row)
+    # Outside the capture window: does logout revoke the credential at once?
+    row["after_logout_status"] = revocation_probe(target.host, cell.mode) or ""
     flags: list[str] = []
     hist = _read_histogram(outputs.histogram_json)
     total = hist.get("total", {})

@@ -528,6 +528,20 @@ def findings(
             + note
             + "."
         )
+    revocation = []
+    for mode in MODE_ORDER:
+        statuses = sorted({str(r.get("after_logout_status", "")) for r in rows
+                           if r.get("mode") == mode and r.get("after_logout_status")})  # fmt: skip
+        if statuses:
+            meaning = {"401": "refused at once", "200": "still accepted"}
+            said = ", ".join(f"{s} ({meaning.get(s, 'other')})" for s in statuses)
+            revocation.append(f"{mode}: {said}")
+    if revocation:
+        out.append(
+            "Logout, measured after each cell (log in, log out, present the old credential "
+            "again): " + "; ".join(revocation) + ". A stateless JWT stays valid until it "
+            "expires; the denylist and sessions end it at once."
+        )
     machine = manifest.get("machine", {})
     cpus = machine.get("logical_cpus") or 0
     busiest = max((r for r in rows if not r.get("error")), key=_total_cpu, default=None)
@@ -580,7 +594,8 @@ TABLE_COLUMNS = (
     "mode", "replicas", "load", "jwt_alg", "repeat", "requests", "failures", "rps", "read_rps",
     "p50_ms", "p95_ms", "p99_ms", "max_ms", "read_p50_ms", "read_p99_ms", "redis_ops_s",
     "redis_cmds_per_req", "redis_cpu_pct", "cpu_replicas_pct", "cpu_gateway_pct",
-    "cpu_auth_pct", "cpu_loadgen_pct", "validation_p50_us", "validation_p99_us", "flags", "error",
+    "cpu_auth_pct", "cpu_loadgen_pct", "validation_p50_us", "validation_p99_us",
+    "after_logout_status", "flags", "error",
 )  # fmt: skip
 
 STYLE = """

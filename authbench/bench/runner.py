@@ -41,7 +41,7 @@ SUMMARY_COLUMNS = (
     "cell_id", "repeat", "load", "offered_rps", "jwt_alg", "revocation", "fail_pct",
     "read_rps", "read_p50_ms", "read_p95_ms", "read_p99_ms", "redis_cmds_per_req",
     "validations", "validation_mean_us", "validation_p50_us", "validation_p99_us",
-    "capture_s", "flags", "error",
+    "capture_s", "after_logout_status", "flags", "error",
 )  # fmt: skip
 
 

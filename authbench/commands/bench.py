@@ -107,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where.add_argument("--run-id", default="", help="name of the run folder (default: time)")
     where.add_argument("--no-report", action="store_true", help="skip drawing the report")
+    where.add_argument(
+        "--no-locust-html", action="store_true",
+        help="skip Locust's own HTML report per cell (about 1 MB each); CSVs are always kept",
+    )  # fmt: skip
     parser.set_defaults(func=main)  # fmt: skip
 
 
@@ -134,6 +138,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
             accounts=max(1, args.accounts),
             relogin_prob=args.relogin_prob,
             refresh_prob=args.refresh_prob,
+            locust_html=not args.no_locust_html,
         ),
         target=args.target,
         port_base=args.port_base,

@@ -89,6 +89,13 @@ def test_sessions_cost_redis_commands_per_request_and_jwts_do_not(run_dir: Path)
 
 
 @pytest.mark.slow
+def test_logout_revokes_a_session_at_once_but_not_a_stateless_jwt(run_dir: Path) -> None:
+    by_mode = {row["mode"]: row for row in summary_rows(run_dir)}
+    assert by_mode["session"]["after_logout_status"] == "401"
+    assert by_mode["jwt"]["after_logout_status"] == "200"
+
+
+@pytest.mark.slow
 def test_report_embeds_and_links_every_chart(run_dir: Path) -> None:
     report = (run_dir / "report.html").read_text()
     for name in CHARTS:
