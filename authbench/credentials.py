@@ -185,6 +185,10 @@ class CredentialChecker:
     ) -> None:
         self._settings = settings
         self._cookie = session_cookie_name(settings)
+        self._lone_session_cookie = re.compile(
+            re.escape(self._cookie) + "=(" + SESSION_ID_PATTERN.pattern + ")"
+        )
+        self._observers: dict[tuple[str, str], Any] = {}
         self._access_cookie = access_cookie_name(settings)
         self._sessions = sessions
         self._verifier = verifier
@@ -205,6 +209,13 @@ class CredentialChecker:
         authorization = headers.get("Authorization")
         if authorization is not None:  # the hot path of mode jwt: no cookie parsing
             return await self._timed(MODE_JWT, self._check_jwt(bearer_token(authorization)))
+        # The hot path of mode session: a Cookie header that is exactly one well-formed
+        # session cookie parses to just that, so aiohttp's cookie parsing (~6 µs, more
+        # than the rest of the check) is skipped; anything else takes the general path.
+        lone = self._lone_session_cookie.fullmatch(headers.get("Cookie", ""))
+        if lone is not None:
+            check_fetch_metadata(request.method, headers)
+            return await self._timed(MODE_SESSION, self._check_session(lone.group(1)))
         presented = presented_credential(headers, request.cookies, self._settings)
         check_fetch_metadata(request.method, headers)
         if presented.mode == MODE_SESSION:
@@ -226,9 +237,11 @@ class CredentialChecker:
             outcome = err.code
             raise
         finally:
-            metrics.CREDENTIAL_VALIDATION.labels(mode, outcome).observe(
-                time.perf_counter() - started
-            )
+            observer = self._observers.get((mode, outcome))
+            if observer is None:  # labels() takes a lock and builds a key: once per pair
+                observer = metrics.CREDENTIAL_VALIDATION.labels(mode, outcome)
+                self._observers[(mode, outcome)] = observer
+            observer.observe(time.perf_counter() - started)
 
     async def _check_session(self, session_id: str) -> Principal:
         session = await self._sessions.validate(session_id)

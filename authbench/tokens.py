@@ -32,6 +32,7 @@ FAMILY_CLAIM = "fam"  # refresh-token family this access token was issued in (fo
 CSRF_CLAIM = "csrf"
 _ALGORITHMS = get_default_algorithms()
 _MAX_KID_LENGTH = 64
+_HEADER_CACHE_SIZE = 64  # header segments (one per key in practice); bounded against junk
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ class TokenVerifier:
         self._leeway = settings.jwt_leeway_s
         self._max_bytes = settings.jwt_max_bytes
         self._keys: dict[str, VerificationKey] = {}
+        self._header_keys: dict[str, VerificationKey] = {}  # header segment -> its key
         self._jwt = jwt.PyJWT()
         self._options: Any = {"require": list(REQUIRED_CLAIMS)}
 
@@ -186,6 +188,7 @@ class TokenVerifier:
 
     def set_keys(self, keys: dict[str, VerificationKey]) -> None:
         self._keys = dict(keys)
+        self._header_keys = {}
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
         """Parse a JWK Set once into key objects; refuses keys without kid or alg."""
@@ -196,11 +199,10 @@ class TokenVerifier:
                 continue  # RFC 8725 3.1: a key is used only with its declared algorithm
             keys[kid] = VerificationKey(alg, jwt.PyJWK(data, algorithm=alg).key)
         self._keys = keys
+        self._header_keys = {}
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims, or an InvalidCredential/ExpiredCredential saying why not."""
-        if len(token) > self._max_bytes:
-            raise InvalidCredential("token too large")
+    def _key_for(self, token: str) -> VerificationKey:
+        """The key a token's header selects, after checking the header's kid and typ."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as err:
@@ -214,6 +216,22 @@ class TokenVerifier:
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in (TOKEN_TYPE, "application/at+jwt"):
             raise InvalidCredential("not an access token (typ must be at+jwt)")
+        return key
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, or an InvalidCredential/ExpiredCredential saying why not."""
+        if len(token) > self._max_bytes:
+            raise InvalidCredential("token too large")
+        # Every token a key signs has the same header segment, so the key it selects is
+        # looked up, not re-parsed: get_unverified_header decodes the whole token and cost
+        # a third of PyJWT's own decode (benchmarks/README.md). _key_for's checks depend on
+        # the header alone, and the cache is emptied whenever the keys change.
+        header_segment = token.partition(".")[0]
+        key = self._header_keys.get(header_segment)
+        if key is None:
+            key = self._key_for(token)
+            if len(self._header_keys) < _HEADER_CACHE_SIZE:
+                self._header_keys[header_segment] = key
         try:
             claims: dict[str, Any] = self._jwt.decode(
                 token,
