@@ -560,7 +560,7 @@ def findings(
             f"{len(flagged)} of {len(rows)} cells are flagged (see the table): "
             + ", ".join(f"{r['cell_id']}: {r['flags']}" for r in flagged[:8])
             + (" ..." if len(flagged) > 8 else "")
-            + ". Read their figures with care."
+            + ". Read their figures with care (a saturated generator: raise --processes)."
         )
     else:
         out.append("No cell was flagged: the generator kept up and was not saturated.")
@@ -707,9 +707,11 @@ def render(run_dir: Path) -> Path:
     ]
     for row in sorted(rows, key=_row_order):
         cid = html.escape(str(row.get("cell_id", "")))
+        locust_html = (run_dir / "cells" / str(row.get("cell_id", "")) / "locust.html").exists()
         parts.append(
-            f"<li>{cid}: <a href='cells/{cid}/locust.html'>Locust report</a>, "
-            f"<a href='cells/{cid}/locust_stats.csv'>stats</a>, "
+            f"<li>{cid}: "
+            + (f"<a href='cells/{cid}/locust.html'>Locust report</a>, " if locust_html else "")
+            + f"<a href='cells/{cid}/locust_stats.csv'>stats</a>, "
             f"<a href='cells/{cid}/locust_failures.csv'>failures</a>, "
             f"<a href='cells/{cid}/cell.json'>samplers</a></li>"
         )
