@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,32 +12,6 @@ import redis
 
 from authbench.chaos.delay_proxy import DelayLink, DelayProxy
 from authbench.chaos.timeline import FaultWindow, Record, buckets, mode_figures
-from tests.conftest import free_port_block
-
-
-@pytest.fixture
-def redis_port(tmp_path: Path) -> Iterator[int]:
-    port = free_port_block()
-    server = shutil.which("redis-server")
-    assert server is not None
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir",
-         str(tmp_path), "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port, socket_timeout=1)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(5)
 
 
 def _median_ping_ms(client: redis.Redis, n: int = 15) -> float:
