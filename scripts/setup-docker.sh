@@ -36,10 +36,29 @@ fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- 2. the engine ---------------------------------------------------------------------------
+# A pid file left by a dockerd that was killed makes a new one refuse to start; one whose
+# process is gone (or a zombie) is stale. A live dockerd that does not answer yet is
+# waited for, never doubled.
+alive() { # alive PIDFILE: its process exists and is not a zombie
+  local pid state
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 if ! docker info >/dev/null 2>&1; then
   log=/var/log/authbench-dockerd.log
-  say "starting dockerd --iptables=false (log: $log)"
-  $SUDO sh -c "setsid nohup dockerd --iptables=false >>$log 2>&1 </dev/null &"
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! alive "$pidfile"; then
+      say "removing stale $pidfile"
+      $SUDO rm -f "$pidfile"
+    fi
+  done
+  if alive /var/run/docker.pid; then
+    say "dockerd is running (pid $(cat /var/run/docker.pid)); waiting for it"
+  else
+    say "starting dockerd --iptables=false (log: $log)"
+    $SUDO sh -c "setsid nohup dockerd --iptables=false >>$log 2>&1 </dev/null &"
+  fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
     sleep 1
