@@ -452,7 +452,9 @@ def findings(
         return ["No cell produced measurements; see the errors below."]
     top = max(c.replicas for c in configs)
     load = sorted({c.load for c in configs})[0]
-    at_top = {c.mode: c for c in configs if c.replicas == top and c.load == load}
+    algs = manifest.get("settings", {}).get("matrix", {}).get("jwt_algs") or [configs[0].alg]
+    primary = [c for c in configs if c.mode == "session" or c.alg == algs[0]]  # one per mode
+    at_top = {c.mode: c for c in primary if c.replicas == top and c.load == load}
     cost = []
     for mode in MODE_ORDER:
         c = at_top.get(mode)
@@ -509,7 +511,7 @@ def findings(
         scale = []
         for mode in MODE_ORDER:
             a = next(
-                (c for c in configs if c.mode == mode and c.replicas == low and c.load == load),
+                (c for c in primary if c.mode == mode and c.replicas == low and c.load == load),
                 None,
             )
             b = at_top.get(mode)
@@ -560,7 +562,12 @@ def findings(
             f"{len(flagged)} of {len(rows)} cells are flagged (see the table): "
             + ", ".join(f"{r['cell_id']}: {r['flags']}" for r in flagged[:8])
             + (" ..." if len(flagged) > 8 else "")
-            + ". Read their figures with care (a saturated generator: raise --processes)."
+            + ". Read their figures with care"
+            + (
+                " (a saturated generator: raise --processes)."
+                if any("generator-saturated" in str(r["flags"]) for r in flagged)
+                else "."
+            )
         )
     else:
         out.append("No cell was flagged: the generator kept up and was not saturated.")
@@ -568,12 +575,20 @@ def findings(
     central = [c for mode, c in at_top.items() if mode in ("session", "jwt+denylist")]
     if jwt_top and central:
         others = " and ".join(f"{c.mode} {_f(c.median('redis_cmds_per_req'), 2)}" for c in central)
+        names = {"session": "sessions", "jwt+denylist": "a denylist"}
+        where = " and with ".join(names[c.mode] for c in central)
+        denylist = at_top.get("jwt+denylist")
         out.append(
             "The seed doc's claims, measured: stateless JWTs needed "
             f"{_f(jwt_top.median('redis_cmds_per_req'), 2)} Redis commands per request (only "
-            f"logins, refreshes and logouts touch Redis), against {others}: with sessions, "
-            "and with a denylist, the central store is on every request's path. Revocation, "
-            "'hard for JWTs', is bought back by the denylist at that per-request Redis cost."
+            f"logins, refreshes and logouts touch Redis), against {others}: with {where}, the "
+            "central store is on every request's path."
+            + (
+                " Revocation, 'hard for JWTs', is bought back by the denylist at that "
+                "per-request Redis cost."
+                if denylist
+                else ""
+            )
         )
     return out
 
