@@ -22,6 +22,8 @@ AUTHBENCH_* environment variables, so they also reach `--processes` children.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -144,6 +146,12 @@ def environment(job: LocustJob, outputs: LocustOutputs) -> dict[str, str]:
     return env
 
 
+def _stop_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Even if we are SIGKILLed, Locust gets SIGTERM (PR_SET_PDEATHSIG): no orphan load."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class LocustProcess:
     """A running Locust; `wait()` or `stop()` returns its outputs."""
 
@@ -163,6 +171,7 @@ class LocustProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop Locust ourselves
+                preexec_fn=_stop_with_parent,
             )
         self.started_at = time.time()
 

@@ -289,9 +289,15 @@ def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
         f"about {_fmt_duration(config.estimate_s())}; writing {run_dir}"
     )
     results: list[CellResult] = []
+    interrupted = False
     try:
         for group in schedule:
-            results.extend(_run_group(config, group, run_dir, progress, say))
+            _run_group(config, group, run_dir, progress, say, results)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: Locust and the cluster are already stopped by the finally
+        # blocks below us; keep what was measured and say the run is incomplete.
+        interrupted = True
+        say("\ninterrupted: everything started was stopped; keeping the cells measured so far")
     finally:
         rows = [r.row for r in results]
         write_summary(run_dir / "summary.csv", rows)
@@ -308,11 +314,14 @@ def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
             for r in results
         }
         manifest["complete"] = len(results) == config.matrix.cell_count
+        manifest["interrupted"] = interrupted
         manifest_path.write_text(json.dumps(manifest, indent=2))
     if config.render_report:
         from authbench.bench import report
 
         report.render(run_dir)
+    if interrupted:
+        raise KeyboardInterrupt
     return run_dir
 
 
@@ -346,9 +355,10 @@ def _run_group(
     run_dir: Path,
     progress: Progress,
     say: Callable[[str], None],
-) -> list[CellResult]:
+    results: list[CellResult],
+) -> None:
+    """Run one group's cells on one cluster, appending each result as soon as it exists."""
     first = group[0]
-    results: list[CellResult] = []
     cluster: LocalCluster | None = None
     if config.target == "local":
         env = {
@@ -379,7 +389,7 @@ def _run_group(
                 result = failed(cell, run_dir / "cells" / cell.cell_id, "cluster", error)
                 results.append(result)
                 progress.cell_done(result)
-            return results
+            return
         target = _local_target(cluster)
         # The auth service hashes the seeded passwords (argon2id) in the background after
         # it is ready; measuring before it is done would measure that, not the cell.
@@ -395,7 +405,7 @@ def _run_group(
                 result = failed(cell, run_dir / "cells" / cell.cell_id, "compose", str(err))
                 results.append(result)
                 progress.cell_done(result)
-            return results
+            return
     try:
         for cell in group:
             tick = progress.cell_started(cell)
@@ -407,4 +417,3 @@ def _run_group(
     finally:
         if cluster is not None:
             cluster.stop()
-    return results

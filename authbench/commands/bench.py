@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from types import FrameType
 
 from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
 from authbench.bench.protocol import Protocol
@@ -149,14 +151,25 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     )
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         config = build_config(args)
     except ValueError as err:
         print(f"authbench bench: {err}", file=sys.stderr)
         return 2
+    # Ctrl-C and SIGTERM unwind the run (stopping Locust and the clusters) and keep the
+    # cells measured so far; set explicitly, since a shell may start us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_dir = run(config, say=lambda msg: print(msg, flush=True))
+    except KeyboardInterrupt:
+        print("authbench bench: interrupted; partial results are kept", file=sys.stderr)
+        return 130
     except ClusterError as err:
         print(f"authbench bench: {err}", file=sys.stderr)
         return 1
