@@ -208,14 +208,32 @@ class CredentialChecker:
         headers = request.headers
         authorization = headers.get("Authorization")
         if authorization is not None:  # the hot path of mode jwt: no cookie parsing
-            return await self._timed(MODE_JWT, self._check_jwt(bearer_token(authorization)))
+            token = bearer_token(authorization)
+            # _timed inlined: one coroutine less on the path every JWT request takes.
+            started = time.perf_counter()
+            outcome = "ok"
+            try:
+                return await self._check_jwt(token)
+            except AuthbenchError as err:
+                outcome = err.code
+                raise
+            finally:
+                self._observe(MODE_JWT, outcome, started)
         # The hot path of mode session: a Cookie header that is exactly one well-formed
         # session cookie parses to just that, so aiohttp's cookie parsing (~6 µs, more
         # than the rest of the check) is skipped; anything else takes the general path.
         lone = self._lone_session_cookie.fullmatch(headers.get("Cookie", ""))
         if lone is not None:
             check_fetch_metadata(request.method, headers)
-            return await self._timed(MODE_SESSION, self._check_session(lone.group(1)))
+            started = time.perf_counter()  # _timed inlined, as for Bearer above
+            outcome = "ok"
+            try:
+                return await self._check_session(lone.group(1))
+            except AuthbenchError as err:
+                outcome = err.code
+                raise
+            finally:
+                self._observe(MODE_SESSION, outcome, started)
         presented = presented_credential(headers, request.cookies, self._settings)
         check_fetch_metadata(request.method, headers)
         if presented.mode == MODE_SESSION:
@@ -237,11 +255,14 @@ class CredentialChecker:
             outcome = err.code
             raise
         finally:
-            observer = self._observers.get((mode, outcome))
-            if observer is None:  # labels() takes a lock and builds a key: once per pair
-                observer = metrics.CREDENTIAL_VALIDATION.labels(mode, outcome)
-                self._observers[(mode, outcome)] = observer
-            observer.observe(time.perf_counter() - started)
+            self._observe(mode, outcome, started)
+
+    def _observe(self, mode: str, outcome: str, started: float) -> None:
+        observer = self._observers.get((mode, outcome))
+        if observer is None:  # labels() takes a lock and builds a key: once per pair
+            observer = metrics.CREDENTIAL_VALIDATION.labels(mode, outcome)
+            self._observers[(mode, outcome)] = observer
+        observer.observe(time.perf_counter() - started)
 
     async def _check_session(self, session_id: str) -> Principal:
         session = await self._sessions.validate(session_id)
