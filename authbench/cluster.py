@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import os
 import secrets
 import shutil
@@ -299,7 +300,10 @@ def http_status(url: str, timeout_s: float = 1.0) -> int | None:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return err.code
-    except (urllib.error.URLError, OSError, TimeoutError):
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException):
+        # HTTPException: no valid answer yet. On a port of the ephemeral range that nothing
+        # listens on yet, the kernel may even connect the probe to itself, and it then
+        # reads back its own request ("BadStatusLine: GET /readyz"): not ready either.
         return None
 
 

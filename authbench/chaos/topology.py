@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from authbench.cluster import Child, LocalCluster, Ports
 
@@ -78,15 +79,27 @@ class ChaosPorts:
 
 
 def free_port_base(size: int = BLOCK) -> int:
-    """The start of `size` consecutive free loopback ports (never the reserved 8080s/6390)."""
+    """The start of `size` consecutive free loopback ports (never the reserved 8080s/6390).
+
+    Taken below the kernel's ephemeral range, so no client socket (ours or anyone's) is
+    handed one of them between this check and the service binding it.
+    """
     import random
 
+    low = _ephemeral_start()
     rng = random.SystemRandom()
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - size)
+        base = rng.randrange(10000, max(10001, low - size))
         if all(_port_free(port) for port in range(base, base + size)):
             return base
     raise RuntimeError("no free block of ports on 127.0.0.1")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def _port_free(port: int) -> bool:
