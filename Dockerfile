@@ -6,8 +6,17 @@
 # dependencies, so this build then needs no network) and pass
 # BASE_IMAGE=authbench/base-python:local.
 ARG BASE_IMAGE=python:3.12-slim
-FROM ${BASE_IMAGE}
 
+# The pinned requirements, pulled out of pyproject.toml: the dependency layer below is
+# rebuilt only when this list changes, not when a lint setting in pyproject.toml does.
+FROM ${BASE_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' \
+    > /requirements.txt
+
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -15,20 +24,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0
-
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when the pins
-# change, not on every code edit.
-COPY pyproject.toml ./
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
 RUN (test -x /opt/venv/bin/python || python3 -m venv /opt/venv) \
- && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
-print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' \
-    > /tmp/requirements.txt \
  && pip install -q -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-COPY README.md ./
+# The code last: an edit rebuilds only these layers.
+COPY pyproject.toml README.md ./
 COPY authbench ./authbench
 COPY auth_service ./auth_service
 COPY resource_service ./resource_service
