@@ -153,7 +153,9 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
-    """Keep Locust's raw response-time buckets, so repeats can be merged exactly."""
+    """Keep Locust's raw response-time buckets (so repeats can be merged exactly) and the
+    failures with their reasons, as they are when the test stops: Locust's own CSVs are
+    its last periodic write and can miss the final second."""
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
         return
     _mark(environment, "capture_end")
@@ -180,6 +182,15 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
             "response_times": {str(k): v for k, v in total.response_times.items()},
         },
         "entries": entries,
+        "errors": [
+            {
+                "method": e.method,
+                "name": e.name,
+                "error": str(e.error),
+                "occurrences": e.occurrences,
+            }
+            for e in stats.errors.values()
+        ],
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(payload))

@@ -185,15 +185,22 @@ def _read_histogram(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _failure_reasons(path: Path) -> dict[str, int]:
+def _failure_reasons(hist: dict[str, Any], fallback_csv: Path) -> dict[str, int]:
+    """ "<request name>: <reason>" -> occurrences, from the final dump (else Locust's CSV)."""
     reasons: dict[str, int] = {}
-    try:
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                key = f"{row.get('Name', '')}: {row.get('Error', '')}"
-                reasons[key] = reasons.get(key, 0) + int(row.get("Occurrences", 0) or 0)
-    except OSError:
-        pass
+    rows: list[dict[str, Any]] = [
+        {"Name": e.get("name", ""), "Error": e.get("error", ""), "Occurrences": e["occurrences"]}
+        for e in hist.get("errors", [])
+    ]
+    if "errors" not in hist:
+        try:
+            with fallback_csv.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            rows = []
+    for row in rows:
+        key = f"{row.get('Name', '')}: {row.get('Error', '')}"
+        reasons[key] = reasons.get(key, 0) + int(row.get("Occurrences", 0) or 0)
     return reasons
 
 
@@ -378,7 +385,7 @@ def measure(
         "capture_end": capture_end,
         "cpu_pct": cpu_pct,
         "redis_per_command": redis_window.per_command if redis_window else {},
-        "failure_reasons": _failure_reasons(outputs.failures_csv),
+        "failure_reasons": _failure_reasons(hist, outputs.failures_csv),
         "validation_buckets": {
             f"{mode}/{outcome}": [[b.le, b.count] for b in buckets]
             for (mode, outcome), buckets in validation.buckets.items()

@@ -444,7 +444,10 @@ def _f(value: float, digits: int = 1) -> str:
 
 
 def findings(
-    rows: Sequence[dict[str, Any]], configs: Sequence[Config], manifest: dict[str, Any]
+    rows: Sequence[dict[str, Any]],
+    configs: Sequence[Config],
+    manifest: dict[str, Any],
+    run_dir: Path,
 ) -> list[str]:
     """Plain-language statements, each computed from the measurements."""
     out: list[str] = []
@@ -517,7 +520,8 @@ def findings(
             b = at_top.get(mode)
             if a and b and a.median("read_rps") > 0:
                 change = 100 * (b.median("read_rps") / a.median("read_rps") - 1)
-                scale.append(f"{mode} {change:+.0f}%")
+                doubtful = any(r.get("flags") for r in (*a.rows, *b.rows))
+                scale.append(f"{mode} {change:+.0f}%" + (" (a flagged cell)" if doubtful else ""))
         offered = max((c.median("offered_rps") for c in configs if c.load == load), default=0.0)
         note = (
             f" (every cell was offered {offered:.0f} reads/s: a flat line means the mode kept up)"
@@ -555,6 +559,20 @@ def findings(
             f"this {cpus}-CPU machine has; all replicas share those cores, so adding replicas "
             "here spreads the same CPU rather than adding any. The machine's load average was "
             f"{_f(loads[0])} at the start and {_f(loads[-1])} at the end (other work adds noise)."
+        )
+    reasons: dict[str, int] = {}
+    for row in rows:
+        for reason, count in (
+            _cell_json(run_dir, str(row.get("cell_id", ""))).get("failure_reasons", {}).items()
+        ):
+            cause = reason.split(": ", 1)[-1]  # drop the request name: group by cause
+            reasons[cause] = reasons.get(cause, 0) + int(count)
+    if reasons:
+        common = sorted(reasons.items(), key=lambda item: -item[1])[:4]
+        out.append(
+            f"{sum(reasons.values())} requests failed in all; why, most frequent first: "
+            + "; ".join(f"{reason} x{count}" for reason, count in common)
+            + " (per cell: locust_failures.csv)."
         )
     flagged = [r for r in rows if r.get("flags")]
     if flagged:
@@ -696,7 +714,7 @@ def render(run_dir: Path) -> Path:
         f"{matrix.get('seed')}. Per cell: {protocol.get('warmup_s')} s warm-up (excluded), "
         f"{protocol.get('capture_s')} s capture, {protocol.get('rest_s')} s rest.</p>",
         "<h2>Findings</h2><ul>",
-        *(f"<li>{html.escape(line)}</li>" for line in findings(rows, configs, manifest)),
+        *(f"<li>{html.escape(line)}</li>" for line in findings(rows, configs, manifest, run_dir)),
         "</ul>",
         "<h2>Charts</h2>",
         "<p>Colours are fixed per mode: <b class='mode-session'>session</b>, "
