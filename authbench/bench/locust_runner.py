@@ -14,10 +14,12 @@
 `outputs` (LocustOutputs) holds the paths of what Locust wrote under `out_dir`:
 `<prefix>_stats.csv`, `<prefix>_stats_history.csv` (one row per second, for time series),
 `<prefix>_failures.csv` (with reasons), `<prefix>_exceptions.csv`, `<prefix>.html`,
-`<prefix>_histogram.json` (raw response-time buckets, see statistics.py), `<prefix>.log`
-and the capture markers. User classes come from `loadtests/locustfile.py`; the options of
-that file (accounts, relogin and refresh rates, pacing, warm-up) are passed as its
-AUTHBENCH_* environment variables, so they also reach `--processes` children.
+`<prefix>_histogram.json` (raw response-time buckets and failures as they were at test
+stop, see statistics.py; Locust's own CSVs are its last periodic write and may miss the
+final second), `<prefix>.log` and the capture markers. User classes come from
+`loadtests/locustfile.py`; the options of that file (accounts, relogin and refresh rates,
+pacing, warm-up) are passed as its AUTHBENCH_* environment variables, so they also reach
+`--processes` children.
 """
 
 from __future__ import annotations
