@@ -204,7 +204,7 @@ def _label_end(ax: Any, xs: Sequence[float], ys: Sequence[float], text: str, col
         pending.append((*points[-1], text, color))
 
 
-def _place_labels(ax: Any) -> None:
+def _place_labels(ax: Any, dx_points: float = 7.0) -> None:
     """Direct labels at the lines' ends, nudged apart so none hides another: nobody has to
     hunt in a legend."""
     pending = sorted(ax.__dict__.pop("_authbench_labels", []), key=lambda item: item[1])
@@ -216,8 +216,8 @@ def _place_labels(ax: Any) -> None:
     for x, y, text, color in pending:
         label_y = max(y, placed[-1] + gap) if placed else y
         placed.append(label_y)
-        ax.annotate(text, (x, label_y), xytext=(7, 0), textcoords="offset points", color=color,
-                    va="center", fontsize=8, fontweight="bold")  # fmt: skip
+        ax.annotate(text, (x, label_y), xytext=(dx_points, 0), textcoords="offset points",
+                    color=color, va="center", fontsize=8, fontweight="bold")  # fmt: skip
 
 
 def _replica_axis(ax: Any, replicas: Sequence[int]) -> None:
@@ -293,10 +293,11 @@ def chart_throughput(configs: Sequence[Config], path: Path) -> None:
         offered = max((c.median("offered_rps") for c in subset), default=0.0)
         if offered > 0:
             ax.axhline(offered, color="#555555", linestyle="--", linewidth=1)
-            first = min(c.replicas for c in subset)
-            ax.annotate(f"offered {offered:.0f} reads/s", (first, offered), xytext=(0, -12),
-                        textcoords="offset points", fontsize=8, color="#555555")  # fmt: skip
         _replica_axis(ax, [c.replicas for c in subset])
+        if offered > 0:  # label the offered rate at the left edge, above its line
+            ax.annotate(f"offered {offered:.0f} reads/s", (ax.get_xlim()[0], offered),
+                        xytext=(4, 4), textcoords="offset points", fontsize=8,
+                        color="#555555")  # fmt: skip
         ax.set_ylim(0, max(ax.get_ylim()[1], offered) * 1.2)
         _place_labels(ax)
         ax.set_ylabel("reads per second (median of repeats)")
@@ -319,12 +320,12 @@ def chart_redis(configs: Sequence[Config], path: Path) -> None:
             finite = [(x, y) for x, y in zip(xs, ys, strict=True) if not math.isnan(y)]
             if finite:
                 x, y = max(finite)
-                ax.annotate(series.label, (x, y), xytext=(6, -10), textcoords="offset points",
-                            color=series.color, fontsize=8, fontweight="bold")  # fmt: skip
+                _label_end(ax, [x], [y], series.label, series.color)
         ax.set_xlabel("throughput, all requests per second")
         ax.set_ylabel(ylabel)
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.25)  # room for the labels right of the points
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+        _place_labels(ax, dx_points=24.0)  # past the "xN" replica notes
         ax.grid(True, alpha=0.3)
     axes[0].set_title("Redis load grows with traffic for sessions and the denylist", fontsize=10)
     axes[1].set_title("...and so does Redis CPU (xN: replicas)", fontsize=10)
