@@ -224,26 +224,27 @@ def _inject(
         say(f"fault: redis-server SIGKILLed ({scenario.persistence} persistence)")
         if scenario.fault == "kill":
             _sleep_until(fault_at + timing.outage_s)
-        events["restart_issued"] = time.time()
+        restore_at = time.time()
         target.start_redis()  # returns once the new Redis answers PING
     elif scenario.fault == "pause":
         target.pause_redis()
         say("fault: redis-server SIGSTOPped")
         _sleep_until(fault_at + timing.outage_s)
+        restore_at = time.time()
         target.resume_redis()
         target.wait_redis()
     elif scenario.fault == "slow":
         target.slow_redis(True)
         say(f"fault: {timing.slow_ms:g} ms added each way on the Redis link")
         _sleep_until(fault_at + timing.outage_s)
+        restore_at = time.time()
         target.slow_redis(False)
     else:  # pragma: no cover - SCENARIOS is closed
         raise ValueError(scenario.fault)
     back_at = time.time()
     say(f"redis back after {back_at - fault_at:.2f} s; measuring recovery for {timing.after_s:g} s")
-    events["fault_at"] = fault_at
-    events["back_at"] = back_at
-    return timeline.FaultWindow(fault_at, back_at)
+    events.update(fault_at=fault_at, restore_at=restore_at, back_at=back_at)
+    return timeline.FaultWindow(fault_at, restore_at, back_at)
 
 
 def _sleep_until(wall_clock: float) -> None:

@@ -37,9 +37,17 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class FaultWindow:
-    """When the fault began and when Redis was back (answering PING, or delay off)."""
+    """When the fault began, when it was undone (restart, SIGCONT, delay off issued) and
+    when Redis was seen back (answering PING again, or the delay off).
+
+    The outage is [fault_at, restore_at): Redis was certainly gone then. Between
+    restore_at and back_at it may already answer (PING is polled), so a request started
+    there may meet the new Redis, e.g. a 401 for a session it no longer has. Recovery is
+    measured from back_at.
+    """
 
     fault_at: float
+    restore_at: float
     back_at: float
 
     @property
@@ -153,7 +161,7 @@ class ModeFigures:
     requests: int
     failures: int
     first_error_s: float | None  # fault -> first failed answer
-    outage_requests: int  # requests started while Redis was down (or slow)
+    outage_requests: int  # started while Redis was down or slow (fault -> fault undone)
     outage_failures: int
     outage_error_rate: float | None
     outage_statuses: dict[str, int]  # failure status -> count, during the outage
@@ -179,7 +187,7 @@ def mode_figures(
 ) -> ModeFigures:
     """Figures of one mode's records (all of the run, in start order)."""
     before = [r for r in records if r.start < window.fault_at]
-    during = [r for r in records if window.fault_at <= r.start < window.back_at]
+    during = [r for r in records if window.fault_at <= r.start < window.restore_at]
     after = [r for r in records if r.start >= window.back_at]
     failed_after_fault = [r for r in records if not r.ok and r.end >= window.fault_at]
     first_error = (

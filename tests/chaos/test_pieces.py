@@ -61,13 +61,14 @@ def _r(start: float, status: int, latency_ms: float = 5.0) -> Record:
 
 
 def test_figures_separate_outage_recovery_and_hangs() -> None:
-    window = FaultWindow(fault_at=100.0, back_at=102.0)
+    window = FaultWindow(fault_at=100.0, restore_at=101.95, back_at=102.0)
     records = [
         _r(98.0, 200, 1200.0),  # slow before the fault: not a hang caused by it
         _r(99.95, 200, 80.0),  # in flight at the fault, answered in time
         _r(100.2, 503),
         _r(101.0, 503),
         _r(101.9, 503, 200.0),  # ends at 102.1: after Redis was back
+        _r(101.97, 401),  # restart issued, PING not seen yet: not the outage's answer
         _r(102.3, 401),  # session lost with the restart
         _r(102.5, 200),
         _r(103.0, 200, 1500.0),  # hung past the 1 s threshold
@@ -76,7 +77,7 @@ def test_figures_separate_outage_recovery_and_hangs() -> None:
     assert f.first_error_s == pytest.approx(0.205)
     assert (f.outage_requests, f.outage_failures, f.outage_error_rate) == (3, 3, 1.0)
     assert f.outage_statuses == {"503": 3}
-    assert f.failures_after_back == 2
+    assert f.failures_after_back == 2  # 102.1 and 102.305; 101.97's 401 ended at 101.975
     assert f.recovery_s == pytest.approx(0.305)
     assert f.hung == 1
 
