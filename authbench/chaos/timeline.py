@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+BEFORE_S = 3.0  # the seconds before the fault that the "before" latencies describe
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -186,7 +188,8 @@ def mode_figures(
     mode: str, records: Sequence[Record], window: FaultWindow, hang_ms: float
 ) -> ModeFigures:
     """Figures of one mode's records (all of the run, in start order)."""
-    before = [r for r in records if r.start < window.fault_at]
+    # "Before" is the steady state just before the fault, not the start-up logins.
+    before = [r for r in records if window.fault_at - BEFORE_S <= r.start < window.fault_at]
     during = [r for r in records if window.fault_at <= r.start < window.restore_at]
     after = [r for r in records if r.start >= window.back_at]
     failed_after_fault = [r for r in records if not r.ok and r.end >= window.fault_at]
