@@ -43,6 +43,9 @@ RUN pip install -q --no-deps --no-build-isolation . \
  && groupadd --system --gid 10001 authbench \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /app authbench
 
+LABEL org.opencontainers.image.title="authbench" \
+      org.opencontainers.image.description="authbench services: auth, resource replica, gateway, Locust"
+
 # Unprivileged at run time; the code under /app stays owned by root, read-only to it.
 USER 10001:10001
 CMD ["python", "-m", "gateway"]

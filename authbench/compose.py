@@ -189,10 +189,14 @@ class ComposeTarget:
         wait: bool = True,
         timeout_s: float = 240.0,
     ) -> None:
-        """`docker compose up -d [--build] [--wait]`: the stack without the load profile."""
-        args = ["up", "-d", "--remove-orphans"]
+        """`docker compose up -d [--wait]`: the stack without the load profile.
+
+        With `build`, the one image every Python service shares is (re)built first, once:
+        `up --build` would build it once per service that declares it (five times).
+        """
         if build:
-            args.append("--build")
+            self.compose("build", "auth", timeout_s=timeout_s + 600)
+        args = ["up", "-d", "--remove-orphans"]
         if replicas is not None:
             args += ["--scale", f"{RESOURCE_SERVICE}={replicas}"]
         if wait:

@@ -92,6 +92,10 @@ if ! docker compose version >/dev/null 2>&1; then
 fi
 say "$(docker compose version)"
 
+# Earlier builds of the project's image that a newer one replaced (dangling, this image's
+# label only): each CI run with changed code leaves one behind.
+docker image prune -f --filter label=org.opencontainers.image.title=authbench >/dev/null || true
+
 # --- 4. base images ------------------------------------------------------------------------
 if [ "${SKIP_BASE_IMAGES:-0}" != 1 ]; then
   $SUDO bash scripts/build-base-images.sh

@@ -37,6 +37,18 @@ def require_engine() -> None:
     pytest.skip(f"no usable Docker engine ({problem}); run scripts/setup-docker.sh")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test against the stack shows the containers' state and last log lines."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    target = getattr(item, "funcargs", {}).get("compose_stack")
+    if report.when == "call" and report.failed and isinstance(target, ComposeTarget):
+        states = "\n".join(str(c) for c in target.containers(all=True))
+        report.sections.append(("compose ps", states))
+        report.sections.append(("compose logs", target.logs(tail=40)))
+
+
 @pytest.fixture(scope="session")
 def compose_stack() -> Iterator[ComposeTarget]:
     """The whole stack (3 replicas) up and healthy; taken down at the end of the session."""
