@@ -1,8 +1,10 @@
 """UserDirectory: the benchmark's user database, with real argon2id password hashes.
 
 Users `user{i}` / `password{i}` (i < AUTH_SEED_USERS) are seeded in the background at
-start-up, on as many threads as there are cores (argon2-cffi releases the GIL), so the
-service is ready at once; a login for a user whose hash is not made yet makes it first.
+start-up on one thread of their own, so the service is ready at once and logins, which
+verify on a separate pool (argon2-cffi releases the GIL), never queue behind the seeding;
+a login for a user whose hash is not made yet makes it first. Progress is the
+`authbench_auth_seeded_users` gauge.
 Logins for unknown users verify against a dummy hash, so the answer takes the same time
 and says the same thing whether or not the user exists (no enumeration).
 """
@@ -18,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from authbench import metrics
 from authbench.config import Settings
 
 log = logging.getLogger("auth_service.users")
@@ -35,9 +38,12 @@ class UserDirectory:
         )
         self._seed_count = settings.seed_users
         self._hashes: dict[str, str] = {}
+        self._stopping = False
         self._pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 1, thread_name_prefix="argon2"
         )
+        # One thread: seeding leaves the other cores to logins and the event loop.
+        self._seed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2-seed")
         # Verified against when the user does not exist: same cost, same answer.
         self._dummy_hash = self._hasher.hash("not-a-password-of-anyone")
 
@@ -65,17 +71,17 @@ class UserDirectory:
         return stored
 
     async def seed(self) -> None:
-        """Hash every seeded user's password, a chunk per thread, without blocking."""
+        """Hash every seeded user's password in the background, in order."""
         loop = asyncio.get_running_loop()
-        names = [f"user{i}" for i in range(self._seed_count)]
-        workers = self._pool._max_workers
-        chunks = [names[i::workers] for i in range(workers)]
 
-        def _seed_chunk(chunk: list[str]) -> None:
-            for name in chunk:
-                self._ensure_hash(name)
+        def _seed_all() -> None:
+            for i in range(self._seed_count):
+                if self._stopping:
+                    return
+                self._ensure_hash(f"user{i}")
+                metrics.SEEDED_USERS.set(len(self._hashes))
 
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _seed_chunk, c) for c in chunks))
+        await loop.run_in_executor(self._seed_pool, _seed_all)
         log.info("seeded %d users with argon2id hashes", len(self._hashes))
 
     async def verify(self, username: str, password: str) -> bool:
@@ -91,4 +97,6 @@ class UserDirectory:
             return False
 
     def close(self) -> None:
+        self._stopping = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._seed_pool.shutdown(wait=False, cancel_futures=True)

@@ -36,6 +36,9 @@ REDIS_BREAKER_OPEN = Gauge(
 LOGINS = Counter(
     "authbench_logins_total", "Login attempts by mode and outcome.", ["mode", "outcome"]
 )
+SEEDED_USERS = Gauge(
+    "authbench_auth_seeded_users", "Benchmark users whose argon2id hash is made so far."
+)
 UPSTREAM_EJECTIONS = Counter(
     "authbench_gateway_ejections_total", "Upstreams taken out of rotation.", ["upstream"]
 )
