@@ -45,7 +45,11 @@ class Processes:
         self.logdir = Path(tempfile.mkdtemp(prefix="authbench-bench-"))
 
     def spawn(
-        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> subprocess.Popen[bytes]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         full_env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
@@ -55,7 +59,7 @@ class Processes:
             proc = subprocess.Popen(
                 list(argv),
                 env=full_env,
-                cwd=str(ROOT),
+                cwd=str(cwd),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
