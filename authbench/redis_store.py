@@ -59,6 +59,11 @@ class CircuitBreaker:
             metrics.REDIS_BREAKER_OPEN.set(0)
         self._probing = False
 
+    def on_abandoned(self) -> None:
+        """A call was cancelled mid-flight: it proved nothing, but frees the probe slot
+        (otherwise a cancelled probe would keep the breaker open for good)."""
+        self._probing = False
+
     def on_failure(self) -> None:
         self._open_until = time.monotonic() + self._cooldown_s
         self._probing = False
@@ -102,6 +107,9 @@ class RedisStore:
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable(f"redis error: {type(err).__name__}") from err
+        except BaseException:  # cancelled (client went away) or a bug: no verdict on Redis
+            self.breaker.on_abandoned()
+            raise
         self.breaker.on_success()
         return result
 

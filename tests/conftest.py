@@ -32,7 +32,9 @@ def _block_is_free(base: int) -> bool:
 def free_port_block() -> int:
     rng = random.Random(os.getpid() ^ id(object()))
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - BLOCK, BLOCK)
+        # Below Linux's ephemeral range (32768+): a port there may be taken at any moment
+        # by an outgoing connection, or a probe may connect to itself.
+        base = rng.randrange(10000, 32000 - BLOCK, BLOCK)
         if _block_is_free(base):
             return base
     raise RuntimeError("no free block of ports on 127.0.0.1")
