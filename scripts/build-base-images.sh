@@ -7,9 +7,9 @@
 #   authbench/redis:local        Debian bookworm + redis-server, running as user `redis`
 #
 # Both come from the host's own Debian mirror through debootstrap and are loaded with
-# `docker import`. Each image is also tagged with a hash of its inputs (this script, and for
-# the Python image the dependency list of pyproject.toml); when that tag already exists the
-# image is reused and only the :local tag is moved, so a second run takes a second.
+# `docker import`. Each image is also tagged with a hash of its inputs (the code that builds
+# it, and for the Python image the dependency list of pyproject.toml); when that tag already
+# exists the image is reused and only the :local tag is moved: a second run takes a second.
 #
 # Then use them:  BASE_IMAGE=authbench/base-python:local REDIS_IMAGE=authbench/redis:local \
 #                 docker compose up -d --wait
@@ -19,8 +19,7 @@
 # debootstrap, and for the Python image's dependencies a reachable PyPI (pip honours the
 # host's CA bundle, which also covers a TLS-inspecting proxy).
 set -euo pipefail
-SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
-cd "$(dirname "$SELF")/.."
+cd "$(dirname "$0")/.."
 
 SUITE="${SUITE:-bookworm}"
 PY_REPO="authbench/base-python"
@@ -49,8 +48,10 @@ host_mirror() {
 MIRROR="${MIRROR:-$(host_mirror)}"
 
 # The Python image carries the project's pinned dependencies plus its build backend.
+PYTHON=python3
+[ -x .venv/bin/python ] && PYTHON=.venv/bin/python # tomllib needs 3.11+
 requirements() {
-  python3 - <<'EOF'
+  "$PYTHON" - <<'EOF'
 import tomllib
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)
@@ -58,15 +59,6 @@ for line in project["build-system"]["requires"] + project["project"]["dependenci
     print(line)
 EOF
 }
-
-script_hash=$(sha256sum "$SELF" | cut -c1-12)
-py_tag="$(
-  {
-    echo "$script_hash $SUITE"
-    requirements
-  } | sha256sum | cut -c1-12
-)"
-redis_tag="$(echo "$script_hash $SUITE" | sha256sum | cut -c1-12)"
 
 work=""
 cleanup() {
@@ -147,6 +139,22 @@ build_redis() {
     --message "authbench redis ($SUITE, inputs $redis_tag)" \
     - "$REDIS_REPO:$redis_tag" >/dev/null
 }
+
+# An image's inputs: the bash that builds it (as bash itself prints the functions, so
+# comments and the other image's code do not count), the suite and, for Python, the pins.
+py_tag="$(
+  {
+    declare -f bootstrap slim build_python
+    echo "$SUITE"
+    requirements
+  } | sha256sum | cut -c1-12
+)"
+redis_tag="$(
+  {
+    declare -f bootstrap slim build_redis
+    echo "$SUITE"
+  } | sha256sum | cut -c1-12
+)"
 
 pids=()
 if [ "${FORCE:-0}" != 1 ] && have "$PY_REPO:$py_tag"; then
