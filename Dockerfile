@@ -40,8 +40,8 @@ COPY gateway ./gateway
 COPY loadtests ./loadtests
 RUN pip install -q --no-deps --no-build-isolation . \
  && rm -rf build ./*.egg-info \
- && groupadd --system --gid 10001 authbench \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /app authbench
+ && groupadd --gid 10001 authbench \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin authbench
 
 LABEL org.opencontainers.image.title="authbench" \
       org.opencontainers.image.description="authbench services: auth, resource replica, gateway, Locust"

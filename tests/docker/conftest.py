@@ -3,24 +3,38 @@
 In CI (the CI variable set) a missing engine or compose v2 fails the run loudly; elsewhere
 the docker tests are skipped with the reason. The stack is always taken down, volumes
 included, whatever the tests did.
+
+The gateway is published on 127.0.0.1:8080, as for users. Two runs of this suite on one
+machine (engineers sharing it) would fight over that port and over the project, so a run
+first takes a machine-wide lock; and outside CI, when something else holds 8080, the stack
+is published on a free port instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from authbench.compose import ComposeTarget
+from tests.conftest import free_port_block
 
 PROJECT = "authbench-test"
+GATEWAY_PORT = 8080
+LOCK = Path(tempfile.gettempdir()) / "authbench-docker-tests.lock"
+LOCK_WAIT_S = 240.0
 # Small enough that seeding argon2id hashes does not compete with the tests for CPU.
 SEED_USERS = 40
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
@@ -28,7 +42,7 @@ def require_engine() -> None:
     problem = ComposeTarget.engine_problem()
     if problem is None:
         return
-    if _in_ci():
+    if in_ci():
         pytest.fail(
             f"CI needs Docker for the compose tests and it is not usable: {problem}. "
             ".ci/run installs and starts it (scripts/setup-docker.sh); see its output.",
@@ -49,10 +63,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("compose logs", target.logs(tail=40)))
 
 
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    with LOCK.open("a") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another run of the docker tests held {LOCK} for too long")
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _gateway_port() -> int:
+    if _port_free(GATEWAY_PORT):
+        return GATEWAY_PORT
+    if in_ci():
+        pytest.fail(f"127.0.0.1:{GATEWAY_PORT} is taken; CI publishes the gateway there")
+    port = free_port_block()
+    print(f"127.0.0.1:{GATEWAY_PORT} is taken by something else; gateway on :{port}")
+    return port
+
+
 @pytest.fixture(scope="session")
 def compose_stack() -> Iterator[ComposeTarget]:
     """The whole stack (3 replicas) up and healthy; taken down at the end of the session."""
     require_engine()
+    with _machine_lock():
+        yield from _stack()
+
+
+def _stack() -> Iterator[ComposeTarget]:
     target = ComposeTarget(
         project_name=PROJECT,
         env={
@@ -67,6 +123,7 @@ def compose_stack() -> Iterator[ComposeTarget]:
         },
     )
     target.down()  # a stack left over by a killed run would hold the port
+    target.env["GATEWAY_PORT"] = str(_gateway_port())
     try:
         started = time.monotonic()
         target.up(replicas=3, timeout_s=240)

@@ -19,7 +19,7 @@ import pytest
 
 from authbench.compose import ComposeTarget
 from tests.client import bearer, login, request, session_cookie
-from tests.docker.conftest import PROJECT, SEED_USERS
+from tests.docker.conftest import GATEWAY_PORT, PROJECT, SEED_USERS, in_ci
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -52,8 +52,12 @@ def test_every_service_is_healthy_and_both_login_modes_answer(
         by_service[c.service] = by_service.get(c.service, 0) + 1
     assert by_service == {"redis": 1, "auth": 1, "resource": 3, "gateway": 1}
 
+    # Published on loopback only, on 8080 (always in CI; see conftest for the exception).
+    published = compose_stack.compose("port", "gateway", "8080").stdout.strip()
+    assert published == f"127.0.0.1:{compose_stack.gateway_port}"
+    if in_ci():
+        assert compose_stack.gateway_port == GATEWAY_PORT
     url = compose_stack.gateway_url
-    assert url == "http://127.0.0.1:8080"
     session = login(url, 1, "session")
     assert session.status == 200, session.body
     me = request(url, "GET", "/api/me", headers={"Cookie": session_cookie(session)})
