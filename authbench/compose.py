@@ -82,6 +82,12 @@ class LocustRun:
 
 @dataclass
 class ComposeTarget:
+    """One compose project of this repository's docker-compose.yml.
+
+    `project_name` keeps stacks apart (tests use their own); `env` holds compose
+    variables for every command this object runs (GATEWAY_PORT, JWT_REVOCATION, ...).
+    """
+
     project_dir: Path = PROJECT_ROOT
     project_name: str = field(
         default_factory=lambda: os.environ.get("COMPOSE_PROJECT_NAME", DEFAULT_PROJECT)
