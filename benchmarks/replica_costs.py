@@ -9,7 +9,10 @@ turn, interleaved for --rounds rounds, and the script prints, per mode:
 - cost = 1/rps(with checks) - 1/rps(without), in µs (the issue's definition), and the same
   from the replica's own CPU time per request (robust when other work shares the core);
 - raw = the library alone on the same core, same run: PyJWT decode of the same token, or
-  one redis.asyncio GET (benchmarks/raw_costs.py);
+  one redis.asyncio GET (benchmarks/raw_costs.py), in a tight loop;
+- raw in situ = a third replica whose check is only that library call
+  (benchmarks/replica_rawcheck.py), measured against the same baseline: the library then
+  pays the same cold caches and kernel costs inside a busy server as the real check;
 - ratio = cost / raw (target <= 1.2), and Redis commands per request (INFO commandstats).
 """
 
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     redis_port, auth_port = args.base_port + 10, args.base_port + 1
     replica_port, nocheck_port = args.base_port + 21, args.base_port + 22
-    check_ports([redis_port, auth_port, replica_port, nocheck_port])
+    rawcheck_port = args.base_port + 23
+    check_ports([redis_port, auth_port, replica_port, nocheck_port, rawcheck_port])
     hs_secret = secrets.token_urlsafe(48)
     base_env = {
         "HOST": "127.0.0.1", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return result
 
         redis_url = base_env["REDIS_URL"]
+        subprocess.run(["redis-cli", "-p", str(redis_port), "SET", "bench:raw", "x" * 80],
+                       capture_output=True, check=True, timeout=10)  # fmt: skip
         raw_redis: dict[str, list[float]] = {"plain": [], "store": []}
         for mode in args.modes.split(","):
             alg = mode.split("-", 1)[1] if mode.startswith("jwt-") else "EdDSA"
@@ -147,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                 _pinned(args.replica_cpu, [PYTHON, str(BENCH_DIR / "replica_nocheck.py")]),
                 {**env, "PORT": str(nocheck_port)},
             )
-            wait_http(f"http://127.0.0.1:{replica_port}/readyz")
-            wait_http(f"http://127.0.0.1:{nocheck_port}/readyz")
+            rawcheck = procs.spawn(
+                f"rawcheck-{mode}",
+                _pinned(args.replica_cpu, [PYTHON, str(BENCH_DIR / "replica_rawcheck.py")]),
+                {**env, "PORT": str(rawcheck_port)},
+            )
+            for port in (replica_port, nocheck_port, rawcheck_port):
+                wait_http(f"http://127.0.0.1:{port}/readyz")
             login = f"http://127.0.0.1:{auth_port}/auth/login"
             if mode == "session":
                 _, cookies = _post_json(
@@ -168,17 +179,19 @@ def main(argv: list[str] | None = None) -> int:
                     key_file.write_text(json.dumps(jwks["keys"][0]))
             url_with = f"http://127.0.0.1:{replica_port}/api/me"
             url_without = f"http://127.0.0.1:{nocheck_port}/api/me"
-            for url in (url_with, url_without):  # warm-up
+            url_raw = f"http://127.0.0.1:{rawcheck_port}/api/me"
+            for url in (url_with, url_without, url_raw):  # warm-up
                 wrk(url, duration_s=1, connections=args.connections, headers=[header],
                     cpus=args.load_cpu)  # fmt: skip
-            kinds = ("rps_with", "rps_without", "cpu_with", "cpu_without")
+            kinds = ("rps_with", "rps_without", "rps_raw", "cpu_with", "cpu_without", "cpu_raw")
             samples: dict[str, list[float]] = {k: [] for k in kinds}
             redis_per_request: list[float] = []
             raw_samples: list[float] = []
             raw_what = ""
             for r in range(args.rounds):
                 for label, url, proc in (("without", url_without, nocheck),
-                                         ("with", url_with, replica)):  # fmt: skip
+                                         ("with", url_with, replica),
+                                         ("raw", url_raw, rawcheck)):  # fmt: skip
                     before_cpu = cpu_seconds(proc.pid)
                     before_redis = _redis_calls(redis_port)
                     res = wrk(url, duration_s=args.duration, connections=args.connections,
@@ -212,14 +225,20 @@ def main(argv: list[str] | None = None) -> int:
             rps_with, rps_without = median(samples["rps_with"]), median(samples["rps_without"])
             cost = 1e6 / rps_with - 1e6 / rps_without
             cpu_cost = median(samples["cpu_with"]) - median(samples["cpu_without"])
+            # In situ: the raw library inside the same server, against the same baseline.
+            raw_cost_insitu = 1e6 / median(samples["rps_raw"]) - 1e6 / rps_without
+            cpu_raw_insitu = median(samples["cpu_raw"]) - median(samples["cpu_without"])
             rows.append({
                 "mode": mode, "rps_with": rps_with, "rps_without": rps_without,
                 "cost_us": cost, "cpu_cost_us": cpu_cost, "raw_us": median(raw_samples),
                 "raw_what": raw_what, "ratio": cost / median(raw_samples),
                 "cpu_ratio": cpu_cost / median(raw_samples),
                 "redis_per_request": median(redis_per_request),
+                "raw_insitu_us": raw_cost_insitu, "cpu_raw_insitu_us": cpu_raw_insitu,
+                "ratio_insitu": cost / raw_cost_insitu,
+                "cpu_ratio_insitu": cpu_cost / cpu_raw_insitu,
             })  # fmt: skip
-            for proc in (replica, nocheck, auth):
+            for proc in (replica, nocheck, rawcheck, auth):
                 proc.terminate()
                 proc.wait(10)
     print(f"\nreplica pinned to CPU {args.replica_cpu}, wrk/Redis/auth on CPU {args.load_cpu}; "
@@ -230,6 +249,16 @@ def main(argv: list[str] | None = None) -> int:
          "ratio (1/rps)", "ratio (CPU)", "redis cmds/req"],
         [[r["mode"], r["rps_with"], r["rps_without"], r["cost_us"], r["cpu_cost_us"],
           r["raw_us"], r["ratio"], r["cpu_ratio"], r["redis_per_request"]] for r in rows],
+    ))  # fmt: skip
+    print(
+        "\nThe raw library in situ (benchmarks/replica_rawcheck.py: the same replica whose "
+        "check is only PyJWT's decode, or only one GET), same baseline:\n"
+    )
+    print(table(
+        ["mode", "check µs (1/rps)", "raw in situ µs (1/rps)", "ratio (1/rps)",
+         "check µs (CPU)", "raw in situ µs (CPU)", "ratio (CPU)"],
+        [[r["mode"], r["cost_us"], r["raw_insitu_us"], r["ratio_insitu"], r["cpu_cost_us"],
+          r["cpu_raw_insitu_us"], r["cpu_ratio_insitu"]] for r in rows],
     ))  # fmt: skip
     print("\nraw: PyJWT 2.15 decode alone (JWT modes); one redis.asyncio GET with hiredis, "
           "16 concurrent callers (session). Target: ratio <= 1.2; 1.00 Redis command per "
