@@ -29,4 +29,5 @@ $PY benchmarks/check_costs.py --rounds $((ROUNDS + 2)) \
 echo "== 4/4 replica cost per request (1/rps with - without, pinned core), Redis per request" >&2
 $PY benchmarks/replica_costs.py --rounds "$ROUNDS" --duration "$DURATION" \
   --json "$OUT/replica_costs.json" | tee "$OUT/replica_costs.md"
-echo "== done: $OUT" >&2
+$PY benchmarks/chart.py "$OUT" >/dev/null
+echo "== done: $OUT (tables *.md, data *.json, chart summary.png)" >&2
