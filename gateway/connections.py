@@ -96,8 +96,9 @@ class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream; carries one exchange at a time."""
 
     __slots__ = (
-        "_chunked_out", "_client", "_head_only", "_headers", "_interim", "_parser", "_reason",
-        "_started", "_timer", "_transport", "_until_close", "_waiter", "idle_since", "upstream",
+        "_chunked_out", "_client", "_head_only", "_headers", "_interim", "_parser", "_paused",
+        "_reason", "_started", "_timer", "_transport", "_until_close", "_waiter", "idle_since",
+        "upstream",
     )  # fmt: skip
 
     def __init__(self, upstream: Upstream) -> None:
@@ -114,6 +115,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._interim = False
         self._chunked_out = False  # the client gets the body re-chunked
         self._until_close = False  # the upstream's body ends when it closes
+        self._paused = False  # reading paused because the client's buffer is full
         self.idle_since = 0.0
 
     # --- pool side ----------------------------------------------------------------------
@@ -150,11 +152,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out)
 
     def pause_reading(self) -> None:
-        if self._transport is not None:
+        if self._transport is not None and not self._paused:
+            self._paused = True
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._transport is not None:
+        if self._transport is not None and self._paused:
+            self._paused = False
             self._transport.resume_reading()
 
     def abort(self) -> None:
@@ -275,6 +279,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
         if client is not None and client.upstream is self:
             client.upstream = None
+        if self._paused:  # a slow client paused us; the next one may not be
+            self.resume_reading()
         if reuse and self.usable:
             idle = self.upstream.idle
             if len(idle) < MAX_IDLE_PER_UPSTREAM:

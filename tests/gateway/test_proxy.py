@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -248,5 +249,31 @@ def test_no_upstream_left_is_503_json(tmp_path: Path) -> None:
         again = request(rig.url, "GET", "/api/echo")
         assert again.status == 503 and "retry-after" in again.headers
         assert request(rig.url, "GET", "/readyz").status == 503
+    finally:
+        stop_rig(rig.processes)
+
+
+def test_a_slow_reader_gets_a_large_answer_whole_and_the_pool_stays_usable(
+    tmp_path: Path,
+) -> None:
+    rig = start_rig(tmp_path, env={"UPSTREAM_TIMEOUT_S": "10"}, upstreams=1)
+    try:
+        n = 8_000_000
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(b"GET /api/big?n=%d&length=1 HTTP/1.1\r\nHost: x\r\n\r\n" % n)
+            received = sock.recv(65536)
+            time.sleep(0.5)  # the gateway's send buffer fills: it must pause the upstream
+            head, _, body = received.partition(b"\r\n\r\n")
+            got = len(body)
+            while got < n:
+                chunk = sock.recv(1 << 20)
+                assert chunk, f"closed after {got} of {n} bytes"
+                got += len(chunk)
+            assert got == n and b"Content-Length: %d" % n in head
+            sock.sendall(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        for _ in range(5):  # pooled upstream connections, paused or not before, all work
+            assert request(rig.url, "GET", "/api/echo", timeout=5).status == 200
     finally:
         stop_rig(rig.processes)
