@@ -140,6 +140,15 @@ class Settings:
     eject_after_failures: int = _setting(
         "EJECT_AFTER_FAILURES", 1, "Gateway: consecutive connect failures that eject a replica."
     )
+    client_header_timeout_s: int = _setting(
+        "CLIENT_HEADER_TIMEOUT_S",
+        10,
+        "Gateway: a request head still incomplete after this long gets 408 and a close "
+        "(slow-header attacks hold no connection for long).",
+    )
+    client_idle_timeout_s: int = _setting(
+        "CLIENT_IDLE_TIMEOUT_S", 60, "Gateway: an idle keep-alive client connection is closed."
+    )
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 65536, "Largest request body accepted.")
     max_header_bytes: int = _setting("MAX_HEADER_BYTES", 8190, "Largest request header line.")
     max_url_bytes: int = _setting("MAX_URL_BYTES", 4096, "Longest request line (URL) accepted.")

@@ -102,6 +102,10 @@ class MethodNotAllowed(AuthbenchError):
     status, code, default_detail = 405, "method_not_allowed", "method not allowed"
 
 
+class RequestTimeout(AuthbenchError):
+    status, code, default_detail = 408, "request_timeout", "the request was not sent in time"
+
+
 class PayloadTooLarge(AuthbenchError):
     status, code, default_detail = 413, "payload_too_large", "request body too large"
 

@@ -59,6 +59,7 @@ class Gateway:
         self.request_id = request_id
         self._access_log = settings.access_log
         self._observers: dict[tuple[str, int], Any] = {}
+        self.connections: set[ClientConnection] = set()
 
     # --- one request --------------------------------------------------------------------
     def dispatch(self, request: ProxyRequest, client: ClientConnection) -> None:
@@ -138,6 +139,7 @@ class Gateway:
         checks = [
             asyncio.create_task(self.auth_pool.run_health_checks(session)),
             asyncio.create_task(self.resource_pool.run_health_checks(session)),
+            asyncio.create_task(self._sweep_connections()),
         ]
         try:
             yield
@@ -150,6 +152,15 @@ class Gateway:
             await session.close()
             self.auth_pool.close()
             self.resource_pool.close()
+
+    async def _sweep_connections(self) -> None:
+        """Once a second: time out slow request heads and idle keep-alive clients."""
+        head_limit = self.settings.client_header_timeout_s
+        idle_limit = self.settings.client_idle_timeout_s
+        while True:
+            await asyncio.sleep(1.0)
+            for connection in list(self.connections):
+                connection.sweep(head_limit, idle_limit)
 
 
 def create_app(settings: Settings) -> Gateway:

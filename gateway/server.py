@@ -98,6 +98,7 @@ class ClientConnection(asyncio.Protocol):
     """One client connection: parse requests, hand them to the gateway one at a time."""
 
     __slots__ = (
+        "_active",
         "_body",
         "_body_size",
         "_busy",
@@ -108,8 +109,10 @@ class ClientConnection(asyncio.Protocol):
         "_expect",
         "_gateway",
         "_head_bytes",
+        "_head_ticks",
         "_headers",
         "_host_seen",
+        "_idle_ticks",
         "_in_head",
         "_length",
         "_lost",
@@ -145,6 +148,9 @@ class ClientConnection(asyncio.Protocol):
         self._body: list[bytes] | None = None
         self._body_size = 0
         self._head_bytes = 0
+        self._head_ticks = 0  # sweeps seen while this request head is arriving
+        self._idle_ticks = 0  # sweeps in a row with no byte and nothing to answer
+        self._active = False  # a byte arrived since the last sweep
         self._in_head = False
         self._length = -1
         self._expect = False
@@ -165,11 +171,13 @@ class ClientConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._gateway.connections.add(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
 
     def data_received(self, data: bytes) -> None:
+        self._active = True
         if self._stopped:
             self._drain(len(data))
             return
@@ -198,6 +206,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._gateway.connections.discard(self)
         self._transport = None
         upstream = self.upstream
         if upstream is not None:
@@ -213,6 +222,7 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._head_ticks = 0
         self._url = b""
         self._headers = []
         self._body = None
@@ -423,6 +433,28 @@ class ClientConnection(asyncio.Protocol):
             return False
         return True
 
+    def sweep(self, head_limit: int, idle_limit: int) -> None:
+        """Called once a second by the gateway: end slow heads (408) and idle connections.
+
+        Counting sweeps keeps the hot path free of timers: a request costs one attribute
+        store (`_active`). A head that trickles in a byte at a time still ends: its count
+        restarts only when a new request begins.
+        """
+        if self._lost or self._stopped:
+            return
+        if self._in_head:
+            self._head_ticks += 1
+            if self._head_ticks > head_limit:
+                self._refuse(errors.RequestTimeout())
+                return
+        if self._active or self._busy or self._queue:
+            self._active = False
+            self._idle_ticks = 0
+            return
+        self._idle_ticks += 1
+        if self._idle_ticks > idle_limit:
+            self._close()
+
     # --- refusing and closing -----------------------------------------------------------
     def _refuse(self, error: errors.AuthbenchError) -> None:
         """Stop parsing; answer `error` after the requests already queued, then close."""
@@ -461,7 +493,8 @@ class ClientConnection(asyncio.Protocol):
 
 _REASONS = {
     200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 413: b"Payload Too Large",
+    404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
+    413: b"Payload Too Large",
     414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
     504: b"Gateway Timeout",
