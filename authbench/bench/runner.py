@@ -14,15 +14,11 @@ import datetime as dt
 import json
 import math
 import os
-import platform
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ from authbench.bench.protocol import CellResult, Protocol, Target, failed, measu
 from authbench.bench.samplers import ComposeSampling, LocalSampling, Sampling
 from authbench.cluster import PROJECT_ROOT, ClusterError, LocalCluster, Ports
 from authbench.compose import ComposeError, ComposeTarget
+from authbench.provenance import run_head
 
 # summary.csv: the contract's columns first, then ours.
 SUMMARY_COLUMNS = (
@@ -67,73 +64,9 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-bench"
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _redis_server_version() -> str:
-    server = shutil.which("redis-server")
-    if not server:
-        return "not found"
-    out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=10)
-    return out.stdout.strip()
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def machine_facts() -> dict[str, Any]:
-    import psutil
-
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
-
-
 def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> dict[str, Any]:
     return {
-        "kind": "bench",
-        "run_id": config.run_id,
-        "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "git": {
-            "commit": _git("rev-parse", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "redis_server": _redis_server_version(),
-            **{
-                name: _version(name)
-                for name in ("authbench", "locust", "aiohttp", "redis", "PyJWT", "matplotlib")
-            },
-        },
-        "machine": machine_facts(),
+        **run_head("bench", config.run_id),
         "settings": {
             "target": config.target,
             "matrix": config.matrix.as_dict(),

@@ -18,13 +18,9 @@ import csv
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +28,8 @@ from authbench.chaos import report
 from authbench.chaos.scenarios import ChaosOptions, Scenario, ScenarioResult, run_scenario
 from authbench.chaos.targets import FaultTarget
 from authbench.chaos.topology import MODES
-from authbench.cluster import PROJECT_ROOT
 from authbench.config import documented_settings
+from authbench.provenance import run_head
 
 Progress = Callable[[str], None]
 
@@ -49,53 +45,11 @@ def estimated_seconds(options: ChaosOptions, scenarios: Sequence[Scenario]) -> f
     return total
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip()
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _machine() -> dict[str, Any]:
-    """The benchmark's machine facts (one definition for both kinds of run)."""
-    try:
-        from authbench.bench.runner import machine_facts
-    except ImportError:  # the bench package is optional for a chaos run
-        return {"platform": platform.platform(), "logical_cpus": os.cpu_count()}
-    return machine_facts()
-
-
 def build_manifest(
     run_id: str, options: ChaosOptions, scenarios: Sequence[Scenario], target: str
 ) -> dict[str, Any]:
-    redis_version = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, timeout=10
-    ).stdout.strip()
     return {
-        "kind": "chaos",
-        "run_id": run_id,
-        "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "git": {
-            "commit": _git("rev-parse", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "redis_server": redis_version,
-            **{n: _version(n) for n in ("authbench", "locust", "aiohttp", "redis", "matplotlib")},
-        },
-        "machine": _machine(),
+        **run_head("chaos", run_id),
         "settings": {
             "target": target,
             "replicas_per_group": options.replicas,
