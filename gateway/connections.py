@@ -271,7 +271,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._finish(reuse=self._parser.should_keep_alive())
 
     # --- ending an exchange -------------------------------------------------------------
-    def _finish(self, reuse: bool) -> None:
+    def _detach(self) -> ExchangeDone | None:
+        """End the exchange's bookkeeping: timer, client link; returns who waits on it."""
         waiter, client = self._waiter, self._client
         self._waiter = self._client = None
         if self._timer is not None:
@@ -279,6 +280,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
         if client is not None and client.upstream is self:
             client.upstream = None
+        return waiter
+
+    def _finish(self, reuse: bool) -> None:
+        waiter = self._detach()
         if self._paused:  # a slow client paused us; the next one may not be
             self.resume_reading()
         if reuse and self.usable:
@@ -294,13 +299,7 @@ class UpstreamConnection(asyncio.Protocol):
             waiter(self, None)
 
     def _fail(self, error: UpstreamError) -> None:
-        waiter, client = self._waiter, self._client
-        self._waiter = self._client = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if client is not None and client.upstream is self:
-            client.upstream = None
+        waiter = self._detach()
         if self._transport is not None:
             self._transport.abort()
         if waiter is not None:
