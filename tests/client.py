@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,3 +74,14 @@ def session_cookie(answer: Answer) -> str:
 
 def bearer(answer: Answer) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def access_claims(**overrides: Any) -> dict[str, Any]:
+    """The claims of a valid access token for user1; an override of None drops a claim."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": "authbench", "aud": "authbench-api", "sub": "user1", "iat": now,
+        "nbf": now, "exp": now + 300, "jti": "j" * 22,
+    }  # fmt: skip
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authbench.cluster import LocalCluster
-from tests.client import login, request
+from tests.client import access_claims, login, request
 from tests.conftest import ClusterFactory
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -64,16 +64,6 @@ def test_bad_refresh_bodies(shared_cluster: LocalCluster) -> None:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _claims(**overrides: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "iss": "authbench", "aud": "authbench-api", "sub": "user1", "iat": now,
-        "nbf": now, "exp": now + 300, "jti": "j" * 22,
-    }  # fmt: skip
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +123,12 @@ def hs256_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
 @pytest.mark.parametrize(
     ("claims", "code"),
     [
-        (_claims(exp=int(time.time()) - 60), "expired_credential"),
-        (_claims(nbf=int(time.time()) + 600), "invalid_credential"),
-        (_claims(aud="someone-else"), "invalid_credential"),
-        (_claims(iss="evil"), "invalid_credential"),
-        (_claims(jti=None), "invalid_credential"),
-        (_claims(sub=None), "invalid_credential"),
+        (access_claims(exp=int(time.time()) - 60), "expired_credential"),
+        (access_claims(nbf=int(time.time()) + 600), "invalid_credential"),
+        (access_claims(aud="someone-else"), "invalid_credential"),
+        (access_claims(iss="evil"), "invalid_credential"),
+        (access_claims(jti=None), "invalid_credential"),
+        (access_claims(sub=None), "invalid_credential"),
     ],
     ids=["expired", "not-yet-valid", "wrong-aud", "wrong-iss", "no-jti", "no-sub"],
 )
@@ -163,7 +153,7 @@ def test_hs256_cluster_accepts_its_own_tokens_and_wrong_typ_is_refused(
     )
     assert ok.status == 200 and ok.json()["user"] == "user1"
     kid = jwt.get_unverified_header(real)["kid"]
-    id_token = jwt.encode(_claims(), SECRET, "HS256", headers={"kid": kid, "typ": "JWT"})
+    id_token = jwt.encode(access_claims(), SECRET, "HS256", headers={"kid": kid, "typ": "JWT"})
     answer = request(
         hs256_cluster.gateway_url, "GET", "/api/me", headers={"Authorization": f"Bearer {id_token}"}
     )

@@ -26,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from tests.client import Answer, request
+from tests.client import Answer, access_claims, request
 from tests.security import rawhttp
 from tests.security.conftest import WatchedCluster, start_watched, stop_and_scan
 
@@ -92,13 +92,7 @@ class Material:
         return jwt.encode(claims, HS_SECRET, "HS256", headers=headers)
 
     def good_claims(self, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": "authbench", "aud": "authbench-api", "sub": "user1", "iat": now,
-            "nbf": now, "exp": now + 300, "jti": "j" * 22,
-        }  # fmt: skip
-        claims.update(overrides)
-        return {k: v for k, v in claims.items() if v is not None}
+        return access_claims(**overrides)
 
 
 @pytest.fixture(scope="module")
