@@ -12,9 +12,11 @@ import contextlib
 import ctypes
 import http.client
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,7 +70,8 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """preexec_fn for children: the kernel SIGKILLs them if their parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -173,7 +176,7 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -292,6 +295,38 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port_base(size: int) -> int:
+    """The start of `size` consecutive free loopback ports (never the reserved 8080s/6390).
+
+    Taken below the kernel's ephemeral range, so no client socket (ours or anyone's) is
+    handed one of them between this check and the service binding it, and no readiness
+    probe can connect to itself.
+    """
+    low = _ephemeral_start()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, low - size))
+        if all(_port_free(port) for port in range(base, base + size)):
+            return base
+    raise ClusterError("no free block of ports on 127.0.0.1")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def http_status(url: str, timeout_s: float = 1.0) -> int | None:

@@ -6,38 +6,19 @@ touch a user's `authbench up` (8080/6390) or each other.
 
 from __future__ import annotations
 
-import os
-import random
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from authbench.cluster import LocalCluster, Ports
+from authbench.cluster import LocalCluster, Ports, free_port_base
 
 BLOCK = 40  # ports per cluster: gateway, auth, redis, up to ~19 replicas
 
 
-def _block_is_free(base: int) -> bool:
-    for port in range(base, base + BLOCK):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port_block() -> int:
-    rng = random.Random(os.getpid() ^ id(object()))
-    for _ in range(200):
-        # Below Linux's ephemeral range (32768+): a port there may be taken at any moment
-        # by an outgoing connection, or a probe may connect to itself.
-        base = rng.randrange(10000, 32000 - BLOCK, BLOCK)
-        if _block_is_free(base):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
+    """A block of BLOCK free loopback ports (authbench.cluster.free_port_base)."""
+    return free_port_base(BLOCK)
 
 
 ClusterFactory = Callable[..., LocalCluster]

@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from authbench.chaos.delay_proxy import DelayProxy
-from authbench.chaos.topology import (
-    MODE_BY_KEY,
-    MODES,
-    ChaosCluster,
-    ChaosPorts,
-    Mode,
-    free_port_base,
-)
+from authbench.chaos.topology import BLOCK, MODE_BY_KEY, MODES, ChaosCluster, ChaosPorts, Mode
+from authbench.cluster import free_port_base
 from authbench.compose import ComposeTarget
 
 
@@ -59,7 +53,7 @@ class LocalChaosTarget:
         self.modes: tuple[Mode, ...] = MODES
         self.persistence = persistence
         self._workdir = Path(tempfile.mkdtemp(prefix="authbench-chaos-"))
-        ports = ChaosPorts(free_port_base())
+        ports = ChaosPorts(free_port_base(BLOCK))
         self.cluster = ChaosCluster(
             replicas=replicas,
             workdir=self._workdir,

@@ -20,11 +20,9 @@ denylists the jti); the two extra groups are added to its plan.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from authbench.cluster import Child, LocalCluster, Ports
+from authbench.cluster import Child, LocalCluster, Ports, free_port_base
 
 BLOCK = 50  # ports of one chaos cluster, laid out below
 MAX_REPLICAS = 10
@@ -78,39 +76,6 @@ class ChaosPorts:
         return self.base + 20 + 10 * index
 
 
-def free_port_base(size: int = BLOCK) -> int:
-    """The start of `size` consecutive free loopback ports (never the reserved 8080s/6390).
-
-    Taken below the kernel's ephemeral range, so no client socket (ours or anyone's) is
-    handed one of them between this check and the service binding it.
-    """
-    import random
-
-    low = _ephemeral_start()
-    rng = random.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(10000, max(10001, low - size))
-        if all(_port_free(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass
 class ChaosCluster(LocalCluster):
     """LocalCluster (the main group, denylist closed) plus the stateless and open groups.
@@ -119,7 +84,7 @@ class ChaosCluster(LocalCluster):
     of Redis's own (the slow scenario); the proxy itself is started by the scenario.
     """
 
-    chaos_ports: ChaosPorts = field(default_factory=lambda: ChaosPorts(free_port_base()))
+    chaos_ports: ChaosPorts = field(default_factory=lambda: ChaosPorts(free_port_base(BLOCK)))
     via_proxy: bool = False
 
     def __post_init__(self) -> None:
