@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from auth_service.app import create_app
-from authbench.config import Settings
-from authbench.http import run, serve
+from authcore.config import Settings
+from authcore.http import run, serve
 
 DEFAULT_PORT = 8081
 

@@ -13,9 +13,9 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from authbench.errors import CsrfRejected, InvalidCredential, RevokedCredential
-from authbench.redis_store import Redis, RedisStore
-from authbench.revocation import REVOKED_FAMILY_PREFIX  # shared with the denylist check
+from authcore.errors import CsrfRejected, InvalidCredential, RevokedCredential
+from authcore.redis_store import Redis, RedisStore
+from authcore.revocation import REVOKED_FAMILY_PREFIX  # shared with the denylist check
 
 TOKEN_PREFIX = "rt:"  # noqa: S105 - a Redis key prefix, not a secret
 USER_FAMILIES_PREFIX = "uf:"

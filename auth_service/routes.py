@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from auth_service import state
-from authbench import metrics
-from authbench.credentials import (
+from authcore import metrics
+from authcore.credentials import (
     CSRF_HEADER,
     MODE_JWT,
     MODE_JWT_COOKIE,
@@ -23,15 +23,15 @@ from authbench.credentials import (
     new_csrf_token,
     refresh_cookie_name,
 )
-from authbench.errors import (
+from authcore.errors import (
     CsrfRejected,
     InvalidField,
     NotFound,
     UnsupportedMediaType,
     WrongPassword,
 )
-from authbench.http import json_response, read_json_object, string_field
-from authbench.tokens import FAMILY_CLAIM
+from authcore.http import json_response, read_json_object, string_field
+from authcore.tokens import FAMILY_CLAIM
 
 routes = web.RouteTableDef()
 

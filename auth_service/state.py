@@ -7,12 +7,12 @@ from aiohttp import web
 from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
-from authbench.config import Settings
-from authbench.credentials import CredentialChecker
-from authbench.redis_store import RedisStore
-from authbench.revocation import RevocationList
-from authbench.sessions import SessionStore
-from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier
+from authcore.config import Settings
+from authcore.credentials import CredentialChecker
+from authcore.redis_store import RedisStore
+from authcore.revocation import RevocationList
+from authcore.sessions import SessionStore
+from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", RedisStore)

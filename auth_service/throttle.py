@@ -10,9 +10,9 @@ login cannot issue anything anyway (sessions and refresh tokens live there): it 
 
 from __future__ import annotations
 
-from authbench.config import Settings
-from authbench.errors import Throttled
-from authbench.redis_store import Redis, RedisStore
+from authcore.config import Settings
+from authcore.errors import Throttled
+from authcore.redis_store import Redis, RedisStore
 
 ACCOUNT_PREFIX = "lf:u:"
 ADDRESS_PREFIX = "lf:ip:"

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from authbench import metrics
-from authbench.config import Settings
+from authcore import metrics
+from authcore.config import Settings
 
 log = logging.getLogger("auth_service.users")
 

@@ -61,11 +61,11 @@ async def measure_mode(mode: str, rounds: int, redis_url: str) -> dict[str, Any]
     import jwt
     from aiohttp.test_utils import make_mocked_request
 
-    from authbench.config import Settings
-    from authbench.credentials import CredentialChecker
-    from authbench.redis_store import RedisStore
-    from authbench.sessions import SessionStore
-    from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier
+    from authcore.config import Settings
+    from authcore.credentials import CredentialChecker
+    from authcore.redis_store import RedisStore
+    from authcore.sessions import SessionStore
+    from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier
 
     alg = mode.split("-", 1)[1] if mode.startswith("jwt-") else "EdDSA"
     os.environ.update(

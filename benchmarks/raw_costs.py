@@ -53,7 +53,7 @@ def redis_cost(
     url: str, client_kind: str = "plain", seconds: float = 1.0, concurrency: int = 16
 ) -> dict[str, Any]:
     """`plain`: redis.asyncio's defaults (a pool of 16). `store`: the client exactly as
-    the services configure it (authbench.redis_store: bounded pool wait, socket timeouts,
+    the services configure it (authcore.redis_store: bounded pool wait, socket timeouts,
     one retry), calling `client.get` directly, without the store's breaker around it."""
     import os
 
@@ -62,8 +62,8 @@ def redis_cost(
 
     async def main() -> dict[str, Any]:
         if client_kind == "store":
-            from authbench.config import Settings
-            from authbench.redis_store import RedisStore
+            from authcore.config import Settings
+            from authcore.redis_store import RedisStore
 
             os.environ["REDIS_URL"] = url
             store = RedisStore(Settings.from_env())

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from authbench.config import Settings
-from authbench.credentials import CredentialChecker, Principal
-from authbench.http import run, serve
+from authcore.config import Settings
+from authcore.credentials import CredentialChecker, Principal
+from authcore.http import run, serve
 from resource_service.app import create_app
 from resource_service.routes import CHECKER
 

@@ -19,10 +19,10 @@ import jwt
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from authbench.config import Settings
-from authbench.credentials import CredentialChecker, Principal
-from authbench.http import run, serve
-from authbench.tokens import REQUIRED_CLAIMS, generate_key
+from authcore.config import Settings
+from authcore.credentials import CredentialChecker, Principal
+from authcore.http import run, serve
+from authcore.tokens import REQUIRED_CLAIMS, generate_key
 from resource_service.app import create_app
 from resource_service.jwks import JWKS_PATH
 from resource_service.routes import CHECKER

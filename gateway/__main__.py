@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from authbench.config import Settings
-from authbench.http import run
+from authcore.config import Settings
+from authcore.http import run
 from gateway.app import create_app, serve
 
 DEFAULT_PORT = 8080

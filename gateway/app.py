@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from authbench import errors, metrics
-from authbench.config import Settings
+from authcore import errors, metrics
+from authcore.config import Settings
 from gateway.proxy import ReverseProxy, request_id
 from gateway.server import ClientConnection, ProxyRequest
 from gateway.upstreams import UpstreamPool
@@ -168,7 +168,7 @@ def create_app(settings: Settings) -> Gateway:
 
 
 async def serve(gateway: Gateway, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Serve until cancelled (SIGINT/SIGTERM end the task in authbench.http.run)."""
+    """Serve until cancelled (SIGINT/SIGTERM end the task in authcore.http.run)."""
     loop = asyncio.get_running_loop()
     async with gateway.running():
         server = await loop.create_server(

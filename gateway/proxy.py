@@ -25,7 +25,7 @@ import re
 from itertools import count
 from typing import TYPE_CHECKING
 
-from authbench.errors import AuthbenchError, UpstreamTimeout, UpstreamUnavailable
+from authcore.errors import AuthbenchError, UpstreamTimeout, UpstreamUnavailable
 from gateway.connections import (
     ConnectFailed,
     UpstreamClosed,

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from authbench import errors
-from authbench.http import error_body
+from authcore import errors
+from authcore.http import error_body
 from gateway.proxy import ResponseAborted
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from authbench import metrics
+from authcore import metrics
 
 if TYPE_CHECKING:
     from gateway.connections import UpstreamConnection

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from authbench.config import Settings
-from authbench.http import run, serve
+from authcore.config import Settings
+from authcore.http import run, serve
 from resource_service.app import create_app
 
 DEFAULT_PORT = 8101

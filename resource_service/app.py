@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from authbench.config import Settings
-from authbench.credentials import CredentialChecker
-from authbench.http import READINESS_CHECKS, base_app
-from authbench.redis_store import RedisStore
-from authbench.revocation import RevocationList
-from authbench.sessions import SessionStore
-from authbench.tokens import TokenVerifier
+from authcore.config import Settings
+from authcore.credentials import CredentialChecker
+from authcore.http import READINESS_CHECKS, base_app
+from authcore.redis_store import RedisStore
+from authcore.revocation import RevocationList
+from authcore.sessions import SessionStore
+from authcore.tokens import TokenVerifier
 from resource_service.jwks import KeySetFetcher
 from resource_service.routes import CHECKER, ITEM_DATA, REPLICA, routes
 

@@ -14,8 +14,8 @@ import time
 
 import aiohttp
 
-from authbench.config import Settings
-from authbench.tokens import TokenVerifier, VerificationKey
+from authcore.config import Settings
+from authcore.tokens import TokenVerifier, VerificationKey
 
 log = logging.getLogger("resource_service.jwks")
 
@@ -36,7 +36,7 @@ class KeySetFetcher:
         self.loaded = asyncio.Event()
         if self._hs256_secret:
             # A symmetric key is never published: it comes from the shared secret.
-            from authbench.tokens import generate_key
+            from authcore.tokens import generate_key
 
             key = generate_key("HS256", self._hs256_secret)
             verifier.set_keys({key.kid: VerificationKey("HS256", key.public_key)})

@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from authbench.credentials import CredentialChecker
+from authcore.credentials import CredentialChecker
 
 routes = web.RouteTableDef()
 

@@ -28,8 +28,8 @@ from authbench.chaos import report
 from authbench.chaos.scenarios import ChaosOptions, Scenario, ScenarioResult, run_scenario
 from authbench.chaos.targets import FaultTarget
 from authbench.chaos.topology import MODES
-from authbench.config import documented_settings
 from authbench.provenance import run_head
+from authcore.config import documented_settings
 
 Progress = Callable[[str], None]
 

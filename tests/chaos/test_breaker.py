@@ -12,9 +12,9 @@ import asyncio
 import signal
 import time
 
-from authbench.config import Settings
-from authbench.errors import StoreUnavailable
-from authbench.redis_store import Redis, RedisStore
+from authcore.config import Settings
+from authcore.errors import StoreUnavailable
+from authcore.redis_store import Redis, RedisStore
 from tests.chaos.conftest import RedisProcess
 
 TIMEOUT_MS = 250

@@ -6,9 +6,9 @@ import pytest
 import redis
 
 from authbench.cluster import LocalCluster
-from authbench.config import Settings
-from authbench.errors import InvalidCredential
-from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier, UnknownKeyId
+from authcore.config import Settings
+from authcore.errors import InvalidCredential
+from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier, UnknownKeyId
 from tests.client import login, request, session_cookie
 from tests.conftest import ClusterFactory
 

@@ -18,8 +18,8 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from authbench.config import Settings
-from authbench.credentials import (
+from authcore.config import Settings
+from authcore.credentials import (
     JWT_PATTERN,
     MODE_JWT,
     MODE_JWT_COOKIE,
@@ -31,8 +31,8 @@ from authbench.credentials import (
     new_csrf_token,
     presented_credential,
 )
-from authbench.errors import CredentialError, ExpiredCredential, InvalidCredential
-from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier
+from authcore.errors import CredentialError, ExpiredCredential, InvalidCredential
+from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier
 from tests.security.conftest import UNIT_FUZZ
 
 SETTINGS = Settings.from_env({})

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from authbench.cluster import PROJECT_ROOT
-from authbench.config import Settings
-from authbench.errors import ConfigError
+from authcore.config import Settings
+from authcore.errors import ConfigError
 from tests.client import Answer, request
 from tests.security.conftest import (
     ADMIN_TOKEN,

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from authbench.config import Settings
-from authbench.errors import BadRequest
-from authbench.tokens import KeyRing, TokenIssuer, TokenVerifier, UnknownKeyId
+from authcore.config import Settings
+from authcore.errors import BadRequest
+from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier, UnknownKeyId
 
 
 def test_retired_keys_stay_until_their_last_token_expired_then_go() -> None:

@@ -21,9 +21,9 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from authbench import errors, metrics
+from authcore import errors, metrics
 
-log = logging.getLogger("authbench.http")
+log = logging.getLogger("authcore.http")
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when the dependency is fine, or a short reason when it is not."""

@@ -16,9 +16,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from authbench.config import Settings
-from authbench.errors import ExpiredCredential, InvalidCredential
-from authbench.redis_store import Redis, RedisStore
+from authcore.config import Settings
+from authcore.errors import ExpiredCredential, InvalidCredential
+from authcore.redis_store import Redis, RedisStore
 
 SESSION_ID_BYTES = 32  # 256 bits (OWASP asks for at least 64 bits of entropy)
 SESSION_PREFIX = "s:"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from authbench.config import Settings
-from authbench.errors import ExpiredCredential, InvalidCredential
-from authbench.redis_store import RedisStore
-from authbench.sessions import SessionStore
+from authcore.config import Settings
+from authcore.errors import ExpiredCredential, InvalidCredential
+from authcore.redis_store import RedisStore
+from authcore.sessions import SessionStore
 from tests.conftest import free_port_block
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from authbench.errors import StoreUnavailable
-from authbench.redis_store import CircuitBreaker
+from authcore.errors import StoreUnavailable
+from authcore.redis_store import CircuitBreaker
 
 
 def test_closed_breaker_lets_calls_through() -> None:
@@ -52,8 +52,8 @@ def test_a_cancelled_probe_does_not_keep_the_breaker_open() -> None:
 async def test_store_call_cancelled_mid_probe_frees_the_probe_slot() -> None:
     import asyncio
 
-    from authbench.config import Settings
-    from authbench.redis_store import RedisStore
+    from authcore.config import Settings
+    from authcore.redis_store import RedisStore
 
     # A real client aimed at a port where nothing listens; the operation itself is what
     # gets cancelled, so no Redis server is needed to show the bookkeeping.

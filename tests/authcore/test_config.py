@@ -7,8 +7,8 @@ import re
 import pytest
 
 from authbench.cluster import PROJECT_ROOT
-from authbench.config import Settings, documented_settings
-from authbench.errors import ConfigError
+from authcore.config import Settings, documented_settings
+from authcore.errors import ConfigError
 
 
 def test_defaults_match_the_contract() -> None:

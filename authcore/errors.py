@@ -1,6 +1,6 @@
 """One error tree for every service.
 
-Domain code raises these where the problem is found; one middleware (`authbench.http`)
+Domain code raises these where the problem is found; one middleware (`authcore.http`)
 turns them into the contract's JSON answer: `{"error": code, "detail": text}` with the
 status below. Each class is one line of policy: its status and its machine code.
 """

@@ -22,8 +22,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
-from authbench.config import Settings
-from authbench.errors import BadRequest, ExpiredCredential, InvalidCredential
+from authcore.config import Settings
+from authcore.errors import BadRequest, ExpiredCredential, InvalidCredential
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")

@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from authbench import metrics
-from authbench.config import Settings
-from authbench.errors import (
+from authcore import metrics
+from authcore.config import Settings
+from authcore.errors import (
     AuthbenchError,
     CsrfRejected,
     InvalidCredential,
@@ -38,9 +38,9 @@ from authbench.errors import (
     RevokedCredential,
     StoreUnavailable,
 )
-from authbench.revocation import RevocationList
-from authbench.sessions import SessionStore
-from authbench.tokens import CSRF_CLAIM, FAMILY_CLAIM, TokenVerifier, UnknownKeyId
+from authcore.revocation import RevocationList
+from authcore.sessions import SessionStore
+from authcore.tokens import CSRF_CLAIM, FAMILY_CLAIM, TokenVerifier, UnknownKeyId
 
 SESSION_COOKIE = "sid"
 SECURE_SESSION_COOKIE = "__Host-sid"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from authbench.redis_store import RedisStore
+from authcore.redis_store import RedisStore
 
 DENYLIST_PREFIX = "dl:"
 REVOKED_BEFORE_PREFIX = "rb:"

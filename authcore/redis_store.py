@@ -22,9 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from authbench import metrics
-from authbench.config import Settings
-from authbench.errors import StoreUnavailable
+from authcore import metrics
+from authcore.config import Settings
+from authcore.errors import StoreUnavailable
 
 T = TypeVar("T")
 Redis = aioredis.Redis

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from authbench.errors import ConfigError
+from authcore.errors import ConfigError
 
 _DOC = "doc"
 _ENV = "env"
