@@ -53,6 +53,8 @@ import gevent
 from locust import FastHttpUser, events, task
 from locust.runners import WorkerRunner
 
+from loadtests import hdr_listener  # µs HdrHistograms of the capture window (--hdr-dir)
+
 # Spread users over the seeded accounts; each process starts at a different offset so
 # `--processes` children and workers do not all log in as user0, user1, ...
 _ACCOUNT_COUNTER = itertools.count(random.Random(os.getpid()).randrange(1_000_000))
@@ -136,6 +138,7 @@ def _capture(environment: Any, warmup_s: float, capture_s: float) -> None:
     if warmup_s > 0:
         gevent.sleep(warmup_s)
         environment.runner.stats.reset_all()
+    hdr_listener.begin_capture(environment, capture_s)
     _mark(environment, "capture_start")
     if capture_s > 0:
         gevent.sleep(capture_s)
