@@ -108,6 +108,12 @@ class Settings:
     jwt_ttl_s: int = _setting("JWT_TTL_S", 300, "Access-token lifetime (short, per RFC 8725).")
     jwt_leeway_s: int = _setting("JWT_LEEWAY_S", 5, "Clock-skew leeway for exp/nbf/iat.")
     jwt_max_bytes: int = _setting("JWT_MAX_BYTES", 4096, "Longest access token accepted.")
+    access_token_pad_bytes: int = _setting(
+        "ACCESS_TOKEN_PAD_BYTES",
+        0,
+        "Benchmark token-size axis: characters of a `pad` claim added to every access token "
+        "(the token grows by about 4/3 of it); 0 = none.",
+    )
     refresh_ttl_s: int = _setting("REFRESH_TTL_S", 86400, "Refresh-token lifetime.")
     jwt_revocation: str = _setting(
         "JWT_REVOCATION", "none", "none (stateless) or denylist (replicas check the jti in Redis)."
@@ -183,6 +189,12 @@ class Settings:
             raise ConfigError("JWT_HS256_SECRET must be at least 32 bytes when JWT_ALG=HS256")
         if self.argon2_memory_kib < 19456 or self.argon2_time_cost < 2:
             raise ConfigError("argon2id below OWASP's minimum (m=19456 KiB, t=2)")
+        pad = self.access_token_pad_bytes
+        if pad < 0 or pad * 4 // 3 + 1024 > self.jwt_max_bytes:
+            raise ConfigError(
+                "ACCESS_TOKEN_PAD_BYTES must be >= 0 and its token (about 4/3 of it + 1 KB) "
+                "fit JWT_MAX_BYTES"
+            )
         if self.session_absolute_s < self.session_idle_s:
             raise ConfigError("SESSION_ABSOLUTE_S must be >= SESSION_IDLE_S")
         for name, value in (

@@ -130,6 +130,7 @@ class TokenIssuer:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._ttl_s = settings.jwt_ttl_s
+        self._pad = "x" * settings.access_token_pad_bytes  # the bench's token-size axis
 
     def issue(self, user: str, family: str, csrf_hash: str | None = None) -> IssuedToken:
         key = self._keyring.current
@@ -150,6 +151,8 @@ class TokenIssuer:
         }
         if csrf_hash is not None:
             claims[CSRF_CLAIM] = csrf_hash
+        if self._pad:
+            claims["pad"] = self._pad
         token = jwt.encode(
             claims,
             key.private_key,
