@@ -1,17 +1,19 @@
-"""ComposeTarget: the running `docker compose` stack, driven the way LocalCluster drives processes.
+"""ComposeTarget: the `docker compose` stack, the `compose` target of the harness.
 
-`authbench bench --target compose` and `authbench chaos --target compose` use this class
-instead of `LocalCluster`; the fault methods have the same names (`kill_redis`,
-`pause_redis`, `resume_redis`, `start_redis`) and `gateway_url` means the same thing, so a
-scenario can take either. Everything goes through the real `docker compose` CLI (v2) and
-`docker` itself; nothing here talks to the engine's API directly.
+It implements authbench.targets.base.Deployment, as LocalCluster does for processes, so
+`authbench bench --target compose` and `authbench chaos --target compose` run the same
+code as locally. `start()` either attaches to the running stack (`scale_to=None`: chaos,
+which measures the stack as the user runs it) or brings it up with `env` and `scale_to`
+replicas (the bench, per group); `stop()` leaves the stack running, with Redis running
+again. Everything goes through the real `docker compose` CLI (v2) and `docker` itself;
+nothing here talks to the engine's API directly.
 
     target = ComposeTarget()                 # project "authbench" in the project root
     target.up(replicas=3)                    # build if needed, start, wait until healthy
     target.scale(5)                          # `up -d --scale resource=5`, gateway untouched
     target.kill_redis(); target.start_redis()
-    target.redis_info("stats")["instantaneous_ops_per_sec"]
-    target.cpu_seconds()                     # {"authbench-resource-1": 12.3, ...}
+    target.redis_info()["instantaneous_ops_per_sec"]
+    target.cpu_seconds()                     # {"redis": 1.2, "resource-1": 12.3, ...}
     target.down()                            # containers, network and volumes
 
 Compose variables (BASE_IMAGE, REDIS_IMAGE, JWT_REVOCATION, REDIS_APPENDONLY, ...; see
@@ -23,6 +25,8 @@ On a registry-less host, when BASE_IMAGE/REDIS_IMAGE are not set and the images 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import os
 import shutil
@@ -31,8 +35,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
-from authbench.cluster import PROJECT_ROOT, http_status
+from authbench.cluster import http_status
+from authbench.process import PROJECT_ROOT
+from authbench.targets.base import Deployment, DeploymentError, NotSupported
 
 DEFAULT_PROJECT = "authbench"
 REDIS_SERVICE = "redis"
@@ -54,7 +61,7 @@ _CGROUP_USAGE_FILES = (
 )
 
 
-class ComposeError(RuntimeError):
+class ComposeError(DeploymentError):
     """A compose or docker command failed; the message carries its output."""
 
 
@@ -80,13 +87,23 @@ class LocustRun:
     workers: int  # worker containers that took part
 
 
+# Fetch /metrics from inside a replica container (its port is not published).
+_METRICS_PROBE = (
+    "import sys, urllib.request; "
+    "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8101/metrics', timeout=5)"
+    ".read().decode())"
+)
+
+
 @dataclass
-class ComposeTarget:
+class ComposeTarget(Deployment):
     """One compose project of this repository's docker-compose.yml.
 
     `project_name` keeps stacks apart (tests use their own); `env` holds compose
     variables for every command this object runs (GATEWAY_PORT, JWT_REVOCATION, ...).
     """
+
+    target: ClassVar[str] = "compose"
 
     project_dir: Path = PROJECT_ROOT
     project_name: str = field(
@@ -94,7 +111,56 @@ class ComposeTarget:
     )
     env: dict[str, str] = field(default_factory=dict)
     command_timeout_s: float = 300.0
+    scale_to: int | None = None  # start(): None attaches; N: `up` with `env`, N replicas
     _base_images_checked: bool = field(default=False, init=False, repr=False)
+
+    # --- Deployment: life -------------------------------------------------------------
+    def start(self) -> None:
+        if self.scale_to is not None:
+            self.up(replicas=self.scale_to, build=False)
+        elif not self.is_up():
+            raise ComposeError(
+                f"the compose stack is not answering at {self.gateway_url}/readyz; "
+                "start it first: docker compose up -d --wait"
+            )
+
+    def stop(self) -> None:
+        """Leave the stack running (it is the user's), with Redis running again."""
+        states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
+        if "paused" in states:
+            self.resume_redis()
+        elif "running" not in states:
+            self.start_redis()
+
+    def describe(self) -> str:
+        return f"compose project {self.project_name} at {self.gateway_url}"
+
+    # --- Deployment: where it is --------------------------------------------------------
+    @property
+    def auth_url(self) -> str:
+        return f"{self.gateway_url}/auth"  # auth is not published; the gateway routes to it
+
+    @property
+    def redis_address(self) -> str | None:
+        return None  # not published; INFO goes through redis-cli in the container
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """The stack's resolved configuration (`docker compose config`): every variable as
+        compose substitutes it, so the settings read here are what the containers got."""
+        config: dict[str, Any] = json.loads(self.compose("config", "--format", "json").stdout)
+        return config
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
+        return {str(k): str(v) for k, v in env.items()}
+
+    @property
+    def redis_persistence(self) -> str:
+        command = [str(arg) for arg in self.config["services"][REDIS_SERVICE].get("command") or []]
+        flags = dict(itertools.pairwise(command))
+        return "aof" if flags.get("--appendonly") == "yes" else "none"
 
     # --- where things are -------------------------------------------------------------
     @property
@@ -268,10 +334,6 @@ class ComposeTarget:
     def resume_redis(self) -> None:
         self.compose("unpause", REDIS_SERVICE)
 
-    def stop_redis(self) -> None:
-        """A clean shutdown (SIGTERM; with AOF on, what was fsynced survives)."""
-        self.compose("stop", "--timeout", "10", REDIS_SERVICE)
-
     def start_redis(self, wait: bool = True, timeout_s: float = 60.0) -> None:
         """Start the same Redis container again (same volume); no other service restarts."""
         self.compose("start", REDIS_SERVICE)
@@ -297,12 +359,18 @@ class ComposeTarget:
             "exec", "-T", REDIS_SERVICE, "redis-cli", *args, timeout_s=timeout_s
         ).stdout
 
-    def redis_info(self, section: str | None = None) -> dict[str, str]:
-        """Redis INFO as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""
-        return parse_redis_info(self.redis_cli("INFO", *([section] if section else [])))
+    def redis_info(self) -> dict[str, str]:
+        """`INFO all` as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""
+        return parse_redis_info(self.redis_cli("INFO", "all"))
+
+    def slow_redis(self, delay_ms: float) -> None:
+        raise NotSupported(
+            self.target, "slow_redis", "the delay proxy would have to sit in the compose network"
+        )
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time each running container has used so far (cgroup accounting), by name.
+        """CPU time each component has used so far (cgroup accounting): redis, auth,
+        gateway, resource-N (the N of its container name), load containers by service.
 
         Read from the host's cgroup files, so measuring costs the containers nothing;
         take it before and after a run and subtract. Containers whose cgroup file is not
@@ -311,19 +379,30 @@ class ComposeTarget:
         usage: dict[str, float] = {}
         for container in self.containers():
             seconds = _cgroup_cpu_seconds(container.id)
-            if seconds is not None:
-                usage[container.name] = seconds
+            if seconds is None:
+                continue
+            component = container.service
+            if component == RESOURCE_SERVICE:
+                component = f"{RESOURCE_SERVICE}-" + container.name.rsplit("-", 1)[-1]
+            usage[component] = usage.get(component, 0.0) + seconds
         return usage
 
-    def cpu_percent(self) -> dict[str, float]:
-        """`docker stats --no-stream` CPU% of each running container (100 = one core)."""
-        ids = [c.id for c in self.containers()]
-        if not ids:
-            return {}
-        out = self._run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids]).stdout
-        return {
-            str(row["Name"]): float(str(row["CPUPerc"]).rstrip("%") or 0) for row in _json_rows(out)
-        }
+    def metrics_pages(self) -> list[str]:
+        """Each running replica's /metrics, fetched inside its container."""
+        pages = []
+        for container in self.containers(RESOURCE_SERVICE):
+            if container.state != "running":
+                continue
+            try:
+                done = subprocess.run(
+                    ["docker", "exec", container.id, "python", "-S", "-c", _METRICS_PROBE],
+                    capture_output=True, text=True, timeout=20, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if done.returncode == 0:
+                pages.append(done.stdout)
+        return pages
 
     # --- load (profile `load`) ----------------------------------------------------------
     def run_locust(

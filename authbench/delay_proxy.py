@@ -1,10 +1,12 @@
-"""A userspace TCP proxy that delays every byte on the Redis link: the slow-Redis fault.
+"""A userspace TCP proxy that delays every byte on the Redis link: store distance and the
+slow-Redis fault.
 
 `tc qdisc ... netem` would be the usual tool, but this machine's kernel has no netem
-module, and Toxiproxy cannot be installed here. So the slow scenario puts this proxy
-between the services and Redis for the whole run, and switches the delay on and off:
+module, and Toxiproxy cannot be installed here. So a LocalCluster started with
+`redis_delay_ms` puts this proxy between the services and Redis for its whole life, and
+`slow_redis(ms)` switches that delay on and off (the chaos `slow` scenario):
 
-    python -m authbench.chaos.delay_proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
+    python -m authbench.delay_proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
         --delay-ms 5
 
 SIGUSR1 switches the delay on, SIGUSR2 off (it starts off). Each chunk read from either
@@ -27,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from authbench.cluster import PROJECT_ROOT
+from authbench import process
 
 
 class DelayLink:
@@ -97,24 +99,26 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int], link: DelayL
 
 
 class DelayProxy:
-    """The delay proxy as a child process (see authbench.chaos.delay_proxy)."""
+    """The delay proxy as a child process (authbench.process.spawn)."""
 
     def __init__(self, listen: int, upstream: int, delay_ms: float, log_path: Path) -> None:
         self.listen = listen
+        self.delay_ms = delay_ms
         self._log_path = log_path
         self._argv = [
-            sys.executable, "-m", "authbench.chaos.delay_proxy",
+            sys.executable, "-m", "authbench.delay_proxy",
             "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{upstream}",
             "--delay-ms", str(delay_ms),
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
     def start(self) -> None:
         """Start the proxy and wait until it accepts connections."""
-        with self._log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self._argv, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
+        self.process = process.spawn(self._argv, self._log_path, env=process.python_env())
         self.wait_listening()
 
     def wait_listening(self, timeout_s: float = 10.0) -> None:
@@ -130,17 +134,13 @@ class DelayProxy:
         raise RuntimeError("the delay proxy did not listen in time")
 
     def delay(self, on: bool) -> None:
+        """Switch the configured delay on or off."""
         assert self.process is not None
         self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            process.stop([self.process])
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -153,7 +153,7 @@ def _address(text: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m authbench.chaos.delay_proxy",
+        prog="python -m authbench.delay_proxy",
         description="Relay TCP between loopback ports, adding a fixed delay to each direction "
         "while switched on (SIGUSR1 on, SIGUSR2 off; starts off).",
     )

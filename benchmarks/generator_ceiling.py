@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,20 +32,18 @@ from harness import (
     wrk,
 )
 
+from authbench.bench import locust_runner
+
 
 def locust_rps(url: str, path: str, duration: float, users: int, processes: int,
                workdir: Path) -> float:  # fmt: skip
-    prefix = workdir / "locust"
-    argv = [
-        str(Path(PYTHON).parent / "locust"), "-f", str(BENCH_DIR / "locust_ceiling.py"),
-        "--headless", "-u", str(users), "-r", str(users), "-t", f"{duration:g}s",
-        "--host", url, "--ceiling-path", path, "--csv", str(prefix), "--only-summary",
-        "--loglevel", "WARNING",
-    ]  # fmt: skip
-    if processes > 1:
-        argv += ["--processes", str(processes)]
-    subprocess.run(argv, capture_output=True, check=False, timeout=duration + 60)
-    with open(f"{prefix}_stats.csv") as f:
+    job = locust_runner.LocustJob(
+        host=url, user_classes=(), out_dir=workdir, locustfile=BENCH_DIR / "locust_ceiling.py",
+        users=users, run_time_s=duration, processes=processes, html=False, loglevel="WARNING",
+        options=("--ceiling-path", path),
+    )  # fmt: skip
+    outputs = locust_runner.run(job, timeout_s=duration + 60)
+    with outputs.stats_csv.open() as f:
         for row in csv.DictReader(f):
             if row["Name"] == "Aggregated":
                 return float(row["Requests/s"])

@@ -1,7 +1,8 @@
 """What every benchmark script shares: private processes, wrk runs, medians, tables.
 
-Every process a benchmark starts is a child of it (PR_SET_PDEATHSIG: they die with it),
-listens on 127.0.0.1 in the 30000-30999 block, and is stopped by PID at the end.
+Every process a benchmark starts is a child of it, started by `authbench.process.spawn`
+(it dies with the benchmark), listens on 127.0.0.1 in the 30000-30999 block, and is
+stopped by PID (its process group) at the end.
 Every load run is bounded by wrk's own -d.
 """
 
@@ -11,8 +12,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from authbench.cluster import die_with_parent
+from authbench import process
+from authbench.process import PROJECT_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -47,36 +46,13 @@ class Processes:
         env: dict[str, str] | None = None,
         cwd: Path = ROOT,
     ) -> subprocess.Popen[bytes]:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        full_env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        full_env.update(env or {})
-        log = (self.logdir / f"{name}.log").open("ab")
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                env=full_env,
-                cwd=str(cwd),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-        finally:
-            log.close()
+        log = self.logdir / f"{name}.log"
+        proc = process.spawn(argv, log, env=process.python_env(env), cwd=cwd)
         self.started.append(proc)
         return proc
 
     def stop(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc in self.started:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        process.stop(reversed(self.started))
 
     def __enter__(self) -> Processes:
         return self
@@ -101,18 +77,8 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def check_ports(ports: Sequence[int]) -> None:
-    busy = [p for p in ports if not port_free(p)]
+    busy = [p for p in ports if not process.port_block_free(p, 1)]
     if busy:
         raise SystemExit(f"ports in use: {busy}; pick another --base-port")
 

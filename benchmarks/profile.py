@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 else ["-H", "Cookie: " + cookies[0].split(";", 1)[0]]
             )  # fmt: skip
             url = f"http://127.0.0.1:{base + 2}/api/me"
-        load = subprocess.Popen(
+        load = procs.spawn(
+            "wrk",
             ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration + 2:g}s", *header, url],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        )
         time.sleep(1)
         raw = args.out / f"{name}.txt"
         for fmt, path in (("raw", raw), ("flamegraph", args.out / f"{name}.svg")):
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                  "-r", str(args.rate), "-f", fmt, "-o", str(path), "--nonblocking"],
                 capture_output=True, check=True, timeout=args.duration + 30,
             )  # fmt: skip
-        out = load.communicate(timeout=args.duration + 30)[0]
+        load.wait(timeout=args.duration + 30)
+        out = (procs.logdir / "wrk.log").read_text()
     rps = next((line for line in out.splitlines() if "Requests/sec" in line), "").strip()
     say(f"{name}: {rps}; samples in {raw}, flame graph in {raw.with_suffix('.svg')}")
     print(summarise(raw, args.top))

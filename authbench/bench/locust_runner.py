@@ -1,6 +1,9 @@
 """Locust as a real headless subprocess: the one way authbench drives load.
 
-`authbench bench` and `authbench chaos` both use it. The API:
+`authbench bench` (loadtests/locustfile.py, one cell at a time) and `authbench chaos`
+(loadtests/chaos_locustfile.py, every mode at once, see chaos/load.py) both use it; the
+process is started by `authbench.process.spawn` (it dies with us, in a group of its own).
+The API:
 
     job = LocustJob(host="http://127.0.0.1:28000", user_classes=("JwtUser",),
                     out_dir=cell_dir, users=20, run_time_s=25, warmup_s=10, pacing_s=0.05)
@@ -16,17 +19,14 @@
 `<prefix>_failures.csv` (with reasons), `<prefix>_exceptions.csv`, `<prefix>.html`,
 `<prefix>_histogram.json` (raw response-time buckets and failures as they were at test
 stop, see statistics.py; Locust's own CSVs are its last periodic write and may miss the
-final second), `<prefix>.log` and the capture markers. User classes come from
-`loadtests/locustfile.py`; the options of that file (accounts, relogin and refresh rates,
-pacing, warm-up) are passed as its AUTHBENCH_* environment variables, so they also reach
-`--processes` children.
+final second), `<prefix>.log` and the capture markers (with `csv=False`, only the log).
+User classes come from `job.locustfile`; the options of loadtests/locustfile.py (accounts,
+relogin and refresh rates, pacing, warm-up), which the chaos locustfile shares, are passed
+as its AUTHBENCH_* environment variables, so they also reach `--processes` children.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -35,30 +35,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from authbench.cluster import PROJECT_ROOT
+from authbench import process as processes
+from authbench.process import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
-SHAPES_DIR = PROJECT_ROOT / "loadtests" / "shapes"
 
 
 @dataclass(frozen=True)
 class LocustJob:
-    host: str
+    host: str | None  # None: each user class names its own host (the chaos locustfile)
     user_classes: tuple[str, ...]
     out_dir: Path
+    locustfile: Path = LOCUSTFILE
     users: int = 10
     spawn_rate: float = 0.0  # users started per second; 0 = all at once
-    run_time_s: float = 30.0  # including the warm-up; ignored with a shape
+    run_time_s: float = 30.0  # including the warm-up: a bound, the capture ends it sooner
     warmup_s: float = 0.0  # stats are reset this long after the start
     pacing_s: float = 0.0  # seconds between task starts per user; 0 = closed loop
     processes: int = 1  # > 1: Locust --processes (one generator per core)
-    shape: str | None = None  # a module of loadtests/shapes/ (constant, step_ramp)
     accounts: int = 1000
     relogin_prob: float = 0.005
     refresh_prob: float = 0.01
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment (shape sizes)
     prefix: str = "locust"
     html: bool = True  # Locust's own HTML report (~1 MB each: it embeds its scripts)
+    csv: bool = True  # Locust's CSVs, the raw histogram and the capture markers
+    stop_timeout_s: float = 1.0  # what users may finish after a stop
+    loglevel: str | None = None  # Locust's --loglevel (its default: INFO)
+    options: tuple[str, ...] = ()  # the locustfile's own command-line options
 
 
 @dataclass(frozen=True)
@@ -112,46 +116,41 @@ class LocustOutputs:
 
 def command(job: LocustJob) -> list[str]:
     """The Locust command line for a job (also shown in the manifest)."""
-    files = str(LOCUSTFILE)
-    if job.shape:
-        files += f",{SHAPES_DIR / (job.shape + '.py')}"
     out = job.out_dir / job.prefix
     argv = [
-        sys.executable, "-m", "locust", "-f", files, "--headless", "--host", job.host,
-        "--csv", str(out), "--csv-full-history",
-        "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "1",
+        sys.executable, "-m", "locust", "-f", str(job.locustfile), "--headless",
+        "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", f"{job.stop_timeout_s:g}",
     ]  # fmt: skip
+    if job.host is not None:
+        argv += ["--host", job.host]
+    if job.csv:
+        argv += ["--csv", str(out), "--csv-full-history"]
     if job.html:
         argv += ["--html", f"{out}.html"]
-    if not job.shape:
-        rate = job.spawn_rate if job.spawn_rate > 0 else float(job.users)
-        argv += ["-u", str(job.users), "-r", f"{rate:g}", "-t", f"{max(1, round(job.run_time_s))}s"]
+    if job.loglevel:
+        argv += ["--loglevel", job.loglevel]
+    rate = job.spawn_rate if job.spawn_rate > 0 else float(job.users)
+    argv += ["-u", str(job.users), "-r", f"{rate:g}", "-t", f"{max(1, round(job.run_time_s))}s"]
     if job.processes > 1:
         argv += ["--processes", str(job.processes)]
-    return [*argv, *job.user_classes]
+    return [*argv, *job.options, *job.user_classes]
 
 
 def environment(job: LocustJob, outputs: LocustOutputs) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env.update(
-        PYTHONPATH=str(PROJECT_ROOT),
-        PYTHONUNBUFFERED="1",
-        AUTHBENCH_ACCOUNTS=str(job.accounts),
-        AUTHBENCH_RELOGIN_PROB=f"{job.relogin_prob:g}",
-        AUTHBENCH_REFRESH_PROB=f"{job.refresh_prob:g}",
-        AUTHBENCH_PACING_S=f"{job.pacing_s:g}",
-        AUTHBENCH_WARMUP_S=f"{job.warmup_s:g}",
-        AUTHBENCH_HISTOGRAM_OUT=str(outputs.histogram_json),
-        AUTHBENCH_MARKER_DIR=str(outputs.marker_dir),
-    )
-    env.update(job.env)
-    return env
-
-
-def _stop_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Even if we are SIGKILLed, Locust gets SIGTERM (PR_SET_PDEATHSIG): no orphan load."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    env = {
+        "AUTHBENCH_ACCOUNTS": str(job.accounts),
+        "AUTHBENCH_RELOGIN_PROB": f"{job.relogin_prob:g}",
+        "AUTHBENCH_REFRESH_PROB": f"{job.refresh_prob:g}",
+        "AUTHBENCH_PACING_S": f"{job.pacing_s:g}",
+        "AUTHBENCH_WARMUP_S": f"{job.warmup_s:g}",
+    }
+    if job.csv:
+        env.update(
+            AUTHBENCH_HISTOGRAM_OUT=str(outputs.histogram_json),
+            AUTHBENCH_MARKER_DIR=str(outputs.marker_dir),
+        )
+    # Our own LOCUST_* variables would override the command line: leave them out.
+    return processes.python_env({**env, **job.env}, drop=("LOCUST_",))
 
 
 class LocustProcess:
@@ -164,17 +163,9 @@ class LocustProcess:
         for name in ("capture_start", "capture_end"):
             (self.outputs.marker_dir / name).unlink(missing_ok=True)
         self.argv = command(job)
-        with self.outputs.log.open("wb") as log:
-            self.popen = subprocess.Popen(
-                self.argv,
-                cwd=str(PROJECT_ROOT),
-                env=environment(job, self.outputs),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us; we stop Locust ourselves
-                preexec_fn=_stop_with_parent,
-            )
+        self.popen = processes.spawn(
+            self.argv, self.outputs.log, env=environment(job, self.outputs), append=False
+        )
         self.started_at = time.time()
 
     @property
@@ -197,6 +188,16 @@ class LocustProcess:
             time.sleep(0.05)
         return None
 
+    def wait_file(self, path: Path, timeout_s: float) -> bool:
+        """Block until `path` exists (a locustfile's signal); False if Locust died or
+        `timeout_s` ran out first."""
+        deadline = time.monotonic() + timeout_s
+        while not path.exists():
+            if not self.alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def wait(self, timeout_s: float | None = None) -> LocustOutputs:
         """Wait for Locust to finish on its own (run time or shape); stop it when late."""
         limit = timeout_s if timeout_s is not None else self.job.run_time_s + 60.0
@@ -209,11 +210,12 @@ class LocustProcess:
     def stop(self, grace_s: float = 15.0) -> LocustOutputs:
         """End the run now: SIGTERM lets Locust write its CSVs; SIGKILL if it hangs."""
         if self.alive():
+            # The master alone: it stops its --processes workers itself.
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(grace_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)  # its own group: only our Locust
+                processes.signal_group(self.popen, signal.SIGKILL)  # only our Locust's group
                 self.popen.wait()
         return self._done()
 

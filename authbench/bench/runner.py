@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 import math
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +24,11 @@ from typing import Any
 
 from authbench.bench.matrix import Cell, Matrix
 from authbench.bench.protocol import CellResult, Protocol, Target, failed, measure
-from authbench.bench.samplers import ComposeSampling, LocalSampling, Sampling
-from authbench.cluster import PROJECT_ROOT, ClusterError, LocalCluster, Ports
-from authbench.compose import ComposeError, ComposeTarget
+from authbench.bench.samplers import Sampling
+from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
 from authbench.provenance import run_head
+from authbench.targets import DeploymentSpec, open_deployment
+from authbench.targets.base import Deployment, DeploymentError
 
 # summary.csv: the contract's columns first, then ours.
 SUMMARY_COLUMNS = (
@@ -145,69 +146,12 @@ class Progress:
         self.out(f"[{self.done}/{self.total}] {result.cell.cell_id}: {text}{flags}")
 
 
-def _port_block_free(base: int, size: int = 40) -> bool:
-    for port in range(base, base + size):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            # As the services do: a port whose old connections sit in TIME_WAIT is free.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def _local_target(cluster: LocalCluster) -> Target:
-    processes = {child.name: child.pid for child in cluster.all_children()}
-    replica_urls = tuple(cluster.replica_urls())
-
-    def sampling(loadgen_pid: int) -> Sampling:
-        return LocalSampling(cluster.redis_url, {**processes, "loadgen": loadgen_pid}, replica_urls)
-
-    return Target(host=cluster.gateway_url, replica_urls=replica_urls, sampling=sampling)
-
-
-def _compose_target(config: BenchConfig, first: Cell, say: Callable[[str], None]) -> Target:
-    """Configure the compose project for a group: settings, replicas; wait until ready.
-
-    `docker compose up -d` recreates only the services whose settings changed and scales
-    the replicas; images are not built here (`docker compose build` first).
-    """
-    stack = ComposeTarget(
-        project_name=config.compose_project,
-        env={
-            "JWT_REVOCATION": first.revocation,
-            "JWT_ALG": first.jwt_alg,
-            "AUTH_SEED_USERS": str(max(config.protocol.accounts, 1)),
-            "LOG_LEVEL": "WARNING",
-            **config.settings_env,
-        },
-    )
-    say(
-        f"  configuring compose project {config.compose_project!r}: {first.replicas} "
-        f"replica(s), JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}"
-    )
-    stack.up(replicas=first.replicas, build=False)
-    auth = next((c.name for c in stack.containers("auth")), None)
-    deadline = time.monotonic() + 120.0
-    while auth is not None and time.monotonic() < deadline:  # the seeding, as locally
-        before = stack.cpu_seconds().get(auth, 0.0)
-        time.sleep(1.0)
-        if stack.cpu_seconds().get(auth, 0.0) - before < 0.15:
-            break
-
-    def sampling(loadgen_pid: int) -> Sampling:
-        return ComposeSampling(stack, loadgen_pid)
-
-    return Target(host=stack.gateway_url, replica_urls=(), sampling=sampling)
-
-
 def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
     """Run the matrix and write the results directory; returns its path."""
-    if config.target == "local" and not _port_block_free(config.port_base):
-        raise ClusterError(
-            f"ports {config.port_base}..{config.port_base + 39} are in use; pick another "
-            "block with --port-base"
+    if config.target == "local" and not port_block_free(config.port_base):
+        raise PortsError(
+            f"ports {config.port_base}..{config.port_base + PORT_BLOCK - 1} are in use; pick "
+            "another block with --port-base"
         )
     config.run_id = config.run_id or new_run_id()
     run_dir = config.results_dir / config.run_id
@@ -259,27 +203,48 @@ def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
 
 
 def wait_quiet(
-    pid: int | None, below_pct: float = 15.0, window_s: float = 0.5, timeout_s: float = 120.0
+    deployment: Deployment,
+    component: str = "auth",
+    below_pct: float = 15.0,
+    window_s: float = 1.0,
+    timeout_s: float = 120.0,
 ) -> float | None:
-    """Wait until a process uses less than `below_pct` of a core; None once it does, else
-    the last reading when `timeout_s` ran out."""
-    import psutil
+    """Wait until a component uses less than `below_pct` of a core; None once it does (or
+    when its CPU cannot be measured), else the last reading when `timeout_s` ran out."""
+    deadline = time.monotonic() + timeout_s
+    before = deployment.cpu_seconds().get(component)
+    while before is not None:
+        time.sleep(window_s)
+        after = deployment.cpu_seconds().get(component)
+        if after is None:
+            return None
+        usage = 100.0 * (after - before) / window_s
+        if usage < below_pct:
+            return None
+        if time.monotonic() > deadline:
+            return usage
+        before = after
+    return None
 
-    if pid is None:
-        return None
-    try:
-        process = psutil.Process(pid)
-        process.cpu_percent(None)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            time.sleep(window_s)
-            usage = float(process.cpu_percent(None))
-            if usage < below_pct:
-                return None
-            if time.monotonic() > deadline:
-                return usage
-    except psutil.Error:
-        return None
+
+def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
+    """The deployment a group of cells runs on: the target's, with the group's settings."""
+    settings = {
+        "AUTH_SEED_USERS": str(max(config.protocol.accounts, 1)),
+        "LOG_LEVEL": "WARNING",
+        "ACCESS_LOG": "0",
+        **config.settings_env,
+        "JWT_REVOCATION": first.revocation,
+        "JWT_ALG": first.jwt_alg,
+    }
+    spec = DeploymentSpec(
+        replicas=first.replicas,
+        settings=settings,
+        port_base=config.port_base,
+        workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
+        project=config.compose_project,
+    )
+    return open_deployment(config.target, spec)
 
 
 def _run_group(
@@ -290,56 +255,35 @@ def _run_group(
     say: Callable[[str], None],
     results: list[CellResult],
 ) -> None:
-    """Run one group's cells on one cluster, appending each result as soon as it exists."""
+    """Run one group's cells on one deployment, appending each result as soon as it exists."""
     first = group[0]
-    cluster: LocalCluster | None = None
-    if config.target == "local":
-        env = {
-            "AUTH_SEED_USERS": str(max(config.protocol.accounts, 1)),
-            "LOG_LEVEL": "WARNING",
-            "ACCESS_LOG": "0",
-            **config.settings_env,
-            "JWT_REVOCATION": first.revocation,
-            "JWT_ALG": first.jwt_alg,
-        }
-        cluster = LocalCluster(
-            replicas=first.replicas,
-            ports=Ports.block(config.port_base),
-            settings_env=env,
-            workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
-        )
-        say(
-            f"  starting a cluster: {first.replicas} replica(s), JWT_REVOCATION="
-            f"{first.revocation}, JWT_ALG={first.jwt_alg}"
-        )
-        try:
-            cluster.start()
-        except ClusterError as err:
-            say(f"  the cluster did not start: {err}")
-            for cell in group:
-                progress.cell_started(cell)
-                error = f"cluster did not start: {err}"
-                result = failed(cell, run_dir / "cells" / cell.cell_id, "cluster", error)
-                results.append(result)
-                progress.cell_done(result)
-            return
-        target = _local_target(cluster)
+    deployment = deployment_for(config, first)
+    say(
+        f"  starting the {config.target} deployment: {first.replicas} replica(s), "
+        f"JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}"
+    )
+    try:
+        deployment.start()
+    except (DeploymentError, OSError) as err:  # start() leaves nothing running then
+        say(f"  the deployment did not start: {err}")
+        for cell in group:
+            progress.cell_started(cell)
+            error = f"{config.target} deployment did not start: {err}"
+            result = failed(cell, run_dir / "cells" / cell.cell_id, "deployment", error)
+            results.append(result)
+            progress.cell_done(result)
+        return
+    try:
         # The auth service hashes the seeded passwords (argon2id) in the background after
         # it is ready; measuring before it is done would measure that, not the cell.
-        busy = wait_quiet(cluster.child("auth").pid)
+        busy = wait_quiet(deployment)
         if busy is not None:
             say(f"  note: the auth service was still busy ({busy:.0f}% CPU) after the wait")
-    else:
-        try:
-            target = _compose_target(config, first, say)
-        except (ComposeError, OSError) as err:
-            for cell in group:
-                progress.cell_started(cell)
-                result = failed(cell, run_dir / "cells" / cell.cell_id, "compose", str(err))
-                results.append(result)
-                progress.cell_done(result)
-            return
-    try:
+        target = Target(
+            host=deployment.gateway_url,
+            replica_urls=tuple(deployment.replica_urls()),
+            sampling=functools.partial(Sampling, deployment),
+        )
         for cell in group:
             tick = progress.cell_started(cell)
             cell_dir = run_dir / "cells" / cell.cell_id
@@ -348,5 +292,4 @@ def _run_group(
             progress.cell_done(result)
             time.sleep(config.protocol.rest_s)
     finally:
-        if cluster is not None:
-            cluster.stop()
+        deployment.stop()

@@ -2,24 +2,24 @@
 
 Each sampler takes a snapshot at the start and at the end of the capture window; the
 figures are the differences divided by the window, so warm-up and rest never leak in.
+The figures come from the deployment (authbench.targets.base.Deployment: `redis_info`,
+`cpu_seconds`, `metrics_pages`), so one `Sampling` serves every target; the load
+generator, a local process, is measured here by PID.
 """
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from authbench.bench.statistics import Bucket, bucket_delta, merge_buckets
-from authbench.compose import ComposeError, ComposeTarget
+from authbench.process import tree_cpu_seconds
+from authbench.targets.base import Deployment, DeploymentError
 
 VALIDATION_METRIC = "authbench_credential_validation_seconds"
 
@@ -43,34 +43,30 @@ class RedisWindow:
 
 
 class RedisSampler:
-    """Reads `INFO all` from the cluster's redis-server (one command per snapshot).
+    """Redis INFO snapshots (the deployment keeps one connection for its life where it
+    can, so a window counts exactly one command of ours: the start snapshot's INFO,
+    which `window` takes out)."""
 
-    One connection is kept for the sampler's life, so a window counts exactly one
-    command of ours (the start snapshot's INFO), which `window` takes out.
-    """
-
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def snapshot(self) -> RedisSnapshot | None:
+    @staticmethod
+    def snapshot(info: Mapping[str, Any]) -> RedisSnapshot | None:
+        """A snapshot of `INFO all` as a flat dict (`cmdstat_*` values parsed by redis-py
+        as dicts, or as redis-cli prints them: `calls=N,usec=...`)."""
+        per_command = {}
+        for key, value in info.items():
+            if not key.startswith("cmdstat_"):
+                continue
+            if isinstance(value, str):
+                value = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            per_command[key.removeprefix("cmdstat_")] = int(value.get("calls", 0))
         try:
-            info: dict[str, Any] = self._client.info("all")
-        except redis.RedisError:
+            return RedisSnapshot(
+                at=time.monotonic(),
+                commands=int(info["total_commands_processed"]),
+                cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+                per_command=per_command,
+            )
+        except (KeyError, ValueError):
             return None
-        per_command = {
-            key.removeprefix("cmdstat_"): int(value["calls"])
-            for key, value in info.items()
-            if key.startswith("cmdstat_") and isinstance(value, dict)
-        }
-        return RedisSnapshot(
-            at=time.monotonic(),
-            commands=int(info["total_commands_processed"]),
-            cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
-            per_command=per_command,
-        )
 
     @staticmethod
     def window(start: RedisSnapshot | None, end: RedisSnapshot | None) -> RedisWindow | None:
@@ -113,26 +109,11 @@ class ProcessCpuSampler:
 
     def __init__(self, roots: Mapping[str, int | None]) -> None:
         self._roots = {name: pid for name, pid in roots.items() if pid is not None}
-        # Keep psutil.Process objects so per-process CPU is read consistently.
-        self._seen: dict[int, psutil.Process] = {}
-
-    def _tree_cpu(self, pid: int) -> float:
-        total = 0.0
-        try:
-            root = psutil.Process(pid)
-            processes = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
 
     def snapshot(self) -> CpuSnapshot:
         return CpuSnapshot(
             at=time.monotonic(),
-            cpu_s={name: self._tree_cpu(pid) for name, pid in self._roots.items()},
+            cpu_s={name: tree_cpu_seconds(pid) for name, pid in self._roots.items()},
         )
 
     @staticmethod
@@ -196,113 +177,27 @@ def validation_delta(end: ValidationSnapshot, start: ValidationSnapshot) -> Vali
     return delta
 
 
-class MetricsScraper:
-    """Scrapes every replica's /metrics directly (not through the gateway)."""
-
-    def __init__(self, urls: Iterable[str]) -> None:
-        self._urls = [url.rstrip("/") + "/metrics" for url in urls]
-
-    def snapshot(self) -> ValidationSnapshot:
-        pages: list[ValidationSnapshot] = []
-        for url in self._urls:
-            try:
-                with urllib.request.urlopen(url, timeout=3.0) as resp:  # noqa: S310 - loopback
-                    pages.append(parse_validation(resp.read().decode()))
-            except (OSError, ValueError):
-                continue
-        return merge_validation(pages)
-
-
-# --- one object per target: what a cell snapshots ------------------------------------
+# --- what a cell snapshots, from any deployment ---------------------------------------
 class Sampling:
     """The three snapshots a cell takes at each end of its capture window."""
 
-    def redis(self) -> RedisSnapshot | None:
-        raise NotImplementedError
-
-    def cpu(self) -> CpuSnapshot:
-        raise NotImplementedError
-
-    def validation(self) -> ValidationSnapshot:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release connections; the default has none."""
-
-
-class LocalSampling(Sampling):
-    """Processes the bench started: Redis over TCP, psutil by PID, /metrics over HTTP."""
-
-    def __init__(
-        self, redis_url: str, processes: Mapping[str, int | None], replica_urls: Iterable[str]
-    ) -> None:
-        self._redis = RedisSampler(redis_url)
-        self._cpu = ProcessCpuSampler(processes)
-        self._metrics = MetricsScraper(replica_urls)
-
-    def redis(self) -> RedisSnapshot | None:
-        return self._redis.snapshot()
-
-    def cpu(self) -> CpuSnapshot:
-        return self._cpu.snapshot()
-
-    def validation(self) -> ValidationSnapshot:
-        return self._metrics.snapshot()
-
-    def close(self) -> None:
-        self._redis.close()
-
-
-# Fetch /metrics from inside a replica container (its port is not published).
-_METRICS_PROBE = (
-    "import sys, urllib.request; "
-    "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8101/metrics', timeout=5)"
-    ".read().decode())"
-)
-
-
-class ComposeSampling(Sampling):
-    """The compose stack: INFO through `redis-cli` in the redis container, CPU from the
-    containers' cgroups, /metrics fetched inside each resource container; the load
-    generator (a local process) by psutil."""
-
-    def __init__(self, target: ComposeTarget, loadgen_pid: int | None) -> None:
-        self._target = target
+    def __init__(self, deployment: Deployment, loadgen_pid: int | None) -> None:
+        self._deployment = deployment
         self._loadgen = ProcessCpuSampler({"loadgen": loadgen_pid})
 
     def redis(self) -> RedisSnapshot | None:
         try:
-            info = self._target.redis_info("all")
-        except ComposeError:
+            info = self._deployment.redis_info()
+        except DeploymentError:
             return None
-        per_command = {}
-        for key, value in info.items():
-            if key.startswith("cmdstat_"):
-                fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
-                per_command[key.removeprefix("cmdstat_")] = int(fields.get("calls", 0))
-        try:
-            return RedisSnapshot(
-                at=time.monotonic(),
-                commands=int(info["total_commands_processed"]),
-                cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
-                per_command=per_command,
-            )
-        except (KeyError, ValueError):
-            return None
+        return RedisSampler.snapshot(info)
 
     def cpu(self) -> CpuSnapshot:
-        groups: dict[str, float] = {}
+        """CPU per component (redis, auth, gateway, resource-N) and of the load generator."""
         try:
-            usage = self._target.cpu_seconds()
-            containers = {c.name: c for c in self._target.containers()}
-        except ComposeError:
-            usage, containers = {}, {}
-        for name, seconds in usage.items():
-            container = containers.get(name)
-            service = container.service if container else name
-            if service == "resource":
-                service = "resource-" + name.rsplit("-", 1)[-1]
-            groups[service] = groups.get(service, 0.0) + seconds
+            groups = dict(self._deployment.cpu_seconds())
+        except DeploymentError:
+            groups = {}
         loadgen = self._loadgen.snapshot()
         groups.update(loadgen.cpu_s)
         return CpuSnapshot(at=loadgen.at, cpu_s=groups)
@@ -310,18 +205,13 @@ class ComposeSampling(Sampling):
     def validation(self) -> ValidationSnapshot:
         pages: list[ValidationSnapshot] = []
         try:
-            replicas = [c for c in self._target.containers("resource") if c.state == "running"]
-        except ComposeError:
-            replicas = []
-        for container in replicas:
-            try:
-                done = subprocess.run(
-                    ["docker", "exec", container.id, "python", "-S", "-c", _METRICS_PROBE],
-                    capture_output=True, text=True, timeout=20, check=False,
-                )  # fmt: skip
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if done.returncode == 0:
-                with contextlib.suppress(ValueError):
-                    pages.append(parse_validation(done.stdout))
+            texts = self._deployment.metrics_pages()
+        except DeploymentError:
+            texts = []
+        for text in texts:
+            with contextlib.suppress(ValueError):
+                pages.append(parse_validation(text))
         return merge_validation(pages)
+
+    def close(self) -> None:
+        self._deployment.close()

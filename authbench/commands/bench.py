@@ -10,7 +10,9 @@ from types import FrameType
 from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
 from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
-from authbench.cluster import PROJECT_ROOT, ClusterError
+from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
+from authbench.targets import TARGETS
+from authbench.targets.base import DeploymentError
 
 DEFAULT_LOADS = "30@15"
 
@@ -84,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where = parser.add_argument_group("target and output")
     where.add_argument(
         "--target",
-        choices=("local", "compose"),
+        choices=TARGETS,
         default="local",
         help="local: private clusters started here; compose: the docker compose stack, "
         "reconfigured per group (`up -d --scale resource=N` with JWT_REVOCATION and JWT_ALG) "
@@ -94,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--port-base",
         type=int,
         default=28000,
-        help="first port of the private block of the local clusters (40 ports)",
+        help=f"first port of the private block of the local clusters ({PORT_BLOCK} ports)",
     )
     where.add_argument(
         "--compose-project",
@@ -170,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("authbench bench: interrupted; partial results are kept", file=sys.stderr)
         return 130
-    except ClusterError as err:
+    except (DeploymentError, PortsError) as err:
         print(f"authbench bench: {err}", file=sys.stderr)
         return 1
     except FileExistsError as err:

@@ -1,0 +1,63 @@
+"""The deployments the harness measures: one interface, one implementation per target.
+
+- `base.py`: the `Deployment` interface (life, URLs, settings, scale, Redis faults,
+  what samplers read), `NotSupported`, `StoreTopology`;
+- `local`: `authbench.cluster.LocalCluster` (loopback processes; `authbench up`);
+- `compose`: `authbench.compose.ComposeTarget` (the docker compose stack).
+
+A new target (swarm, Kubernetes, external) is a `Deployment` subclass in a module of its
+own here, plus a branch in `open_deployment` and its name in `TARGETS`; bench and chaos
+then take it through `--target` with no other change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from authbench.targets.base import SINGLE_REDIS, Deployment, StoreTopology
+
+TARGETS: tuple[str, ...] = ("local", "compose")  # --target choices
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What a command asks of a deployment, whatever the target."""
+
+    replicas: int
+    settings: Mapping[str, str] = field(default_factory=dict)  # the services' settings
+    redis_persistence: str = "none"  # none | aof
+    store: StoreTopology = SINGLE_REDIS
+    port_base: int | None = None  # local: first port of its private block (None: any free)
+    workdir: Path | None = None  # local: logs and Redis data (None: .authbench/)
+    project: str = "authbench"  # compose: the project to (re)configure
+
+
+def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
+    """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
+    if spec.store != SINGLE_REDIS:
+        raise ValueError(f"store topology {spec.store} is not built yet")
+    if target == "local":
+        from authbench.cluster import LocalCluster, Ports
+        from authbench.process import free_port_block
+
+        base = spec.port_base if spec.port_base is not None else free_port_block()
+        cluster = LocalCluster(
+            replicas=spec.replicas,
+            ports=Ports.block(base),
+            settings_env=dict(spec.settings),
+            redis_persistence=spec.redis_persistence,
+        )
+        if spec.workdir is not None:
+            cluster.workdir = spec.workdir
+        return cluster
+    if target == "compose":
+        from authbench.compose import ComposeTarget
+
+        if spec.redis_persistence != "none":
+            raise ValueError("compose: Redis persistence comes from REDIS_APPENDONLY")
+        return ComposeTarget(
+            project_name=spec.project, env=dict(spec.settings), scale_to=spec.replicas
+        )
+    raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")

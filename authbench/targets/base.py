@@ -1,0 +1,202 @@
+"""Deployment: what the harness needs from a running system, whatever runs it.
+
+httpx's Transport idea applied to the harness: `bench`, `chaos` and `up` talk to one
+interface, and each way of running the system (loopback processes, a compose stack; next
+swarm, Kubernetes, an external URL) is one implementation of it. No command knows which
+one it has, and no command writes an adapter.
+
+    with LocalCluster(replicas=2, settings_env={"JWT_REVOCATION": "denylist"}) as d:
+        d.gateway_url, d.redis_address
+        d.kill_redis(); d.start_redis()
+        d.cpu_seconds()                      # {"redis": 1.2, "auth": 3.4, "resource-1": ...}
+
+What an implementation provides:
+
+- life: `start()` (start, or attach to, the system and wait until it is ready) and
+  `stop()` (stop what `start` started; leave what it found running, Redis running again);
+  it is a context manager over the two;
+- where it is: `gateway_url`, `auth_url`, `redis_address` (host:port for INFO sampling,
+  None when unreachable), `replica_urls()` (asked directly, empty when not reachable), and
+  `groups()`: each gateway with the settings its replicas run (a deployment may serve
+  several settings side by side, as the chaos cluster does); `settings` is what was
+  asked for (JWT_REVOCATION, ...);
+- `scale(replicas)` where the engine can;
+- Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
+  `wait_redis`, `slow_redis(delay_ms)` (0: off);
+- samplers' sources: `redis_info()` (INFO as a flat dict), `cpu_seconds()` (CPU used so
+  far per component: redis, auth, gateway, resource-N, ...), `metrics_pages()` (each
+  replica's /metrics text).
+
+What a target cannot do raises `NotSupported` naming the target and the operation (an
+external deployment, measured by URL only, has no faults). The store behind it is
+described by `store` (a `StoreTopology`): today always a single Redis; Sentinel,
+Redis Cluster and read replicas are the planned topologies, each a value here plus what
+the implementations start for it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+
+class DeploymentError(RuntimeError):
+    """The deployment could not be started, reached or changed; the message says why."""
+
+
+class NotSupported(DeploymentError):
+    """The target has no way to do this (e.g. faults on an external deployment)."""
+
+    def __init__(self, target: str, operation: str, why: str = "") -> None:
+        super().__init__(
+            f"{operation} is not supported by target {target}" + (f": {why}" if why else "")
+        )
+        self.target = target
+        self.operation = operation
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTopology:
+    """How the central store is laid out.
+
+    Only `single` is built; `sentinel` (primary, replica, three Sentinels) and
+    `cluster` (`shards` Redis Cluster nodes) are the planned values of `--store`.
+    """
+
+    kind: str = "single"
+    shards: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> StoreTopology:
+        kind, _, count = text.partition(":")
+        if kind == "single" and not count:
+            return cls()
+        raise ValueError(f"store topology {text!r} is not built yet; only 'single' is")
+
+    def __str__(self) -> str:
+        return self.kind if self.kind != "cluster" else f"cluster:{self.shards}"
+
+
+SINGLE_REDIS = StoreTopology()
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One gateway and the replicas behind it, with the settings they run."""
+
+    name: str
+    gateway_url: str
+    replica_urls: tuple[str, ...]  # empty: not reachable from here (behind the gateway)
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+class Deployment(ABC):
+    """One running system under test; see the module's docstring."""
+
+    target: ClassVar[str]  # the --target name: local, compose, ...
+    store: StoreTopology = SINGLE_REDIS
+
+    # --- life ---------------------------------------------------------------------------
+    @abstractmethod
+    def start(self) -> None:
+        """Start (or attach to) the system; return once it is ready for load."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop what `start` started; a system that was found running stays running."""
+
+    def describe(self) -> str:
+        """One line for progress output: what is running, where."""
+        return f"{self.target} deployment at {self.gateway_url}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- where it is --------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def gateway_url(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def auth_url(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def redis_address(self) -> str | None:
+        """host:port of Redis as seen from the harness; None when not reachable."""
+
+    def replica_urls(self) -> list[str]:
+        """The replicas behind `gateway_url`, asked directly (empty: not reachable)."""
+        return []
+
+    @property
+    @abstractmethod
+    def settings(self) -> Mapping[str, str]:
+        """The services' settings this deployment runs with (over the services' defaults)."""
+
+    @property
+    def redis_persistence(self) -> str:
+        """none | aof (Redis's append-only file, fsynced every second)."""
+        return "none"
+
+    def groups(self) -> list[Group]:
+        """Every gateway, with its replicas and the settings they run (one by default)."""
+        return [Group("main", self.gateway_url, tuple(self.replica_urls()), dict(self.settings))]
+
+    def scale(self, replicas: int) -> None:
+        raise NotSupported(self.target, "scale")
+
+    # --- Redis faults -------------------------------------------------------------------
+    def kill_redis(self) -> None:
+        """SIGKILL Redis; it stays down until `start_redis`."""
+        raise NotSupported(self.target, "kill_redis")
+
+    def pause_redis(self) -> None:
+        """Freeze Redis: connections stay open, nothing is answered."""
+        raise NotSupported(self.target, "pause_redis")
+
+    def resume_redis(self) -> None:
+        raise NotSupported(self.target, "resume_redis")
+
+    def start_redis(self) -> None:
+        """Start Redis again (same port, same persistence); return once it answers PING."""
+        raise NotSupported(self.target, "start_redis")
+
+    def wait_redis(self) -> None:
+        """Return once Redis answers PING."""
+        raise NotSupported(self.target, "wait_redis")
+
+    def slow_redis(self, delay_ms: float) -> None:
+        """Delay every byte between the services and Redis by `delay_ms` each way (0: off)."""
+        raise NotSupported(self.target, "slow_redis")
+
+    # --- what samplers read -------------------------------------------------------------
+    def redis_info(self) -> Mapping[str, Any]:
+        """`INFO all` as a flat dict; a `cmdstat_*` value is a dict or the text
+        `calls=N,usec=...`. Raises DeploymentError when Redis cannot be asked."""
+        raise NotSupported(self.target, "redis_info")
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each component (redis, auth, gateway, resource-N);
+        components that cannot be measured are left out."""
+        return {}
+
+    def metrics_pages(self) -> list[str]:
+        """The /metrics text of each replica that answered."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what sampling holds open (connections); `stop()` calls it too."""

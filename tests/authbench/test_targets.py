@@ -1,0 +1,101 @@
+"""The deployment interface: what a target cannot do is refused by name; groups; specs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from authbench.cluster import LocalCluster, Ports
+from authbench.compose import ComposeTarget
+from authbench.targets import DeploymentSpec, open_deployment
+from authbench.targets.base import Deployment, NotSupported, StoreTopology
+
+
+class UrlOnly(Deployment):
+    """The shape of an external target: a gateway URL, nothing to control."""
+
+    target = "external"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    @property
+    def gateway_url(self) -> str:
+        return "http://127.0.0.1:1"
+
+    @property
+    def auth_url(self) -> str:
+        return self.gateway_url + "/auth"
+
+    @property
+    def redis_address(self) -> str | None:
+        return None
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return {"JWT_REVOCATION": "none"}
+
+
+@pytest.mark.parametrize(
+    "operation", ["kill_redis", "pause_redis", "resume_redis", "start_redis", "wait_redis"]
+)
+def test_a_target_without_faults_refuses_each_one_by_name(operation: str) -> None:
+    with pytest.raises(NotSupported, match=f"{operation} is not supported by target external"):
+        getattr(UrlOnly(), operation)()
+
+
+def test_a_target_without_faults_still_has_one_group_and_no_samples() -> None:
+    with UrlOnly() as deployment:
+        (group,) = deployment.groups()
+        assert group.gateway_url == "http://127.0.0.1:1"
+        assert group.settings == {"JWT_REVOCATION": "none"}
+        assert deployment.cpu_seconds() == {} and deployment.metrics_pages() == []
+        with pytest.raises(NotSupported, match="scale is not supported by target external"):
+            deployment.scale(3)
+
+
+def test_compose_refuses_the_delay_proxy_without_asking_docker() -> None:
+    with pytest.raises(NotSupported, match="slow_redis is not supported by target compose"):
+        ComposeTarget(project_name="never-started").slow_redis(5.0)
+
+
+def test_local_groups_come_from_the_gateways_it_runs(tmp_path: Path) -> None:
+    cluster = LocalCluster(
+        replicas=2,
+        ports=Ports.block(20000),
+        settings_env={"JWT_REVOCATION": "denylist", "LOG_LEVEL": "WARNING"},
+        workdir=tmp_path,
+    )
+    cluster.children = cluster.plan()  # what start() runs, without running it
+    (group,) = cluster.groups()
+    assert group.name == "main" and group.gateway_url == "http://127.0.0.1:20000"
+    assert group.replica_urls == ("http://127.0.0.1:20021", "http://127.0.0.1:20022")
+    assert group.settings["JWT_REVOCATION"] == "denylist"
+    assert "PYTHONPATH" not in group.settings  # settings only, not the process environment
+
+
+def test_a_spec_opens_the_target_it_names(tmp_path: Path) -> None:
+    spec = DeploymentSpec(replicas=3, settings={"JWT_ALG": "ES256"}, port_base=21000)
+    local = open_deployment("local", spec)
+    assert isinstance(local, LocalCluster)
+    assert (local.gateway_url, local.replicas, local.settings["JWT_ALG"]) == (
+        "http://127.0.0.1:21000",
+        3,
+        "ES256",
+    )
+    compose = open_deployment("compose", DeploymentSpec(replicas=2, project="p"))
+    assert isinstance(compose, ComposeTarget)
+    assert (compose.project_name, compose.scale_to) == ("p", 2)
+    with pytest.raises(ValueError, match="unknown target 'swarm'"):
+        open_deployment("swarm", spec)
+
+
+def test_only_the_single_store_is_built_yet() -> None:
+    assert str(StoreTopology.parse("single")) == "single"
+    with pytest.raises(ValueError, match="not built yet"):
+        StoreTopology.parse("cluster:3")
