@@ -94,3 +94,9 @@ def test_pin_moves_every_thread_of_a_process_tree(burner: subprocess.Popen[bytes
     target = [cpus[-1]]
     assert burner.pid in cgroups.pin([burner.pid], target)
     assert cgroups.affinity(burner.pid) == target
+
+
+def test_the_period_is_as_short_as_the_kernels_minimum_quota_allows() -> None:
+    assert cgroups.period_us(0.05) == 20_000  # 1 ms of every 20 ms: stalls of 19 ms at most
+    assert cgroups.period_us(0.01) == 100_000
+    assert cgroups.period_us(0.5) == 10_000 and cgroups.period_us(4.0) == 10_000
