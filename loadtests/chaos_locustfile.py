@@ -1,6 +1,8 @@
 """Chaos load: session, JWT, JWT+denylist and JWT+denylist(open) users side by side.
 
-Run by `authbench chaos` (authbench/chaos/load.py). The users are the benchmark's own
+Run by `authbench chaos` (authbench/chaos/load.py). Each user class plays one mode of
+the registry (`mode = modes.X`; the registry names the class back, and a test checks both
+ways); its records carry the mode's key. The users are the benchmark's own
 `SessionUser` and `JwtUser` (loadtests/locustfile.py: log in once, read `/api/me` and
 `/api/items/{id}`, log in again when a credential is refused), one subclass per mode, each
 aimed at the gateway of its replica group; chaos runs them with `--relogin-prob 0
@@ -11,7 +13,7 @@ buckets around the fault.
 
 Environment:
   CHAOS_RECORDS           CSV file to write (required)
-  CHAOS_HOST_<MODE>       gateway URL per mode (SESSION, JWT, DENYLIST, DENYLIST_OPEN)
+  CHAOS_HOST_<MODE>       gateway URL per mode (`Mode.env_name`: SESSION, JWT_DENYLIST, ...)
   CHAOS_USERS_PER_MODE    users of each mode (default 4)
   CHAOS_CLIENT_TIMEOUT_S  client timeout: a request longer than this is cut (default 10)
   CHAOS_READY_FILE        written once every user has started
@@ -25,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from locust import events
+
+from authbench import modes
+from authbench.modes import Mode
 
 # Imported as a module, not by name: Locust runs every User class it finds in this file's
 # globals, and the plain SessionUser/JwtUser must not run next to the chaos ones.
@@ -88,31 +93,35 @@ def _close_records(**kwargs: Any) -> None:
     _records = None
 
 
+def _host(mode: Mode) -> str:
+    return os.environ.get(f"CHAOS_HOST_{mode.env_name}", "http://127.0.0.1:8080")
+
+
 class SessionChaosUser(day.SessionUser):
-    mode = "session"
-    host = os.environ.get("CHAOS_HOST_SESSION", "http://127.0.0.1:8080")
+    mode = modes.SESSION
+    host = _host(mode)
     fixed_count = USERS_PER_MODE
     network_timeout = connection_timeout = CLIENT_TIMEOUT_S
 
     def context(self) -> dict[str, Any]:
-        return {"mode": self.mode}
+        return {"mode": self.mode.key}
 
 
 class JwtChaosUser(day.JwtUser):
-    mode = "jwt"
-    host = os.environ.get("CHAOS_HOST_JWT", "http://127.0.0.1:8080")
+    mode = modes.JWT
+    host = _host(mode)
     fixed_count = USERS_PER_MODE
     network_timeout = connection_timeout = CLIENT_TIMEOUT_S
 
     def context(self) -> dict[str, Any]:
-        return {"mode": self.mode}
+        return {"mode": self.mode.key}
 
 
 class DenylistChaosUser(JwtChaosUser):
-    mode = "denylist"
-    host = os.environ.get("CHAOS_HOST_DENYLIST", "http://127.0.0.1:8080")
+    mode = modes.JWT_DENYLIST
+    host = _host(mode)
 
 
 class DenylistOpenChaosUser(JwtChaosUser):
-    mode = "denylist_open"
-    host = os.environ.get("CHAOS_HOST_DENYLIST_OPEN", "http://127.0.0.1:8080")
+    mode = modes.JWT_DENYLIST_OPEN
+    host = _host(mode)

@@ -53,6 +53,7 @@ import gevent
 from locust import FastHttpUser, events, task
 from locust.runners import WorkerRunner
 
+from authbench.modes import Login  # the mode registry imports no asyncio library
 from loadtests import hdr_listener  # µs HdrHistograms of the capture window (--hdr-dir)
 
 # Spread users over the seeded accounts; each process starts at a different offset so
@@ -218,7 +219,7 @@ class AuthUser(FastHttpUser):
     """What both credential types share: accounts, reads, relogin, failure reasons."""
 
     abstract = True
-    login_mode = ""
+    login_mode: Login
     pacing = 0.0
     relogin_prob = 0.0
 
@@ -324,7 +325,7 @@ class AuthUser(FastHttpUser):
 class SessionUser(AuthUser):
     """Logs in for a session: the server keeps the state, the client keeps a cookie."""
 
-    login_mode = "session"
+    login_mode = Login.SESSION
 
     def accept_login(self, body: dict[str, Any]) -> bool:
         # FastHttpUser's cookie jar stores `sid` (or `__Host-sid`) and sends it back.
@@ -337,7 +338,7 @@ class SessionUser(AuthUser):
 class JwtUser(AuthUser):
     """Logs in for tokens: the client carries a signed access token and a refresh token."""
 
-    login_mode = "jwt"
+    login_mode = Login.JWT
     access_token = ""
     refresh_token = ""
 

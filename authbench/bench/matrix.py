@@ -1,11 +1,12 @@
 """The experiment matrix: which cells a run measures, grouped by deployment, in what order.
 
-A *mode* is what a reader compares: `session`, `jwt`, `jwt+denylist`. The last two use the
-same Locust user (JwtUser); what differs is the deployment (`JWT_REVOCATION`). Cells that
-share a deployment (revocation setting, replicas, JWT algorithm) share one cluster, so a
-run starts one cluster per *group*, not per cell. Between repeats the order of groups and
-of cells inside each group is shuffled by a seeded RNG (recorded in the manifest), so slow
-drift on a shared machine spreads over all modes instead of favouring one.
+A *mode* is what a reader compares (authbench.modes: its Locust user and the deployment
+settings it needs). Two modes may share a Locust user and differ only in the deployment
+(`JWT_REVOCATION`). Cells that share a deployment (the mode's settings, replicas, JWT
+algorithm) share one cluster, so a run starts one cluster per *group*, not per cell.
+Between repeats the order of groups and of cells inside each group is shuffled by a seeded
+RNG (recorded in the manifest), so slow drift on a shared machine spreads over all modes
+instead of favouring one.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODES: dict[str, tuple[str, str]] = {
-    # mode: (Locust user class, JWT_REVOCATION of the deployment)
-    "session": ("SessionUser", "none"),
-    "jwt": ("JwtUser", "none"),
-    "jwt+denylist": ("JwtUser", "denylist"),
-}
-MODE_ORDER = tuple(MODES)
-JWT_ALGS = ("EdDSA", "ES256", "RS256", "HS256")
+from authbench import modes
+from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
+
+MODE_ORDER: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))  # the bench's default
+JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
+Group = tuple[tuple[tuple[str, str], ...], int, str]
 
 
 @dataclass(frozen=True)
@@ -65,29 +64,36 @@ class Cell:
     repeat: int = 0
 
     @property
-    def user_class(self) -> str:
-        return MODES[self.mode][0]
+    def spec(self) -> Mode:
+        """The mode's registry record."""
+        return modes.get(self.mode)
+
+    @property
+    def user_class(self) -> UserClass:
+        user = self.spec.bench_user
+        if user is None:
+            raise ValueError(f"mode {self.mode} has no bench user")
+        return user
 
     @property
     def revocation(self) -> str:
-        return MODES[self.mode][1]
+        return self.spec.revocation
 
     @property
-    def group(self) -> tuple[str, int, str]:
+    def deployment(self) -> dict[str, str]:
+        """The settings the cluster of this cell runs with (the mode's, over the defaults)."""
+        return dict(self.spec.settings)
+
+    @property
+    def group(self) -> Group:
         """The deployment this cell needs: cells with the same group share a cluster."""
-        return (self.revocation, self.replicas, self.jwt_alg)
-
-    @property
-    def config_key(self) -> tuple[str, int, str, str]:
-        """What repeats of the same cell share."""
-        return (self.mode, self.replicas, self.load.label, self.jwt_alg)
+        return (tuple(sorted(self.spec.settings.items())), self.replicas, self.jwt_alg)
 
     @property
     def cell_id(self) -> str:
-        safe_mode = self.mode.replace("+", "-")
         return (
-            f"r{self.repeat + 1}-{safe_mode}-x{self.replicas}-u{self.load.label.replace('@', 'at')}"
-            f"-{self.jwt_alg}"
+            f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
+            f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,7 +116,8 @@ class Matrix:
         """One cell per configuration (repeat 0). Sessions ignore the JWT algorithm."""
         cells: list[Cell] = []
         for mode in self.modes:
-            algs = self.jwt_algs if mode != "session" else self.jwt_algs[:1]
+            signs = modes.get(mode).login is not Login.SESSION
+            algs = self.jwt_algs if signs else self.jwt_algs[:1]
             for replicas in self.replicas:
                 for load in self.loads:
                     for alg in algs:
@@ -123,7 +130,7 @@ class Matrix:
         configs = self.configs()
         order: list[list[Cell]] = []
         for repeat in range(self.repeats):
-            groups: dict[tuple[str, int, str], list[Cell]] = {}
+            groups: dict[Group, list[Cell]] = {}
             for config in configs:
                 cell = Cell(config.mode, config.replicas, config.load, config.jwt_alg, repeat)
                 groups.setdefault(cell.group, []).append(cell)
@@ -153,8 +160,8 @@ def parse_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def validate_modes(modes: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in modes if m not in MODES]
+def validate_modes(names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [m for m in names if m not in MODE_ORDER]
     if unknown:
-        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODES)}")
-    return tuple(modes)
+        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODE_ORDER)}")
+    return tuple(names)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from authbench import modes
 from authbench.bench import locust_runner
 from authbench.bench.matrix import Cell
 from authbench.bench.samplers import (
@@ -46,6 +47,7 @@ from authbench.bench.statistics import (
     response_time_percentile,
 )
 from authbench.cluster import http_status
+from authbench.modes import Login
 
 READ_PREFIX = "GET /api/"  # the authenticated reads: what credential validation slows down
 
@@ -108,7 +110,7 @@ def revocation_probe(host: str, mode: str, account: int = 0) -> int | None:
     logout took effect at once; 200 means the credential still works (until it expires).
     None when the probe could not even log in.
     """
-    login_mode = "session" if mode == "session" else "jwt"
+    login_mode = modes.get(mode).login
     body = json.dumps(
         {"username": f"user{account}", "password": f"password{account}", "mode": login_mode}
     ).encode()
@@ -118,7 +120,7 @@ def revocation_probe(host: str, mode: str, account: int = 0) -> int | None:
         )
         if status != 200:
             return None
-        if login_mode == "session":
+        if login_mode is Login.SESSION:
             cookie = headers.get("Set-Cookie", "").split(";", 1)[0]
             credential = {"Cookie": cookie}
         else:
@@ -150,7 +152,7 @@ def _health_problem(target: Target) -> str | None:
     try:
         status, body = _post_json(
             target.host + "/auth/login",
-            {"username": "user0", "password": "password0", "mode": "jwt"},
+            {"username": "user0", "password": "password0", "mode": Login.JWT},
         )
         token = str(body.get("access_token", ""))
         request = urllib.request.Request(  # noqa: S310
@@ -274,7 +276,7 @@ def measure(
 
     job = locust_runner.LocustJob(
         host=target.host,
-        user_classes=(cell.user_class,),
+        user_classes=(cell.user_class.name,),
         out_dir=cell_dir,
         users=cell.load.users,
         run_time_s=protocol.warmup_s + protocol.capture_s + 30.0,  # a bound; capture stops it

@@ -24,6 +24,7 @@ matplotlib.use("Agg")  # files only: no display needed, no GUI toolkit imported
 
 import matplotlib.pyplot as plt
 
+from authbench import modes
 from authbench.bench.matrix import MODE_ORDER
 from authbench.bench.statistics import (
     Bucket,
@@ -35,8 +36,8 @@ from authbench.bench.statistics import (
     response_time_percentile,
     spread,
 )
+from authbench.modes import Login
 
-MODE_COLORS = {"session": "#1f77b4", "jwt": "#2ca02c", "jwt+denylist": "#d62728"}
 ALG_STYLES = ("-", "--", ":", "-.")
 CHARTS = (
     ("latency.png", "Read latency (p50, p95, p99) vs replicas"),
@@ -116,7 +117,7 @@ class Series:
 
     @property
     def color(self) -> str:
-        return MODE_COLORS.get(self.mode, "#7f7f7f")
+        return modes.color(self.mode)
 
 
 @dataclass
@@ -173,16 +174,26 @@ def aggregate(run_dir: Path, rows: Sequence[dict[str, Any]]) -> list[Config]:
 
 
 def _config_order(config: Config) -> tuple[int, str, int, str]:
-    rank = MODE_ORDER.index(config.mode) if config.mode in MODE_ORDER else len(MODE_ORDER)
-    return (rank, config.alg, config.replicas, config.load)
+    return (modes.rank(config.mode), config.alg, config.replicas, config.load)
+
+
+def _signs(mode: str) -> bool:
+    """Whether the mode's credential is a signed token (the JWT algorithm matters)."""
+    record = modes.find(mode)
+    return record is None or record.login is not Login.SESSION
+
+
+def _stateless_jwt(mode: str) -> bool:
+    record = modes.find(mode)
+    return record is not None and record.login is Login.JWT and not record.store_on_read
 
 
 def series_of(configs: Iterable[Config]) -> list[Series]:
     configs = list(configs)
-    algs = sorted({c.alg for c in configs if c.mode != "session"})
+    algs = sorted({c.alg for c in configs if _signs(c.mode)})
     seen: dict[tuple[str, str], Series] = {}
     for config in configs:
-        alg = config.alg if config.mode != "session" else ""
+        alg = config.alg if _signs(config.mode) else ""
         if (config.mode, alg) in seen:
             continue
         label = config.mode if len(algs) <= 1 or not alg else f"{config.mode} ({alg})"
@@ -192,7 +203,7 @@ def series_of(configs: Iterable[Config]) -> list[Series]:
 
 
 def _in_series(config: Config, series: Series) -> bool:
-    return config.mode == series.mode and (series.mode == "session" or config.alg == series.alg)
+    return config.mode == series.mode and (not _signs(series.mode) or config.alg == series.alg)
 
 
 # --- charts ----------------------------------------------------------------------------
@@ -397,7 +408,7 @@ def chart_cpu(rows: Sequence[dict[str, Any]], path: Path) -> None:
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     ax.set_xticks(xs, [_short(r) for r in good], rotation=35, ha="right", fontsize=8)
     for tick, row in zip(ax.get_xticklabels(), good, strict=True):
-        tick.set_color(MODE_COLORS.get(row["mode"], "black"))
+        tick.set_color(modes.color(row["mode"], "black"))
     ax.set_ylabel("% of one core (machine total = 100 x cores)")
     ax.legend(loc="upper left", fontsize=8, ncol=5, frameon=False, bbox_to_anchor=(0, 1.12))
     ax.grid(True, axis="y", alpha=0.3)
@@ -409,7 +420,7 @@ def chart_errors(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(ordered) + 1.5))
     ys = list(range(len(ordered)))
     values = [0.0 if math.isnan(r.get("fail_pct", math.nan)) else r["fail_pct"] for r in ordered]
-    colors = [MODE_COLORS.get(r["mode"], "#7f7f7f") for r in ordered]
+    colors = [modes.color(r["mode"]) for r in ordered]
     ax.barh(ys, values, color=colors)
     for y, row, value in zip(ys, ordered, values, strict=True):
         if row.get("error"):
@@ -420,7 +431,7 @@ def chart_errors(rows: Sequence[dict[str, Any]], path: Path) -> None:
                     fontsize=8)  # fmt: skip
     ax.set_yticks(ys, [_short(r) for r in ordered], fontsize=8)
     for tick, row in zip(ax.get_yticklabels(), ordered, strict=True):
-        tick.set_color(MODE_COLORS.get(row["mode"], "black"))
+        tick.set_color(modes.color(row["mode"], "black"))
     ax.invert_yaxis()
     ax.set_xlim(0, max(1.0, max(values, default=0.0) * 1.6))
     ax.set_xlabel("failed requests, % of the cell's requests")
@@ -429,10 +440,8 @@ def chart_errors(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def _row_order(row: dict[str, Any]) -> tuple[int, float, str, str, float]:
-    mode = row.get("mode", "")
-    rank = MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER)
-    return (rank, row.get("replicas", 0.0), row.get("load", ""), row.get("jwt_alg", ""),
-            row.get("repeat", 0.0))  # fmt: skip
+    return (modes.rank(row.get("mode", "")), row.get("replicas", 0.0), row.get("load", ""),
+            row.get("jwt_alg", ""), row.get("repeat", 0.0))  # fmt: skip
 
 
 def _short(row: dict[str, Any]) -> str:
@@ -457,7 +466,7 @@ def findings(
     top = max(c.replicas for c in configs)
     load = sorted({c.load for c in configs})[0]
     algs = manifest.get("settings", {}).get("matrix", {}).get("jwt_algs") or [configs[0].alg]
-    primary = [c for c in configs if c.mode == "session" or c.alg == algs[0]]  # one per mode
+    primary = [c for c in configs if not _signs(c.mode) or c.alg == algs[0]]  # one per mode
     at_top = {c.mode: c for c in primary if c.replicas == top and c.load == load}
     cost = []
     for mode in MODE_ORDER:
@@ -498,15 +507,9 @@ def findings(
             for label, b in validation.items()
         ]
         out.append("Server-side, validating one credential took: " + "; ".join(parts) + ".")
-        session = validation.get("session")
-        jwt = next(
-            (
-                b
-                for label, b in validation.items()
-                if label.startswith("jwt") and "denylist" not in label
-            ),
-            None,
-        )
+        mode_of = {s.label: s.mode for s in series_of(configs)}
+        session = next((b for lb, b in validation.items() if not _signs(mode_of[lb])), None)
+        jwt = next((b for lb, b in validation.items() if _stateless_jwt(mode_of[lb])), None)
         if session and jwt:
             ratio = bucket_quantile(session, 0.5) / max(1e-9, bucket_quantile(jwt, 0.5))
             out.append(f"The median session check took {_f(ratio, 1)}x the median JWT check.")
@@ -590,13 +593,12 @@ def findings(
         )
     else:
         out.append("No cell was flagged: the generator kept up and was not saturated.")
-    jwt_top = at_top.get("jwt")
-    central = [c for mode, c in at_top.items() if mode in ("session", "jwt+denylist")]
+    jwt_top = next((c for mode, c in at_top.items() if _stateless_jwt(mode)), None)
+    central = [c for mode, c in at_top.items() if modes.get(mode).store_on_read]
     if jwt_top and central:
         others = " and ".join(f"{c.mode} {_f(c.median('redis_cmds_per_req'), 2)}" for c in central)
-        names = {"session": "sessions", "jwt+denylist": "a denylist"}
-        where = " and with ".join(names[c.mode] for c in central)
-        denylist = at_top.get("jwt+denylist")
+        where = " and with ".join(modes.get(c.mode).store_role for c in central)
+        denylist = any(modes.get(c.mode).login is Login.JWT for c in central)
         out.append(
             "The seed doc's claims, measured: stateless JWTs needed "
             f"{_f(jwt_top.median('redis_cmds_per_req'), 2)} Redis commands per request (only "

@@ -16,17 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from authbench.chaos.topology import MODES
+from authbench import modes
 from authbench.cluster import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "chaos_locustfile.py"
-# The Locust user class of each mode (loadtests/chaos_locustfile.py).
-USER_CLASSES = {
-    "session": "SessionChaosUser",
-    "jwt": "JwtChaosUser",
-    "denylist": "DenylistChaosUser",
-    "denylist_open": "DenylistOpenChaosUser",
-}
 
 
 class LoadError(RuntimeError):
@@ -42,7 +35,7 @@ class LoadShape:
     @property
     def accounts(self) -> int:
         """Load users use accounts 0..accounts-1; probes use the ones after."""
-        return self.users_per_mode * len(MODES)
+        return self.users_per_mode * len(modes.CHAOS_MODES)
 
 
 class ChaosLoad:
@@ -68,7 +61,7 @@ class ChaosLoad:
             CHAOS_CLIENT_TIMEOUT_S=str(shape.client_timeout_s),
         )
         for mode, url in self._hosts.items():
-            env[f"CHAOS_HOST_{mode.upper()}"] = url
+            env[f"CHAOS_HOST_{modes.get(mode).env_name}"] = url
         users = shape.users_per_mode * len(self._hosts)
         argv = [
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -79,7 +72,7 @@ class ChaosLoad:
             # user on an account of its own.
             "--pacing", f"{1 / shape.user_rps:.4f}", "--relogin-prob", "0",
             "--refresh-prob", "0", "--accounts", str(users),
-            *(USER_CLASSES[mode] for mode in self._hosts),
+            *(modes.get(mode).chaos_user.name for mode in self._hosts),
         ]  # fmt: skip
         self._ready.unlink(missing_ok=True)
         with self._log_path.open("ab") as log:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from authbench.chaos.topology import Mode
+from authbench.modes import Login, Mode
 
 
 class ProbeError(RuntimeError):
@@ -63,7 +63,7 @@ def call(
         conn.close()
 
 
-def login(gateway: str, account: int, credential: str) -> Answer:
+def login(gateway: str, account: int, credential: Login) -> Answer:
     answer = call(
         gateway,
         "POST",
@@ -84,7 +84,7 @@ def wait_for_logins(gateway: str, account: int, timeout_s: float = 120.0) -> flo
     """
     started = time.monotonic()
     while True:
-        body = {"username": f"user{account}", "password": f"password{account}", "mode": "jwt"}
+        body = {"username": f"user{account}", "password": f"password{account}", "mode": Login.JWT}
         if call(gateway, "POST", "/auth/login", body=body, timeout_s=10).status == 200:
             return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
@@ -132,19 +132,19 @@ def plant(gateways: Gateways, first_account: int, each: int) -> Planted:
     planted = Planted()
     account = first_account
     for _ in range(each):
-        headers = credential_headers(login(gateways.session, account, "session"))
+        headers = credential_headers(login(gateways.session, account, Login.SESSION))
         if call(gateways.session, "GET", "/api/me", headers=headers).status != 200:
             raise ProbeError("a fresh session was refused")
         planted.sessions.append(headers)
         account += 1
     for _ in range(each):
-        answer = login(gateways.jwt, account, "jwt")
+        answer = login(gateways.jwt, account, Login.JWT)
         planted.refresh_tokens.append(answer.json()["refresh_token"])
         account += 1
     denylist = gateways.denylist
     for _ in range(each if denylist is not None else 0):
         assert denylist is not None
-        headers = credential_headers(login(denylist, account, "jwt"))
+        headers = credential_headers(login(denylist, account, Login.JWT))
         if call(denylist, "POST", "/auth/logout", headers=headers).status != 204:
             raise ProbeError("logout was not acknowledged")
         if call(denylist, "GET", "/api/me", headers=headers).status != 401:
@@ -232,7 +232,7 @@ def revocation_window(
     """Replicas None: they are out of reach (compose), so ask the gateway instead."""
     through_gateway = replicas is None
     replicas = [gateway] if replicas is None else replicas
-    answer = login(gateway, account, mode.credential)
+    answer = login(gateway, account, mode.login)
     headers = credential_headers(answer)
     for replica in replicas:
         if call(replica, "GET", "/api/me", headers=headers).status != 200:
@@ -241,7 +241,7 @@ def revocation_window(
         raise ProbeError("logout was not acknowledged")
     acked = time.monotonic()
     expires_in = None
-    if mode.credential == "jwt":
+    if mode.login is Login.JWT:
         expires_in = round(token_expiry(answer.json()["access_token"]) - time.time(), 1)
     refused: dict[str, float] = {}
     while len(refused) < len(replicas) and time.monotonic() - acked < observe_s:

@@ -15,18 +15,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from authbench.chaos.topology import MODE_BY_KEY, MODES
-
-MODE_COLORS = {
-    "session": "#1f77b4",
-    "jwt": "#2ca02c",
-    "denylist": "#d62728",
-    "denylist_open": "#ff7f0e",
-}
+from authbench import modes as registry
+from authbench.modes import CHAOS_MODES as MODES
 
 
 def _label(mode: str) -> str:
-    return MODE_BY_KEY[mode].label if mode in MODE_BY_KEY else mode
+    return registry.label(mode)
+
+
+def _key(name: str) -> str:
+    """A mode's key, also for a former key written by an earlier run (`denylist`)."""
+    mode = registry.find(name)
+    return mode.key if mode is not None else name
+
+
+def normalized(result: dict[str, Any]) -> dict[str, Any]:
+    """A scenario's result.json with every mode named by its current key."""
+    figures = {_key(name): f for name, f in result.get("figures", {}).items()}
+    revocation = [{**w, "mode": _key(w["mode"])} for w in result.get("revocation", [])]
+    return {**result, "figures": figures, "revocation": revocation}
 
 
 def _number(text: str) -> float:
@@ -44,7 +51,7 @@ def read_timeline(path: Path) -> dict[str, list[dict[str, float]]]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             values = {k: _number(v) for k, v in row.items() if k not in ("scenario", "mode")}
-            per_mode.setdefault(row["mode"], []).append(values)
+            per_mode.setdefault(_key(row["mode"]), []).append(values)
     for rows in per_mode.values():
         rows.sort(key=lambda r: r["second"])
     return per_mode
@@ -77,7 +84,7 @@ def chart_timeline(
         ax_count, ax_lat = axes[row]
         xs = [r["second"] for r in rows]
         ok = [r["ok"] for r in rows]
-        color = MODE_COLORS.get(mode, "#555555")
+        color = registry.color(mode, "#555555")
         ax_count.bar(xs, ok, width=1.0, align="edge", color=color, alpha=0.75, label="ok")
         bottom = list(ok)
         statuses = sorted(
@@ -125,7 +132,7 @@ def chart_overview(results: Sequence[dict[str, Any]], path: Path) -> None:
         xs = [j + (i - (len(modes) - 1) / 2) * width for j in range(len(names))]
         errors = [100 * (r["figures"][mode]["outage_error_rate"] or 0.0) for r in results]
         recovery = [r["figures"][mode]["recovery_s"] or 0.0 for r in results]
-        color = MODE_COLORS[mode]
+        color = registry.get(mode).color
         ax_err.bar(xs, errors, width, color=color, label=_label(mode))
         ax_rec.bar(xs, recovery, width, color=color, label=_label(mode))
     for ax in (ax_err, ax_rec):
@@ -292,7 +299,7 @@ def render(run_dir: Path) -> Path:
         result_path = run_dir / name / "result.json"
         if not result_path.exists():
             continue
-        result = json.loads(result_path.read_text())
+        result = normalized(json.loads(result_path.read_text()))
         results.append(result)
         window = result["window"]
         outage_s = window["back_at"] - window["fault_at"]

@@ -27,7 +27,7 @@ from typing import Any
 from authbench.chaos import report
 from authbench.chaos.scenarios import ChaosOptions, Scenario, ScenarioResult, run_scenario
 from authbench.chaos.targets import FaultTarget
-from authbench.chaos.topology import MODES
+from authbench.modes import CHAOS_MODES
 from authbench.provenance import run_head
 from authcore.config import documented_settings
 
@@ -56,7 +56,7 @@ def build_manifest(
             "load": asdict(options.shape),
             "timing": asdict(options.timing),
             "planted_each": options.planted_each,
-            "modes": {m.key: {"label": m.label, "group": m.group} for m in MODES},
+            "modes": {m.key: {"label": m.label, "group": m.chaos_group} for m in CHAOS_MODES},
             # The services' own settings: defaults, except what the chaos cluster sets.
             "service_defaults": {name: default for name, default, _doc in documented_settings()},
             "service_overrides": {

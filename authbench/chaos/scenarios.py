@@ -27,7 +27,7 @@ from typing import Any
 from authbench.chaos import probes, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.targets import FaultTarget, LocalChaosTarget
-from authbench.chaos.topology import MODES
+from authbench.modes import CHAOS_MODES, Login
 
 Progress = Callable[[str], None]
 
@@ -93,7 +93,7 @@ class ChaosOptions:
     def seed_users(self) -> int:
         """Exactly the accounts a run uses: load users, revocation probes, planted ones
         (seeding more would only make the auth service busier at start)."""
-        return self.shape.accounts + len(MODES) + 3 * self.planted_each
+        return self.shape.accounts + len(CHAOS_MODES) + 3 * self.planted_each
 
 
 @dataclass(slots=True)
@@ -141,7 +141,6 @@ def run_scenario(
             out_dir,
         )
     modes = target.modes
-    by_key = {m.key: m for m in modes}
     load: ChaosLoad | None = None
     # The load may run past its cap only if this script hangs; then Locust stops itself.
     cap_s = 60 + timing.warmup_s + timing.outage_s + timing.after_s + 4 * timing.aof_margin_s
@@ -150,7 +149,7 @@ def run_scenario(
         started = time.monotonic()
         what = target.start()
         say(f"{what} up in {time.monotonic() - started:.1f} s")
-        session_gateway = target.gateway_for(by_key["session"])
+        session_gateway = target.gateway_for(next(m for m in modes if m.login is Login.SESSION))
         waited = probes.wait_for_logins(session_gateway, options.seed_users - 1)
         say(f"logins accepted after {waited:.1f} s (password hashes seeded)")
         load = ChaosLoad(
@@ -175,10 +174,11 @@ def run_scenario(
             )
             account += 1
         say("revocation windows measured")
-        denylist = next((m for m in modes if m.key == "denylist"), None)
+        # The first JWT mode whose reads ask the store: the denylist (closed, in registry order).
+        denylist = next((m for m in modes if m.login is Login.JWT and m.store_on_read), None)
         gateways = probes.Gateways(
             session=session_gateway,
-            jwt=target.gateway_for(next(m for m in modes if m.credential == "jwt")),
+            jwt=target.gateway_for(next(m for m in modes if m.login is Login.JWT)),
             denylist=target.gateway_for(denylist) if denylist is not None else None,
         )
         planted = probes.plant(gateways, account, options.planted_each)
@@ -202,7 +202,7 @@ def run_scenario(
         target.stop()
 
     records = timeline.read_records(out_dir / "requests.csv")
-    figures = timeline.figures_by_mode(records, window, timing.hang_ms, list(by_key))
+    figures = timeline.figures_by_mode(records, window, timing.hang_ms, [m.key for m in modes])
     per_mode = timeline.buckets(records, window.fault_at)
     rows = timeline.timeline_rows(scenario.name, per_mode, timeline.failure_statuses(records))
     timeline.write_timeline(out_dir / "timeline.csv", rows)

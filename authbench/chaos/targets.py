@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from authbench.chaos.delay_proxy import DelayProxy
-from authbench.chaos.topology import BLOCK, MODE_BY_KEY, MODES, ChaosCluster, ChaosPorts, Mode
+from authbench.chaos.topology import BLOCK, ChaosCluster, ChaosPorts
 from authbench.cluster import free_port_base
 from authbench.compose import ComposeTarget
+from authbench.modes import CHAOS_MODES, Mode
 
 
 class FaultTarget(Protocol):
@@ -50,7 +51,7 @@ class LocalChaosTarget:
     def __init__(
         self, replicas: int, persistence: str, seed_users: int, slow_ms: float | None, log_dir: Path
     ) -> None:
-        self.modes: tuple[Mode, ...] = MODES
+        self.modes: tuple[Mode, ...] = CHAOS_MODES
         self.persistence = persistence
         self._workdir = Path(tempfile.mkdtemp(prefix="authbench-chaos-"))
         ports = ChaosPorts(free_port_base(BLOCK))
@@ -72,7 +73,7 @@ class LocalChaosTarget:
         return self.cluster.mode_gateway_url(mode)
 
     def replicas_for(self, mode: Mode) -> list[str] | None:
-        return self.cluster.group_replica_urls(mode.group)
+        return self.cluster.group_replica_urls(mode.chaos_group)
 
     def start(self) -> str:
         if self._proxy is not None:
@@ -114,10 +115,8 @@ class ComposeChaosTarget:
         self.compose = compose
         config = compose_config(compose)
         env = config["services"]["resource"].get("environment", {})
-        jwt_mode = "jwt"
-        if env.get("JWT_REVOCATION", "none") == "denylist":
-            jwt_mode = "denylist_open" if env.get("DENYLIST_FAIL") == "open" else "denylist"
-        self.modes: tuple[Mode, ...] = (MODE_BY_KEY["session"], MODE_BY_KEY[jwt_mode])
+        settings = {name: str(value) for name, value in env.items()}
+        self.modes: tuple[Mode, ...] = tuple(m for m in CHAOS_MODES if m.served_by(settings))
         command = [str(arg) for arg in config["services"]["redis"].get("command") or []]
         flags = dict(itertools.pairwise(command))
         self.persistence = "aof" if flags.get("--appendonly") == "yes" else "none"

@@ -3,19 +3,20 @@
 JWT revocation is a deployment setting (`JWT_REVOCATION`), and so is the denylist's
 policy when Redis is down (`DENYLIST_FAIL`). Running the scenario once per setting would
 compare faults injected at different moments on different Redis instances; instead one
-cluster holds a replica group (its own gateway and replicas) per setting, all sharing the
-one Redis and the one auth service (which issues every token and writes the denylist on
-logout):
+cluster holds a replica group (its own gateway and replicas) per deployment, all sharing
+the one Redis and the one auth service (which issues every token and writes the denylist
+on logout). Each mode of the registry (authbench.modes) names its group (`chaos_group`)
+and the settings it needs (`deployment`); a group runs the settings of its modes:
 
-| mode                 | gateway of group | replicas check                      |
-| -------------------- | ---------------- | ----------------------------------- |
-| `session`            | main             | the session in Redis                |
-| `jwt`                | stateless        | the signature only                  |
-| `jwt+denylist`       | main             | signature + jti, DENYLIST_FAIL=closed |
-| `jwt+denylist(open)` | open             | signature + jti, DENYLIST_FAIL=open   |
+| mode                 | group     | replicas check                        |
+| -------------------- | --------- | ------------------------------------- |
+| `session`            | main      | the session in Redis                  |
+| `jwt`                | stateless | the signature only                    |
+| `jwt+denylist`       | main      | signature + jti, DENYLIST_FAIL=closed |
+| `jwt+denylist(open)` | open      | signature + jti, DENYLIST_FAIL=open   |
 
 The main group is LocalCluster's own (auth service with the denylist on, so logout
-denylists the jti); the two extra groups are added to its plan.
+denylists the jti); the other groups are added to its plan.
 """
 
 from __future__ import annotations
@@ -23,33 +24,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from authbench.cluster import Child, LocalCluster, Ports, free_port_base
+from authbench.modes import CHAOS_MODES, Mode
 
 BLOCK = 50  # ports of one chaos cluster, laid out below
 MAX_REPLICAS = 10
+MAIN_GROUP = "main"  # the group LocalCluster itself runs
 
 
-@dataclass(frozen=True, slots=True)
-class Mode:
-    """One way of authenticating, and the group whose gateway serves it."""
+def _group_settings() -> dict[str, dict[str, str]]:
+    """Each group's settings: the union of what its modes need (a conflict is a bug)."""
+    groups: dict[str, dict[str, str]] = {}
+    for mode in CHAOS_MODES:
+        env = groups.setdefault(mode.chaos_group, {})
+        for name, value in mode.deployment.items():
+            if env.setdefault(name, value) != value:
+                raise ValueError(f"chaos group {mode.chaos_group}: modes disagree on {name}")
+    return groups
 
-    key: str  # used in file names and CSV columns
-    label: str  # used in charts and tables
-    group: str
-    credential: str  # "session" or "jwt": what the load user logs in for
 
-
-MODES: tuple[Mode, ...] = (
-    Mode("session", "session", "main", "session"),
-    Mode("jwt", "jwt", "stateless", "jwt"),
-    Mode("denylist", "jwt+denylist", "main", "jwt"),
-    Mode("denylist_open", "jwt+denylist(open)", "open", "jwt"),
-)
-MODE_BY_KEY = {mode.key: mode for mode in MODES}
-
+GROUP_SETTINGS = _group_settings()
 # Settings of each extra group; the main group runs the cluster's own settings.
 GROUP_ENV: dict[str, dict[str, str]] = {
-    "stateless": {"JWT_REVOCATION": "none"},
-    "open": {"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"},
+    group: env for group, env in GROUP_SETTINGS.items() if group != MAIN_GROUP
 }
 
 
@@ -91,11 +87,7 @@ class ChaosCluster(LocalCluster):
         if not 1 <= self.replicas <= MAX_REPLICAS:
             raise ValueError(f"replicas must be between 1 and {MAX_REPLICAS}")
         self.ports = self.chaos_ports.cluster
-        self.settings_env = {
-            **self.settings_env,
-            "JWT_REVOCATION": "denylist",
-            "DENYLIST_FAIL": "closed",
-        }
+        self.settings_env = {**self.settings_env, **GROUP_SETTINGS[MAIN_GROUP]}
 
     @property
     def services_redis_url(self) -> str:
@@ -103,23 +95,20 @@ class ChaosCluster(LocalCluster):
             return f"redis://127.0.0.1:{self.chaos_ports.proxy}/0"
         return self.redis_url
 
-    def group_names(self) -> list[str]:
-        return ["main", *GROUP_ENV]
-
     def group_gateway_url(self, group: str) -> str:
-        if group == "main":
+        if group == MAIN_GROUP:
             return self.gateway_url
         index = list(GROUP_ENV).index(group)
         return f"http://127.0.0.1:{self.chaos_ports.group_gateway(index)}"
 
     def group_replica_urls(self, group: str) -> list[str]:
-        if group == "main":
+        if group == MAIN_GROUP:
             return self.replica_urls()
         base = self.chaos_ports.group_resource_base(list(GROUP_ENV).index(group))
         return [f"http://127.0.0.1:{base + i}" for i in range(self.replicas)]
 
     def mode_gateway_url(self, mode: Mode) -> str:
-        return self.group_gateway_url(mode.group)
+        return self.group_gateway_url(mode.chaos_group)
 
     def plan(self) -> list[Child]:
         children = super().plan()

@@ -19,6 +19,7 @@ from authbench.chaos.run import run_chaos
 from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing
 from authbench.chaos.targets import ComposeChaosTarget
 from authbench.compose import ComposeTarget
+from authbench.modes import JWT_DENYLIST, SESSION
 from tests.conftest import free_port_block
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -56,7 +57,7 @@ def test_kill_in_containers_fails_sessions_and_denylist_with_503_then_recovers(
     stack: ComposeTarget, tmp_path: Path
 ) -> None:
     target = ComposeChaosTarget(stack)
-    assert [m.key for m in target.modes] == ["session", "denylist"]
+    assert [m.key for m in target.modes] == [SESSION.key, JWT_DENYLIST.key]
     assert target.persistence == "none"
     options = ChaosOptions(
         shape=LoadShape(users_per_mode=2, user_rps=5.0),
@@ -66,7 +67,7 @@ def test_kill_in_containers_fails_sessions_and_denylist_with_503_then_recovers(
     )
     out = run_chaos(options, [SCENARIOS["kill"]], tmp_path, "compose", lambda _m: None, target)
     result = json.loads((out / "kill" / "result.json").read_text())
-    for mode in ("session", "denylist"):
+    for mode in (SESSION.key, JWT_DENYLIST.key):
         f = result["figures"][mode]
         assert f["outage_requests"] > 0 and set(f["outage_statuses"]) == {"503"}, f
         assert f["recovery_s"] <= 3.0 and f["hung"] == 0, f

@@ -16,7 +16,8 @@ import pytest
 from authbench.chaos.load import LoadShape
 from authbench.chaos.run import run_chaos
 from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing
-from authbench.chaos.topology import MODES
+from authbench.modes import CHAOS_MODES as MODES
+from authbench.modes import JWT, JWT_DENYLIST, JWT_DENYLIST_OPEN, SESSION
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -62,13 +63,13 @@ def figures(run_dir: Path, name: str, mode: str) -> dict[str, Any]:
 def assert_outage_behaviour(run_dir: Path, name: str) -> None:
     """Redis gone: Redis-backed modes answer 503 only, and recover by themselves;
     stateless JWTs and the fail-open denylist never fail; nothing hangs."""
-    for mode in ("session", "denylist"):
+    for mode in (SESSION.key, JWT_DENYLIST.key):
         f = figures(run_dir, name, mode)
         assert f["outage_requests"] > 0, f
         assert set(f["outage_statuses"]) == {"503"}, f
         assert f["outage_error_rate"] > 0.8, f  # the first in-flight request may still win
         assert f["recovery_s"] <= 2.0, f
-    for mode in ("jwt", "denylist_open"):
+    for mode in (JWT.key, JWT_DENYLIST_OPEN.key):
         f = figures(run_dir, name, mode)
         assert f["outage_requests"] > 0 and f["failures"] == 0, f
     for mode in (m.key for m in MODES):
@@ -79,12 +80,12 @@ def assert_outage_behaviour(run_dir: Path, name: str) -> None:
 def test_kill_fails_fast_with_503_and_recovers(run_dir: Path) -> None:
     assert_outage_behaviour(run_dir, "kill")
     # A refused connection is noticed at once, not after a timeout.
-    assert figures(run_dir, "kill", "session")["first_error_s"] < 0.5
+    assert figures(run_dir, "kill", SESSION.key)["first_error_s"] < 0.5
 
 
 def test_pause_is_bounded_by_the_redis_timeout(run_dir: Path) -> None:
     assert_outage_behaviour(run_dir, "pause")
-    for mode in ("session", "denylist"):
+    for mode in (SESSION.key, JWT_DENYLIST.key):
         f = figures(run_dir, "pause", mode)
         # A hung Redis costs one REDIS_TIMEOUT_MS (250 ms), then the breaker answers at once.
         assert f["p50_outage_ms"] < 100, f
@@ -103,9 +104,9 @@ def test_restart_without_persistence_loses_everything_and_unrevokes_jwts(run_dir
     # The denylist's hidden weakness: logged-out tokens work again after the restart.
     assert losses["revoked_valid_again"] == n
     # Load users' sessions vanished too: they were refused (401) once, then logged in again.
-    session = figures(run_dir, "restart-none", "session")
+    session = figures(run_dir, "restart-none", SESSION.key)
     assert session["failures_after_back"] > 0 and session["recovery_s"] <= 2.0
-    assert figures(run_dir, "restart-none", "jwt")["failures"] == 0
+    assert figures(run_dir, "restart-none", JWT.key)["failures"] == 0
 
 
 def test_restart_with_aof_everysec_keeps_what_was_acknowledged(run_dir: Path) -> None:
@@ -120,20 +121,20 @@ def test_restart_with_aof_everysec_keeps_what_was_acknowledged(run_dir: Path) ->
 def test_slow_redis_slows_only_the_modes_that_ask_redis(run_dir: Path) -> None:
     for mode in (m.key for m in MODES):
         assert figures(run_dir, "slow", mode)["failures"] == 0
-    for mode in ("session", "denylist"):
+    for mode in (SESSION.key, JWT_DENYLIST.key):
         f = figures(run_dir, "slow", mode)
         assert f["p50_outage_ms"] >= f["p50_after_ms"] + SLOW_MS, f
-    jwt = figures(run_dir, "slow", "jwt")
+    jwt = figures(run_dir, "slow", JWT.key)
     assert jwt["p50_outage_ms"] < jwt["p50_after_ms"] + SLOW_MS, jwt
 
 
 def test_revocation_window_per_mode(run_dir: Path) -> None:
     windows = {w["mode"]: w for w in result(run_dir, "kill")["revocation"]}
-    for mode in ("session", "denylist", "denylist_open"):
+    for mode in (SESSION.key, JWT_DENYLIST.key, JWT_DENYLIST_OPEN.key):
         w = windows[mode]
         assert w["rejected_by"] == w["replicas"] == OPTIONS.replicas, w
         assert w["window_ms"] is not None and w["window_ms"] < 500, w
-    stateless = windows["jwt"]
+    stateless = windows[JWT.key]
     assert stateless["rejected_by"] == 0  # a logged-out stateless JWT works until it expires
     assert stateless["token_expires_in_s"] > 200
 

@@ -1,0 +1,213 @@
+"""The modes a reader compares, each defined once: the one registry of the harness.
+
+A *mode* is a way of authenticating that the bench, the chaos scenarios, the charts and
+README name: how the load user logs in (`login`), what the deployment must run with
+(`deployment`: settings such as `JWT_REVOCATION`), which Locust user class plays it in the
+bench and in chaos, its colour on every chart, and the replica group chaos serves it from.
+Adding a mode is one `Mode(...)` entry below plus its behaviour (server settings, a Locust
+user class); everything else (matrix, topology, reports, locustfiles) reads it from here.
+`tests/test_modes.py` fails when a mode's key or label is written as a literal elsewhere.
+
+Locust user classes without importing Locust. A locustfile imports gevent-patched Locust,
+which must never be imported by the harness (it runs asyncio, and gevent's monkey
+patching breaks it). So a record holds a `UserClass`: the locustfile's module and the
+class's name, which is what `locust -f FILE CLASS` needs, and `UserClass.load()` imports
+the class itself, in a process where that is allowed (Locust's own, or a test, which
+checks that every record resolves to a real class bound back to the same mode). Each
+user class says which mode it plays (`mode = modes.SESSION`), so the binding is checked
+in both directions. This module itself imports only the standard library and
+`authcore.config` (no aiohttp, no redis.asyncio), so locustfiles can import it too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+
+from authcore.config import ALGORITHMS, documented_settings
+
+JWT_ALGORITHMS: tuple[str, ...] = ALGORITHMS  # the one list: what the services accept
+
+
+class Login(StrEnum):
+    """What a load user logs in for: the `mode` field of `POST /auth/login` (the contract).
+
+    The services define the same three names in `authcore.credentials`; a test pins them
+    equal (that module imports aiohttp, which a locustfile must not).
+    """
+
+    SESSION = "session"
+    JWT = "jwt"
+    JWT_COOKIE = "jwt-cookie"
+
+
+@dataclass(frozen=True, slots=True)
+class UserClass:
+    """A Locust user class, named by its locustfile's module and its class name."""
+
+    module: str  # e.g. "loadtests.locustfile"
+    name: str
+
+    @property
+    def locustfile(self) -> Path:
+        """The file to pass to `locust -f` (found without importing it)."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or spec.origin is None:
+            raise LookupError(f"no module {self.module} for Locust user {self.name}")
+        return Path(spec.origin)
+
+    def load(self) -> type:
+        """Import the class itself. This imports Locust (and gevent's patching): call it
+        only in a Locust process or a test, never in the harness."""
+        found = getattr(importlib.import_module(self.module), self.name, None)
+        if not isinstance(found, type):
+            raise LookupError(f"{self.module} has no class {self.name}")
+        return found
+
+
+BENCH_LOCUSTFILE = "loadtests.locustfile"
+CHAOS_LOCUSTFILE = "loadtests.chaos_locustfile"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """One mode. `key` names it in commands, file names and CSV columns; `label` in charts."""
+
+    key: str
+    label: str
+    login: Login
+    # Settings the deployment needs for this mode (on top of the defaults); {}: any.
+    deployment: Mapping[str, str]
+    color: str  # on every chart and in every report
+    chaos_user: UserClass
+    chaos_group: str  # chaos: the replica group (own gateway and replicas) serving it
+    bench_user: UserClass | None = None  # None: not in the bench matrix (a chaos variant)
+    store_on_read: bool = False  # every authenticated read asks the central store (Redis)
+    store_role: str = ""  # what the store is to this mode, in a finding: "sessions"
+    former_keys: tuple[str, ...] = ()  # its name in earlier runs' files, read back as this
+    settings: Mapping[str, str] = field(init=False)  # deployment over the defaults
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deployment", MappingProxyType(dict(self.deployment)))
+        object.__setattr__(
+            self, "settings", MappingProxyType({**DEPLOYMENT_DEFAULTS, **self.deployment})
+        )
+
+    @property
+    def slug(self) -> str:
+        """The key where `+` and friends cannot go: file names (`jwt-denylist`)."""
+        return re.sub(r"[^a-z0-9]+", "-", self.key.lower()).strip("-")
+
+    @property
+    def env_name(self) -> str:
+        """The key in an environment variable's name (`JWT_DENYLIST`)."""
+        return self.slug.replace("-", "_").upper()
+
+    @property
+    def revocation(self) -> str:
+        """`JWT_REVOCATION` of its deployment (a summary.csv column)."""
+        return self.settings["JWT_REVOCATION"]
+
+    def served_by(self, env: Mapping[str, str]) -> bool:
+        """Whether a deployment running with `env` (over the defaults) serves this mode."""
+        return all(env.get(k, DEPLOYMENT_DEFAULTS.get(k)) == v for k, v in self.deployment.items())
+
+
+# The settings a mode may ask for, with the services' own defaults (authcore.config).
+_DEPLOYMENT_SETTINGS = ("JWT_REVOCATION", "DENYLIST_FAIL")
+DEPLOYMENT_DEFAULTS: Mapping[str, str] = MappingProxyType(
+    {env: default for env, default, _doc in documented_settings() if env in _DEPLOYMENT_SETTINGS}
+)
+
+SESSION = Mode(
+    key="session",
+    label="session",
+    login=Login.SESSION,
+    deployment={},
+    color="#1f77b4",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "SessionUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "SessionChaosUser"),
+    chaos_group="main",
+    store_on_read=True,
+    store_role="sessions",
+)
+JWT = Mode(
+    key="jwt",
+    label="jwt",
+    login=Login.JWT,
+    deployment={"JWT_REVOCATION": "none"},
+    color="#2ca02c",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "JwtUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "JwtChaosUser"),
+    chaos_group="stateless",
+)
+JWT_DENYLIST = Mode(
+    key="jwt+denylist",
+    label="jwt+denylist",
+    login=Login.JWT,
+    deployment={"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "closed"},
+    color="#d62728",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "JwtUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "DenylistChaosUser"),
+    chaos_group="main",
+    store_on_read=True,
+    store_role="a denylist",
+    former_keys=("denylist",),
+)
+# Chaos only: the denylist failing open when Redis is down (the bench measures the
+# denylist's cost, which is the same either way).
+JWT_DENYLIST_OPEN = Mode(
+    key="jwt+denylist-open",
+    label="jwt+denylist(open)",
+    login=Login.JWT,
+    deployment={"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"},
+    color="#ff7f0e",
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "DenylistOpenChaosUser"),
+    chaos_group="open",
+    store_on_read=True,
+    store_role="a denylist",
+    former_keys=("denylist_open",),
+)
+
+MODES: tuple[Mode, ...] = (SESSION, JWT, JWT_DENYLIST, JWT_DENYLIST_OPEN)  # report order
+BENCH_MODES: tuple[Mode, ...] = tuple(m for m in MODES if m.bench_user is not None)
+CHAOS_MODES: tuple[Mode, ...] = MODES
+_BY_NAME: dict[str, Mode] = {name: m for m in MODES for name in (m.key, *m.former_keys)}
+
+
+def get(name: str) -> Mode:
+    """The mode of a key (or of a former key, as written in earlier runs' files)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown mode {name!r}; known: {', '.join(keys(MODES))}") from None
+
+
+def find(name: str) -> Mode | None:
+    return _BY_NAME.get(name)
+
+
+def keys(modes: Iterable[Mode]) -> list[str]:
+    return [m.key for m in modes]
+
+
+def rank(name: str) -> int:
+    """Position in the report order; unknown names last."""
+    mode = find(name)
+    return MODES.index(mode) if mode is not None else len(MODES)
+
+
+def color(name: str, default: str = "#7f7f7f") -> str:
+    mode = find(name)
+    return mode.color if mode is not None else default
+
+
+def label(name: str) -> str:
+    mode = find(name)
+    return mode.label if mode is not None else name
