@@ -13,7 +13,7 @@ import sys
 
 from authbench import __version__
 
-COMMANDS = ("up", "bench", "chaos", "report", "rotate_keys")
+COMMANDS = ("up", "bench", "chaos", "report", "rotate_keys", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:
