@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from authbench import modes
+from authbench.bench.axes import NO_PROXY, StoreLink
 from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
 
 MODE_ORDER: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))  # the bench's default
 JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
-Group = tuple[tuple[tuple[str, str], ...], int, str]
+Group = tuple[tuple[tuple[str, str], ...], int, str, StoreLink, int]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class Cell:
     load: Load
     jwt_alg: str
     repeat: int = 0
+    # The store axes (authbench.bench.axes): how far Redis is, how much CPU it may use,
+    # and how many bytes of padding an access token carries. Defaults: today's system.
+    store: StoreLink = NO_PROXY
+    redis_cpus: float | None = None  # cores; None = uncapped
+    token_bytes: int = 0
 
     @property
     def spec(self) -> Mode:
@@ -86,19 +92,41 @@ class Cell:
 
     @property
     def group(self) -> Group:
-        """The deployment this cell needs: cells with the same group share a cluster."""
-        return (tuple(sorted(self.spec.settings.items())), self.replicas, self.jwt_alg)
+        """The deployment this cell needs: cells with the same group share a cluster. The
+        Redis CPU quota is not part of it: it changes on a running Redis, cell by cell."""
+        return (
+            tuple(sorted(self.spec.settings.items())),
+            self.replicas,
+            self.jwt_alg,
+            self.store,
+            self.token_bytes,
+        )
 
     @property
     def cell_id(self) -> str:
+        """`r1-session-x1-u30at15-EdDSA`, plus a suffix per store axis away from its
+        default: `-rtt5ms` (through the proxy), `-cpu0.05` (Redis quota), `-pad1000`."""
+        axes = ""
+        if self.store.proxied:
+            axes += f"-rtt{self.store.rtt_ms:g}ms"
+        if self.redis_cpus is not None:
+            axes += f"-cpu{self.redis_cpus:g}"
+        if self.token_bytes:
+            axes += f"-pad{self.token_bytes}"
         return (
             f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
-            f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}"
+            f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}{axes}"
         )
+
+    def again(self, repeat: int) -> Cell:
+        """The same configuration in another repeat."""
+        return replace(self, repeat=repeat)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["load"] = self.load.label
+        data["store"] = self.store.kind
+        data["store_rtt_ms"] = self.store.rtt_ms
         data["cell_id"] = self.cell_id
         return data
 
@@ -111,18 +139,33 @@ class Matrix:
     jwt_algs: tuple[str, ...]
     repeats: int = 1
     seed: int = 1
+    store_links: tuple[StoreLink, ...] = (NO_PROXY,)
+    redis_cpus: tuple[float | None, ...] = (None,)
+    token_bytes: tuple[int, ...] = (0,)
+    # More matrices whose cells join this one's (a study of several axes that are not
+    # crossed with each other, e.g. the `scaling` preset); repeats and seed are ours.
+    also: tuple[Matrix, ...] = ()
 
     def configs(self) -> list[Cell]:
-        """One cell per configuration (repeat 0). Sessions ignore the JWT algorithm."""
+        """One cell per configuration (repeat 0). Sessions ignore the JWT algorithm and the
+        token padding (a session cookie has a fixed size)."""
         cells: list[Cell] = []
         for mode in self.modes:
             signs = modes.get(mode).login is not Login.SESSION
             algs = self.jwt_algs if signs else self.jwt_algs[:1]
+            pads = self.token_bytes if signs else self.token_bytes[:1]
             for replicas in self.replicas:
                 for load in self.loads:
                     for alg in algs:
-                        cells.append(Cell(mode, replicas, load, alg))
-        return cells
+                        for store in self.store_links:
+                            for cpus in self.redis_cpus:
+                                for pad in pads:
+                                    cells.append(
+                                        Cell(mode, replicas, load, alg, 0, store, cpus, pad)
+                                    )
+        for part in self.also:
+            cells += part.configs()
+        return list(dict.fromkeys(cells))  # a cell two parts share is measured once
 
     def schedule(self) -> list[list[Cell]]:
         """Groups of cells in run order: each inner list runs on one cluster."""
@@ -132,7 +175,7 @@ class Matrix:
         for repeat in range(self.repeats):
             groups: dict[Group, list[Cell]] = {}
             for config in configs:
-                cell = Cell(config.mode, config.replicas, config.load, config.jwt_alg, repeat)
+                cell = config.again(repeat)
                 groups.setdefault(cell.group, []).append(cell)
             batch = list(groups.values())
             rng.shuffle(batch)
@@ -151,6 +194,10 @@ class Matrix:
             "replicas": list(self.replicas),
             "loads": [load.label for load in self.loads],
             "jwt_algs": list(self.jwt_algs),
+            "store_rtt_ms": [link.label for link in self.store_links],
+            "redis_cpus": [cpus if cpus is not None else "none" for cpus in self.redis_cpus],
+            "token_bytes": list(self.token_bytes),
+            "also": [part.as_dict() for part in self.also],
             "repeats": self.repeats,
             "seed": self.seed,
         }

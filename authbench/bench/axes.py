@@ -1,0 +1,301 @@
+"""The store axes of the bench and the knobs around them, each defined once.
+
+- store distance, `--store-rtt MS[,MS…]`: a round trip added between every service and
+  Redis, half each way, by the userspace delay proxy (authbench.delay_proxy). Asking for
+  any RTT brings its control pair along: `direct` (no proxy at all) and the proxy at 0 ms,
+  so the proxy's own cost is a measured number. netem is not used: this kernel has no
+  `sch_netem` (probed in a private network namespace, see `netem_status`), and on loopback
+  it could not delay only the Redis link anyway; the manifest and the report say so;
+- store capacity, `--redis-cpus F[,F…]`: a CPU quota for redis-server (a cgroup locally,
+  see authbench.cgroups; `docker update --cpus` on the compose stack's Redis container);
+- token size, `--token-bytes B[,B…]`: a `pad` claim of B characters in every access token
+  (the auth service's ACCESS_TOKEN_PAD_BYTES);
+- placement, `--pin`: the load generator on one core, the system under test on the others.
+
+Every parser raises ValueError naming its flag, so the CLI answers a bad value with one
+clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from authbench import cgroups
+from authbench.targets.base import Deployment, DeploymentError
+
+DIRECT = "direct"  # no proxy: the services talk to Redis itself
+PROXY = "proxy"  # the userspace delay proxy
+UNCAPPED_WORDS = ("none", "uncapped", "off")
+MAX_RTT_MS = 1000.0  # beyond the services' Redis timeout anyway
+MAX_TOKEN_PAD = 6000  # a token then stays below aiohttp's and the gateway's 8 KB header line
+
+
+@dataclass(frozen=True, order=True)
+class StoreLink:
+    """How the services reach Redis: directly, or through the proxy adding `rtt_ms`."""
+
+    proxied: bool = False
+    rtt_ms: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return PROXY if self.proxied else DIRECT
+
+    @property
+    def one_way_ms(self) -> float:
+        return self.rtt_ms / 2.0
+
+    @property
+    def label(self) -> str:
+        return DIRECT if not self.proxied else f"rtt{self.rtt_ms:g}ms"
+
+
+NO_PROXY = StoreLink()
+
+
+def parse_store_rtts(text: str) -> tuple[StoreLink, ...]:
+    """`0` (the default): direct. `1,5`: direct, proxy at 0 ms (the control), 1 and 5 ms.
+    `direct` may be named; a number is a round trip in ms through the proxy."""
+    links: list[StoreLink] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == DIRECT:
+            links.append(NO_PROXY)
+            continue
+        try:
+            rtt = float(part)
+        except ValueError:
+            raise ValueError(f"--store-rtt: {part!r} is not a number of ms (or 'direct')") from None
+        if not 0.0 <= rtt <= MAX_RTT_MS:
+            raise ValueError(f"--store-rtt: a round trip is 0 to {MAX_RTT_MS:g} ms, got {part}")
+        links.append(StoreLink(True, rtt))
+    if not links:
+        raise ValueError("--store-rtt: give at least one value")
+    if all(link.proxied and link.rtt_ms == 0 for link in links) and len(links) == 1:
+        return (NO_PROXY,)  # the default `0`: today's direct link
+    if any(link.proxied and link.rtt_ms > 0 for link in links):
+        links += [NO_PROXY, StoreLink(True, 0.0)]  # the control pair, always measured
+    return tuple(sorted(set(links)))
+
+
+def parse_redis_cpus(text: str) -> tuple[float | None, ...]:
+    """`none` (the default, uncapped) or cores > 0 (0.05 = 5% of one core)."""
+    caps: list[float | None] = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        if part in UNCAPPED_WORDS:
+            caps.append(None)
+            continue
+        try:
+            cores = float(part)
+        except ValueError:
+            raise ValueError(
+                f"--redis-cpus: {part!r} is not a number of cores (or 'none')"
+            ) from None
+        caps.append(cgroups.validate_cores(cores))
+    if not caps:
+        raise ValueError("--redis-cpus: give at least one value")
+    return tuple(dict.fromkeys(caps))
+
+
+def parse_token_bytes(text: str) -> tuple[int, ...]:
+    sizes: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            size = int(part)
+        except ValueError:
+            raise ValueError(f"--token-bytes: {part!r} is not a whole number of bytes") from None
+        if not 0 <= size <= MAX_TOKEN_PAD:
+            raise ValueError(f"--token-bytes: 0 to {MAX_TOKEN_PAD} bytes of padding, got {size}")
+        sizes.append(size)
+    if not sizes:
+        raise ValueError("--token-bytes: give at least one value")
+    return tuple(dict.fromkeys(sizes))
+
+
+def token_settings(pad_bytes: int) -> dict[str, str]:
+    """The services' settings for a padded token: the pad, and limits that let it pass."""
+    if pad_bytes <= 0:
+        return {}
+    max_bytes = max(4096, pad_bytes * 4 // 3 + 2048)
+    return {
+        "ACCESS_TOKEN_PAD_BYTES": str(pad_bytes),
+        "JWT_MAX_BYTES": str(max_bytes),
+    }
+
+
+def check_redis_cpus_possible(target: str, caps: Sequence[float | None]) -> str:
+    """How the quota is applied on this target; ValueError naming the flag when it cannot."""
+    if all(cap is None for cap in caps):
+        return "none"
+    if target == "local":
+        try:
+            hierarchy = cgroups.detect()
+        except cgroups.CgroupError as err:
+            raise ValueError(str(err)) from err
+        return f"cgroup v{hierarchy.version} ({hierarchy.cpu_parent})"
+    if target == "compose":
+        if shutil.which("docker") is None:
+            raise ValueError("--redis-cpus with --target compose needs the docker CLI")
+        return "docker update --cpus (the compose redis container)"
+    raise ValueError(f"--redis-cpus is not supported by target {target}")
+
+
+# --- netem: probed, never applied to a shared interface --------------------------------
+def netem_status() -> str:
+    """Whether `tc qdisc add … netem` works here, probed on the loopback of a private
+    network namespace (so nobody's traffic is touched)."""
+    if shutil.which("tc") is None or shutil.which("unshare") is None:
+        return "no netem: tc or unshare missing"
+    try:
+        done = subprocess.run(
+            ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"no netem: probe failed ({err})"
+    if done.returncode == 0:
+        return (
+            "netem works on this kernel, but loopback cannot delay only the Redis link: the "
+            "userspace proxy is used"
+        )
+    reason = " ".join((done.stderr or done.stdout).split())[:120]
+    return f"userspace proxy, no netem on this kernel ({reason})"
+
+
+# --- the store link as measured ---------------------------------------------------------
+def ping_rtt_us(url: str, count: int = 50) -> float:
+    """Median round trip of PING over one connection to `url` (the services' Redis URL,
+    through the proxy when there is one): the store distance actually added."""
+    client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        client.ping()  # connect outside the timing
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.ping()
+            samples.append((time.perf_counter() - started) * 1e6)
+        return round(statistics.median(samples), 1)
+    except redis.RedisError:
+        return float("nan")
+    finally:
+        client.close()
+
+
+# --- the Redis CPU quota on a running deployment ----------------------------------------
+@dataclass
+class RedisCap:
+    """Holds redis-server of one deployment to a CPU quota (or none), cell by cell."""
+
+    deployment: Deployment
+    name: str
+    cores: float | None = None
+    _quota: cgroups.CpuQuota | None = field(default=None, init=False)
+
+    def apply(self, cores: float | None) -> None:
+        if cores == self.cores and (cores is None or self._quota is not None):
+            return
+        target = self.deployment.target
+        if target == "local":
+            self._apply_local(cores)
+        elif target == "compose":
+            self._apply_compose(cores)
+        elif cores is not None:
+            raise DeploymentError(f"--redis-cpus is not supported by target {target}")
+        self.cores = cores
+
+    def _apply_local(self, cores: float | None) -> None:
+        pid = _redis_pid(self.deployment)
+        if cores is None:
+            if self._quota is not None:
+                self._quota.remove()
+                self._quota = None
+            return
+        if self._quota is None:
+            self._quota = cgroups.CpuQuota.create(self.name, cores)
+            self._quota.attach(pid)
+        else:
+            self._quota.set_cores(cores)
+
+    def _apply_compose(self, cores: float | None) -> None:
+        containers = getattr(self.deployment, "containers", None)
+        if containers is None:
+            raise DeploymentError("--redis-cpus: the compose deployment lists no containers")
+        for container in containers("redis"):
+            subprocess.run(
+                ["docker", "update", "--cpus", f"{cores or 0:g}", container.id],
+                capture_output=True, text=True, timeout=30, check=True,
+            )  # fmt: skip
+
+    def throttling(self) -> dict[str, float]:
+        return self._quota.throttling() if self._quota is not None else {}
+
+    def release(self) -> None:
+        """Lift the cap and remove the group (the deployment may go on running)."""
+        if self._quota is not None:
+            self._quota.remove()
+            self._quota = None
+        if self.cores is not None and self.deployment.target == "compose":
+            self._apply_compose(None)
+        self.cores = None
+
+
+def _redis_pid(deployment: Deployment) -> int:
+    child = getattr(deployment, "redis", None)
+    pid = getattr(child, "pid", None)
+    if not isinstance(pid, int):
+        raise DeploymentError("--redis-cpus: redis-server is not running")
+    return pid
+
+
+# --- --pin: generator on one core, the system on the others -----------------------------
+@dataclass(frozen=True)
+class Placement:
+    loadgen_cpus: tuple[int, ...]
+    system_cpus: tuple[int, ...]
+
+    @classmethod
+    def split(cls, cpus: Iterable[int] | None = None) -> Placement:
+        """The last CPU for the generator, the rest for the system (two CPUs at least)."""
+        available = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+        if len(available) < 2:
+            raise ValueError(f"--pin needs at least 2 CPUs; this process may use {available}")
+        return cls((available[-1],), tuple(available[:-1]))
+
+    def pin_system(self, deployment: Deployment) -> list[int]:
+        pids = [p for p in _deployment_pids(deployment)]
+        if not pids:
+            raise DeploymentError(f"--pin is not supported by target {deployment.target}")
+        return cgroups.pin(pids, self.system_cpus)
+
+    def pin_loadgen(self, pid: int) -> list[int]:
+        return cgroups.pin([pid], self.loadgen_cpus)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loadgen_cpus": list(self.loadgen_cpus), "system_cpus": list(self.system_cpus)}
+
+
+def _deployment_pids(deployment: Deployment) -> list[int]:
+    """Every local process of a deployment: Redis, the proxy, the services."""
+    pids: list[int] = []
+    for child in getattr(deployment, "all_children", lambda: [])():
+        if isinstance(getattr(child, "pid", None), int):
+            pids.append(child.pid)
+    proxy = getattr(deployment, "proxy", None)
+    process = getattr(proxy, "process", None)
+    if process is not None and isinstance(getattr(process, "pid", None), int):
+        pids.append(process.pid)
+    return pids

@@ -1,0 +1,95 @@
+"""The store axes as matrix dimensions: parsing (bad values name their flag), cell ids,
+groups (what shares a cluster), and a study made of several matrices."""
+
+from __future__ import annotations
+
+import pytest
+
+from authbench.bench import axes
+from authbench.bench.axes import NO_PROXY, StoreLink
+from authbench.bench.matrix import Load, Matrix
+
+
+def test_the_default_rtt_is_the_direct_link_and_any_rtt_brings_its_control_pair() -> None:
+    assert axes.parse_store_rtts("0") == (NO_PROXY,)
+    assert axes.parse_store_rtts("1,5") == (
+        NO_PROXY, StoreLink(True, 0.0), StoreLink(True, 1.0), StoreLink(True, 5.0),
+    )  # fmt: skip
+    assert axes.parse_store_rtts("direct,0") == (NO_PROXY, StoreLink(True, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("flag", "parse", "text", "message"),
+    [
+        ("--store-rtt", axes.parse_store_rtts, "-1", "0 to 1000 ms"),
+        ("--store-rtt", axes.parse_store_rtts, "fast", "not a number"),
+        ("--store-rtt", axes.parse_store_rtts, "", "at least one"),
+        ("--redis-cpus", axes.parse_redis_cpus, "0", "more than 0 cores"),
+        ("--redis-cpus", axes.parse_redis_cpus, "-0.5", "more than 0 cores"),
+        ("--redis-cpus", axes.parse_redis_cpus, "half", "not a number"),
+        ("--token-bytes", axes.parse_token_bytes, "-3", "0 to 6000"),
+        ("--token-bytes", axes.parse_token_bytes, "1.5", "whole number"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_flag(
+    flag: str, parse: object, text: str, message: str
+) -> None:
+    assert callable(parse)
+    with pytest.raises(ValueError, match=flag) as err:
+        parse(text)
+    assert message in str(err.value)
+
+
+def test_redis_cpus_and_token_bytes_parse() -> None:
+    assert axes.parse_redis_cpus("none,0.05,0.05") == (None, 0.05)
+    assert axes.parse_token_bytes("0,1000") == (0, 1000)
+    assert axes.token_settings(0) == {}
+    padded = axes.token_settings(3000)
+    assert padded["ACCESS_TOKEN_PAD_BYTES"] == "3000" and int(padded["JWT_MAX_BYTES"]) >= 6000
+
+
+def test_store_axes_are_matrix_dimensions_with_their_own_cell_ids_and_groups() -> None:
+    matrix = Matrix(
+        modes=("session", "jwt"), replicas=(1,), loads=(Load(30, 15),), jwt_algs=("EdDSA",),
+        store_links=axes.parse_store_rtts("5"), redis_cpus=(None, 0.05), token_bytes=(0, 500),
+    )  # fmt: skip
+    cells = matrix.configs()
+    # session: 3 links x 2 caps x 1 pad (a cookie has no padding); jwt: 3 x 2 x 2.
+    assert len(cells) == 6 + 12
+    ids = {c.cell_id for c in cells}
+    assert "r1-session-x1-u30at15-EdDSA" in ids  # the defaults keep today's ids
+    assert "r1-jwt-x1-u30at15-EdDSA-rtt5ms-cpu0.05-pad500" in ids
+    assert "r1-session-x1-u30at15-EdDSA-rtt0ms" in ids  # the proxy's control cell
+    assert len(ids) == len(cells)
+    # A cluster per (settings, replicas, alg, store link, padding); the quota is set live.
+    groups = {c.group for c in cells}
+    assert len(groups) == 3 * 2  # 3 links x 2 pads (session and jwt share JWT_REVOCATION)
+    schedule = matrix.schedule()
+    assert sum(len(g) for g in schedule) == len(cells)
+    for group in schedule:
+        assert len({c.group for c in group}) == 1
+
+
+def test_a_study_joins_matrices_and_measures_a_shared_cell_once() -> None:
+    base = {"modes": ("jwt",), "jwt_algs": ("EdDSA",)}
+    distance = Matrix(
+        replicas=(1,), loads=(Load(30, 15),), store_links=axes.parse_store_rtts("1"), **base
+    )  # type: ignore[arg-type]
+    capacity = Matrix(replicas=(1, 2), loads=(Load(30, 15),), redis_cpus=(None, 0.05),
+                      **base)  # type: ignore[arg-type]  # fmt: skip
+    study = Matrix(replicas=(1,), loads=(Load(30, 15),), repeats=3, seed=7,
+                   also=(distance, capacity), **base)  # type: ignore[arg-type]  # fmt: skip
+    # distance: 3 links; capacity: 2 replicas x 2 caps; the direct, uncapped x1 cell is
+    # in all three and is measured once per repeat.
+    assert len(study.configs()) == 3 + 4 - 1
+    schedule = study.schedule()
+    assert study.cell_count == 18 == sum(len(g) for g in schedule)
+    repeats = [sorted(c.cell_id for g in schedule for c in g if c.repeat == r) for r in range(3)]
+    assert [len(r) for r in repeats] == [6, 6, 6]
+    orders = [[c.cell_id[3:] for g in schedule for c in g if c.repeat == r] for r in range(3)]
+    assert len({tuple(o) for o in orders}) > 1  # shuffled between repeats
+
+
+def test_netem_status_says_what_was_found() -> None:
+    status = axes.netem_status()
+    assert "netem" in status
