@@ -350,12 +350,16 @@ class LocalCluster(Deployment):
         return info
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU of each child's process tree (workers it forked included)."""
-        return {
+        """User + system CPU of each child's process tree (workers it forked included),
+        and of the delay proxy when there is one (`proxy`: it shares the machine's cores)."""
+        used = {
             child.name: process.tree_cpu_seconds(child.pid)
             for child in self.all_children()
             if child.pid is not None
         }
+        if self.proxy is not None and self.proxy.pid is not None:
+            used["proxy"] = process.tree_cpu_seconds(self.proxy.pid)
+        return used
 
     def metrics_pages(self) -> list[str]:
         pages = []

@@ -32,6 +32,9 @@ class DeploymentSpec:
     port_base: int | None = None  # local: first port of its private block (None: any free)
     workdir: Path | None = None  # local: logs and Redis data (None: .authbench/)
     project: str = "authbench"  # compose: the project to (re)configure
+    # Store distance: None, the services talk to Redis itself; a number, they go through
+    # the delay proxy, which adds that many ms each way once `slow_redis` switches it on.
+    redis_delay_ms: float | None = None
 
 
 def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
@@ -48,6 +51,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             ports=Ports.block(base),
             settings_env=dict(spec.settings),
             redis_persistence=spec.redis_persistence,
+            redis_delay_ms=spec.redis_delay_ms,
         )
         if spec.workdir is not None:
             cluster.workdir = spec.workdir
@@ -57,6 +61,11 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
 
         if spec.redis_persistence != "none":
             raise ValueError("compose: Redis persistence comes from REDIS_APPENDONLY")
+        if spec.redis_delay_ms is not None:
+            raise ValueError(
+                "--store-rtt with --target compose needs a delay-proxy container between "
+                "the services and Redis, which the compose file does not have yet"
+            )
         return ComposeTarget(
             project_name=spec.project, env=dict(spec.settings), scale_to=spec.replicas
         )
