@@ -155,6 +155,40 @@ class Settings:
     client_idle_timeout_s: int = _setting(
         "CLIENT_IDLE_TIMEOUT_S", 60, "Gateway: an idle keep-alive client connection is closed."
     )
+    client_body_timeout_s: int = _setting(
+        "CLIENT_BODY_TIMEOUT_S",
+        10,
+        "Gateway: a request body still incomplete this long after its head gets 408 and a "
+        "close, however steadily it trickles (slow-body attacks hold no connection for long).",
+    )
+    gateway_max_connections: int = _setting(
+        "GATEWAY_MAX_CONNECTIONS",
+        0,
+        "Gateway: client connections one process holds; more are answered 503 and closed. "
+        "0 = half the open-files limit left after GATEWAY_FD_RESERVE.",
+    )
+    gateway_max_connections_per_client: int = _setting(
+        "GATEWAY_MAX_CONNECTIONS_PER_CLIENT",
+        1024,
+        "Gateway: client connections one process holds from one address; more get 429.",
+    )
+    gateway_fd_reserve: int = _setting(
+        "GATEWAY_FD_RESERVE",
+        1024,
+        "Gateway: file descriptors kept back from clients for upstream keep-alive "
+        "connections, health checks and the operator port.",
+    )
+    gateway_admin_host: str = _setting(
+        "GATEWAY_ADMIN_HOST",
+        "127.0.0.1",
+        "Gateway: address of the operator port (never the public one).",
+    )
+    gateway_admin_port: int = _setting(
+        "GATEWAY_ADMIN_PORT",
+        0,
+        "Gateway: operator port serving /metrics (upstream addresses), /healthz and /readyz; "
+        "0 = none. The public port never serves /metrics.",
+    )
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 65536, "Largest request body accepted.")
     max_header_bytes: int = _setting("MAX_HEADER_BYTES", 8190, "Largest request header line.")
     max_url_bytes: int = _setting("MAX_URL_BYTES", 4096, "Longest request line (URL) accepted.")
@@ -202,9 +236,15 @@ class Settings:
             ("SESSION_IDLE_S", self.session_idle_s),
             ("REFRESH_TTL_S", self.refresh_ttl_s),
             ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),
+            ("CLIENT_BODY_TIMEOUT_S", self.client_body_timeout_s),
+            ("GATEWAY_MAX_CONNECTIONS_PER_CLIENT", self.gateway_max_connections_per_client),
         ):
             if value <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.gateway_max_connections < 0 or self.gateway_fd_reserve < 0:
+            raise ConfigError("GATEWAY_MAX_CONNECTIONS and GATEWAY_FD_RESERVE must be >= 0")
+        if not 0 <= self.gateway_admin_port <= 65535:
+            raise ConfigError("GATEWAY_ADMIN_PORT must be a port number (0 = none)")
 
     @property
     def redis_timeout_s(self) -> float:

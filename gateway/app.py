@@ -1,12 +1,16 @@
 """The gateway: routes /auth/* to the auth service and /api/* to the resource replicas.
 
-`create_app(settings)` builds a `Gateway`: the two upstream pools, the reverse proxy and
-the gateway's own /healthz, /readyz and /metrics. `serve()` runs it behind
+`create_app(settings)` builds a `Gateway`: the two upstream pools, the reverse proxy, the
+gateway's own /healthz and /readyz, and its `OperatorEndpoints`. `serve()` runs it behind
 `gateway.server.ClientConnection`, an asyncio protocol, rather than an aiohttp
 Application: the gateway sits in front of every measured request, so its per-request
 cost is kept to parsing, one routing decision and byte-level forwarding (see
 benchmarks/README.md for what that gained). aiohttp is still used where cost does not
 matter: the active health checks.
+
+/metrics names the upstreams' internal addresses, so the public port never serves it:
+it is on the operator port (GATEWAY_ADMIN_PORT on GATEWAY_ADMIN_HOST, loopback by
+default; 0 = no operator port), with /healthz and /readyz, and nothing else.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
 from authcore import errors, metrics
 from authcore.config import Settings
-from gateway.proxy import ReverseProxy, request_id
-from gateway.server import ClientConnection, ProxyRequest
+from gateway.errors import DotSegments
+from gateway.exchange import ProxyRequest
+from gateway.limits import OpenConnections, client_budget
+from gateway.proxy import Pool, ReverseProxy, request_id
+from gateway.server import ClientConnection
 from gateway.upstreams import UpstreamPool
 
 log = logging.getLogger("gateway")
@@ -33,33 +40,49 @@ _API, _AUTH = b"/api/", b"/auth/"
 ROUTE_API, ROUTE_AUTH = "/api/{tail}", "/auth/{tail}"
 _JSON = b"application/json; charset=utf-8"
 _BUILTIN_METHODS = (b"GET", b"HEAD")
+# The operator port serves a scraper and a probe or two, not a crowd.
+OPERATOR_CONNECTIONS = 64
 
 
-class DotSegments(errors.BadRequest):
-    code, default_detail = "bad_request", "'.' and '..' path segments are not accepted"
+class Listener:
+    """What both ports share: the request limits, the connection caps, request IDs."""
 
-
-class Gateway:
-    """Routing, the upstream pools and the gateway's own endpoints."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        pool_args: dict[str, Any] = {
-            "eject_after": settings.eject_after_failures,
-            "health_interval_s": settings.health_interval_s,
-        }
-        self.auth_pool = UpstreamPool(settings.auth_url, **pool_args)
-        self.resource_pool = UpstreamPool(settings.resource_urls, **pool_args)
-        self.proxy = ReverseProxy(settings.upstream_timeout_s)
+    def __init__(self, settings: Settings, connections: OpenConnections[ClientConnection]) -> None:
         self.max_url_bytes = settings.max_url_bytes
         self.max_field_bytes = settings.max_header_bytes
         self.max_body_bytes = settings.max_body_bytes
         # A bound on a whole request head, so one endless header line cannot eat memory.
         self.max_head_bytes = settings.max_url_bytes + 32 * settings.max_header_bytes
-        self.request_id = request_id
+        self.request_id: Callable[[bytes | None], bytes] = request_id
+        self.connections = connections
+
+
+class Gateway(Listener):
+    """Routing, the upstream pools and the gateway's own public endpoints."""
+
+    def __init__(self, settings: Settings) -> None:
+        reserve = settings.gateway_fd_reserve
+        budget = client_budget(reserve)  # also lifts the soft open-files limit
+        super().__init__(
+            settings,
+            OpenConnections(
+                settings.gateway_max_connections or budget,
+                settings.gateway_max_connections_per_client,
+            ),
+        )
+        self.settings = settings
+        pool_args: dict[str, Any] = {
+            "eject_after": settings.eject_after_failures,
+            "health_interval_s": settings.health_interval_s,
+            # Two routes' idle keep-alive connections share half the reserve.
+            "idle_budget": max(8, reserve // 4),
+        }
+        self.auth_pool: Pool = UpstreamPool(settings.auth_url, **pool_args)
+        self.resource_pool: Pool = UpstreamPool(settings.resource_urls, **pool_args)
+        self.proxy = ReverseProxy(settings.upstream_timeout_s)
+        self.operator = OperatorEndpoints(self)
         self._access_log = settings.access_log
         self._observers: dict[tuple[str, int], Any] = {}
-        self.connections: set[ClientConnection] = set()
 
     # --- one request --------------------------------------------------------------------
     def dispatch(self, request: ProxyRequest, client: ClientConnection) -> None:
@@ -82,40 +105,43 @@ class Gateway:
 
     def _builtin(self, request: ProxyRequest, client: ClientConnection) -> None:
         path = request.target.split(b"?", 1)[0]
-        if path == b"/healthz":
-            status, ctype, body = 200, _JSON, _json({"status": "ok", "service": "gateway"})
-        elif path == b"/readyz":
-            reason = self.not_ready()
-            if reason:
-                status, ctype, body = 503, _JSON, _json({
-                    "status": "unavailable", "error": "not_ready",
-                    "detail": {"upstreams_ready": reason},
-                })  # fmt: skip
-            else:
-                status, ctype, body = 200, _JSON, _json({"status": "ready", "service": "gateway"})
-        elif path == b"/metrics":
-            text, content_type = metrics.render()
-            status, ctype, body = 200, content_type.encode(), text
+        answer = self.probe(path)
+        if answer is not None:
+            status, ctype, body = answer
         else:
             raise errors.NotFound()  # only /auth and /api are routed: no open proxy
-        if request.method not in _BUILTIN_METHODS:
-            raise errors.MethodNotAllowed()
-        client.send(status, ctype, body, request.rid, head_only=request.method == b"HEAD")
+        _answer(request, client, status, ctype, body)
+
+    def probe(self, path: bytes) -> tuple[int, bytes, bytes] | None:
+        """/healthz and /readyz (on both ports); None for any other path."""
+        if path == b"/healthz":
+            return 200, _JSON, _json({"status": "ok", "service": "gateway"})
+        if path != b"/readyz":
+            return None
+        reason = self.not_ready()
+        if reason:
+            detail = {"upstreams_ready": reason}
+            return (
+                503,
+                _JSON,
+                _json({"status": "unavailable", "error": "not_ready", "detail": detail}),
+            )
+        return 200, _JSON, _json({"status": "ready", "service": "gateway"})
 
     def not_ready(self) -> str | None:
-        missing = [
-            name for name, pool in (("auth", self.auth_pool), ("resource", self.resource_pool))
-            if not pool.healthy
-        ]  # fmt: skip
+        pools = (("auth", self.auth_pool), ("resource", self.resource_pool))
+        missing = [name for name, pool in pools if not pool.healthy]
         return f"no healthy {' or '.join(missing)} upstream" if missing else None
 
     def observe(self, request: ProxyRequest, status: int) -> None:
         """Per-route request duration, as the other services report it (cached children)."""
         target = request.target
-        route = (
-            ROUTE_API if target.startswith(_API)
-            else ROUTE_AUTH if target.startswith(_AUTH) else "unmatched"
-        )  # fmt: skip
+        if target.startswith(_API):
+            route = ROUTE_API
+        elif target.startswith(_AUTH):
+            route = ROUTE_AUTH
+        else:
+            route = "unmatched"
         key = (route, status)
         child = self._observers.get(key)
         if child is None:
@@ -124,9 +150,13 @@ class Gateway:
         child.observe(elapsed)
         if self._access_log:
             log.info(
-                "%s %s %d %.1f ms %s", request.method.decode("latin-1"),
-                target.decode("latin-1"), status, elapsed * 1000, request.rid.decode("latin-1"),
-            )  # fmt: skip
+                "%s %s %d %.1f ms %s",
+                request.method.decode("latin-1"),
+                target.decode("latin-1"),
+                status,
+                elapsed * 1000,
+                request.rid.decode("latin-1"),
+            )
 
     # --- lifecycle ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -154,13 +184,42 @@ class Gateway:
             self.resource_pool.close()
 
     async def _sweep_connections(self) -> None:
-        """Once a second: time out slow request heads and idle keep-alive clients."""
+        """Once a second: time out slow request heads and bodies, and idle clients."""
         head_limit = self.settings.client_header_timeout_s
+        body_limit = self.settings.client_body_timeout_s
         idle_limit = self.settings.client_idle_timeout_s
         while True:
             await asyncio.sleep(1.0)
-            for connection in list(self.connections):
-                connection.sweep(head_limit, idle_limit)
+            for listener in (self, self.operator):
+                for connection in list(listener.connections.open):
+                    connection.sweep(head_limit, body_limit, idle_limit)
+
+
+class OperatorEndpoints(Listener):
+    """The operator port: /metrics (it names upstream addresses), /healthz and /readyz.
+    Nothing is proxied from here."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(
+            gateway.settings, OpenConnections(OPERATOR_CONNECTIONS, OPERATOR_CONNECTIONS)
+        )
+        self._gateway = gateway
+
+    def dispatch(self, request: ProxyRequest, client: ClientConnection) -> None:
+        path = request.target.split(b"?", 1)[0]
+        answer = self._gateway.probe(path)
+        if answer is not None:
+            status, ctype, body = answer
+        elif path == b"/metrics":
+            text, content_type = metrics.render()
+            status, ctype, body = 200, content_type.encode(), text
+        else:
+            raise errors.NotFound()
+        _answer(request, client, status, ctype, body)
+        client.request_done(None)
+
+    def observe(self, request: ProxyRequest, status: int) -> None:
+        """Scrapes and probes are not traffic: they stay out of the request histogram."""
 
 
 def create_app(settings: Settings) -> Gateway:
@@ -170,15 +229,48 @@ def create_app(settings: Settings) -> Gateway:
 async def serve(gateway: Gateway, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until cancelled (SIGINT/SIGTERM end the task in authcore.http.run)."""
     loop = asyncio.get_running_loop()
+    settings = gateway.settings
     async with gateway.running():
-        server = await loop.create_server(
-            lambda: ClientConnection(gateway), host, port, reuse_port=reuse_port, backlog=1024
+        servers = [
+            await loop.create_server(
+                lambda: ClientConnection(gateway), host, port, reuse_port=reuse_port, backlog=1024
+            )
+        ]
+        log.info(
+            "gateway listening on http://%s:%d (at most %d client connections, %d per address)",
+            host,
+            port,
+            gateway.connections.max_total,
+            gateway.connections.max_per_address,
         )
-        log.info("gateway listening on http://%s:%d", host, port)
+        if settings.gateway_admin_port:
+            operator = gateway.operator
+            servers.append(
+                await loop.create_server(
+                    lambda: ClientConnection(operator),
+                    settings.gateway_admin_host,
+                    settings.gateway_admin_port,
+                    reuse_port=reuse_port,
+                )
+            )
+            log.info(
+                "operator port (/metrics) on http://%s:%d",
+                settings.gateway_admin_host,
+                settings.gateway_admin_port,
+            )
         try:
             await asyncio.Event().wait()
         finally:
-            server.close()
+            for server in servers:
+                server.close()
+
+
+def _answer(
+    request: ProxyRequest, client: ClientConnection, status: int, ctype: bytes, body: bytes
+) -> None:
+    if request.method not in _BUILTIN_METHODS:
+        raise errors.MethodNotAllowed()
+    client.send(status, ctype, body, request.rid, head_only=request.method == b"HEAD")
 
 
 def _json(data: dict[str, Any]) -> bytes:

@@ -15,54 +15,35 @@ request is almost never written into a socket the upstream is about to close.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TypeAlias, cast
 
 import httptools
 
+from gateway.errors import (
+    ConnectFailed,
+    LocalExhaustion,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimedOut,
+)
+from gateway.exchange import HOP_BY_HOP, ClientSide, ProxyRequest
 from gateway.upstreams import Upstream
 
-if TYPE_CHECKING:
-    from gateway.server import ClientConnection, ProxyRequest
-
 IDLE_TIMEOUT_S = 15.0
-MAX_IDLE_PER_UPSTREAM = 512
+# Out of descriptors in this process (or the whole system): the upstream is not at fault.
+_NO_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-_RESPONSE_DROP = frozenset(
-    {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-        b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
-        b"content-length", b"x-request-id",
-    }
-)  # fmt: skip
+# Hop-by-hop, and the framing and the request ID the gateway sets itself.
+_RESPONSE_DROP = frozenset(h.encode() for h in HOP_BY_HOP | {"content-length", "x-request-id"})
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 
-
-class UpstreamError(Exception):
-    """The exchange failed; `started` says whether the client already got part of it."""
-
-    def __init__(self, started: bool = False) -> None:
-        super().__init__()
-        self.started = started
+UpstreamOf: TypeAlias = Upstream["UpstreamConnection"]
 
 
-class ConnectFailed(UpstreamError):
-    """No connection could be made: nothing was sent, any request may go elsewhere."""
-
-
-class UpstreamClosed(UpstreamError):
-    """The upstream closed the connection before its answer was complete."""
-
-
-class UpstreamTimedOut(UpstreamError):
-    """No complete answer within UPSTREAM_TIMEOUT_S."""
-
-
-class UpstreamProtocolError(UpstreamError):
-    """The upstream's answer was not valid HTTP/1.1."""
-
-
-def idle_connection(upstream: Upstream) -> UpstreamConnection | None:
+def idle_connection(upstream: UpstreamOf) -> UpstreamConnection | None:
     """A pooled keep-alive connection to `upstream` that is still fresh, if any."""
     idle = upstream.idle
     if not idle:
@@ -76,15 +57,20 @@ def idle_connection(upstream: Upstream) -> UpstreamConnection | None:
     return None
 
 
-async def connect(upstream: Upstream, connect_timeout_s: float) -> UpstreamConnection:
-    """A new connection to `upstream`, or ConnectFailed (nothing was sent)."""
+async def connect(upstream: UpstreamOf, connect_timeout_s: float) -> UpstreamConnection:
+    """A new connection to `upstream`; ConnectFailed (nothing was sent), or
+    LocalExhaustion when this process has no descriptor for it."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout_s):
             _, protocol = await loop.create_connection(
                 lambda: UpstreamConnection(upstream), upstream.host, upstream.port
             )
-    except (OSError, TimeoutError) as err:
+    except OSError as err:
+        if err.errno in _NO_DESCRIPTORS:
+            raise LocalExhaustion() from err
+        raise ConnectFailed() from err
+    except TimeoutError as err:
         raise ConnectFailed() from err
     return protocol
 
@@ -96,17 +82,29 @@ class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream; carries one exchange at a time."""
 
     __slots__ = (
-        "_chunked_out", "_client", "_head_only", "_headers", "_interim", "_parser", "_paused",
-        "_reason", "_started", "_timer", "_transport", "_until_close", "_waiter", "idle_since",
+        "_chunked_out",
+        "_client",
+        "_head_only",
+        "_headers",
+        "_interim",
+        "_parser",
+        "_paused",
+        "_reason",
+        "_started",
+        "_timer",
+        "_transport",
+        "_until_close",
+        "_waiter",
+        "idle_since",
         "upstream",
-    )  # fmt: skip
+    )
 
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: UpstreamOf) -> None:
         self.upstream = upstream
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: ExchangeDone | None = None
-        self._client: ClientConnection | None = None
+        self._client: ClientSide | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -135,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
     def exchange(
         self,
         payload: bytes,
-        client: ClientConnection,
+        client: ClientSide,
         request: ProxyRequest,
         timeout_s: float,
         done: ExchangeDone,
@@ -288,7 +286,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.resume_reading()
         if reuse and self.usable:
             idle = self.upstream.idle
-            if len(idle) < MAX_IDLE_PER_UPSTREAM:
+            if len(idle) < self.upstream.max_idle:
                 self.idle_since = asyncio.get_running_loop().time()
                 idle.append(self)
             else:

@@ -23,46 +23,41 @@ import asyncio
 import os
 import re
 from itertools import count
-from typing import TYPE_CHECKING
 
-from authcore.errors import AuthbenchError, UpstreamTimeout, UpstreamUnavailable
+from authcore.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.connections import (
-    ConnectFailed,
-    UpstreamClosed,
     UpstreamConnection,
-    UpstreamError,
-    UpstreamTimedOut,
+    UpstreamOf,
     connect,
     idle_connection,
 )
-from gateway.upstreams import Upstream, UpstreamPool
+from gateway.errors import (
+    ConnectFailed,
+    LocalExhaustion,
+    NoDescriptors,
+    ResponseAborted,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamFailure,
+    UpstreamTimedOut,
+)
+from gateway.exchange import HOP_BY_HOP, ClientSide, ProxyRequest
+from gateway.upstreams import UpstreamPool
 
-if TYPE_CHECKING:
-    from gateway.server import ClientConnection, ProxyRequest
+Pool = UpstreamPool[UpstreamConnection]
 
-HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
-        "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection",
-    )
-)  # fmt: skip
 # Never accepted from a client: identity or trust is only ever asserted by the gateway.
 SPOOFABLE = frozenset(
-    h.lower()
-    for h in (
-        "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
-        "Forwarded", "X-Real-IP", "X-Client-IP", "X-Original-Forwarded-For", "True-Client-IP",
-        "X-User", "X-User-Id", "X-Authenticated-User", "X-Forwarded-User", "X-Remote-User",
-        "Remote-User", "X-Auth-User", "X-Replica", "X-Request-Id", "Host", "Content-Length",
-    )
-)  # fmt: skip
+    """
+    x-forwarded-for x-forwarded-host x-forwarded-proto x-forwarded-port forwarded
+    x-real-ip x-client-ip x-original-forwarded-for true-client-ip
+    x-user x-user-id x-authenticated-user x-forwarded-user x-remote-user remote-user
+    x-auth-user x-replica x-request-id host content-length
+    """.split()
+)
 # The gateway reads the whole (bounded) request body and answers `Expect: 100-continue`
 # itself, so the upstream gets a complete request and never an Expect.
-_REQUEST_DROP = frozenset(
-    h.encode() for h in HOP_BY_HOP | SPOOFABLE | {"expect"}
-)  # fmt: skip
-RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
+_REQUEST_DROP = frozenset(h.encode() for h in HOP_BY_HOP | SPOOFABLE | {"expect"})
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _REQUEST_ID_BYTES = re.compile(REQUEST_ID_PATTERN.pattern.encode())
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -71,15 +66,6 @@ _IDEMPOTENT_BYTES = frozenset(m.encode() for m in IDEMPOTENT)
 # restarts (96 random bits), and two orders of magnitude cheaper than uuid4().hex.
 _ID_PREFIX = os.urandom(12).hex().encode()
 _ids = count(1)
-
-
-class UpstreamFailure(AuthbenchError):
-    status, code, default_detail = 502, "bad_gateway", "the upstream failed while answering"
-
-
-class ResponseAborted(AuthbenchError):
-    """The upstream failed after part of its answer went to the client (or the client
-    left): the only honest thing left is to close the client's connection."""
 
 
 def request_id(incoming: bytes | None) -> bytes:
@@ -115,7 +101,7 @@ class ReverseProxy:
         self.timeout_s = timeout_s
         self.connect_timeout_s = min(1.0, timeout_s)
 
-    def forward(self, request: ProxyRequest, pool: UpstreamPool, client: ClientConnection) -> None:
+    def forward(self, request: ProxyRequest, pool: Pool, client: ClientSide) -> None:
         """Start forwarding; `client.request_done(error)` is called when it has ended."""
         head = upstream_headers(request.headers, request.connection, client.peer, request.rid)
         body = request.body
@@ -139,8 +125,8 @@ class Forwarding:
         self,
         proxy: ReverseProxy,
         request: ProxyRequest,
-        pool: UpstreamPool,
-        client: ClientConnection,
+        pool: Pool,
+        client: ClientSide,
         tail: bytes,
     ) -> None:
         self._proxy = proxy
@@ -148,7 +134,7 @@ class Forwarding:
         self._pool = pool
         self._client = client
         self._tail = tail
-        self._tried: set[Upstream] | None = None
+        self._tried: set[UpstreamOf] | None = None
         self._retried = False
 
     def attempt(self) -> None:
@@ -166,9 +152,13 @@ class Forwarding:
         else:
             self._send(upstream, connection)
 
-    async def _connect(self, upstream: Upstream) -> None:
+    async def _connect(self, upstream: UpstreamOf) -> None:
         try:
             connection = await connect(upstream, self._proxy.connect_timeout_s)
+        except LocalExhaustion:
+            # This process is out of descriptors: the upstream is fine; do not eject it.
+            self._client.request_done(NoDescriptors())
+            return
         except ConnectFailed:
             self._pool.report_failure(upstream)  # nothing was sent: try the next one
             self.attempt()
@@ -178,13 +168,16 @@ class Forwarding:
             return
         self._send(upstream, connection)
 
-    def _send(self, upstream: Upstream, connection: UpstreamConnection) -> None:
+    def _send(self, upstream: UpstreamOf, connection: UpstreamConnection) -> None:
         request = self._request
+        head = request.method + b" " + request.target + b" HTTP/1.1\r\nHost: "
         connection.exchange(
-            request.method + b" " + request.target + b" HTTP/1.1\r\nHost: "
-            + upstream.host_header + self._tail,
-            self._client, request, self._proxy.timeout_s, self._done,
-        )  # fmt: skip
+            head + upstream.host_header + self._tail,
+            self._client,
+            request,
+            self._proxy.timeout_s,
+            self._done,
+        )
 
     def _done(self, connection: UpstreamConnection, error: UpstreamError | None) -> None:
         upstream = connection.upstream

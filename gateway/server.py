@@ -8,8 +8,18 @@ forward a request, and that work is what every benchmark request pays for.
 What aiohttp's server did for us is done here, explicitly:
 - limits: request target longer than MAX_URL_BYTES is 414, a header line longer than
   MAX_HEADER_BYTES or more than MAX_HEADERS headers is 431, a body over MAX_BODY_BYTES is
-  413, anything that is not HTTP/1.x is 400; all in the contract's JSON, then the
+  413, anything but HTTP/1.0 and HTTP/1.1 is 400 (llhttp itself refuses every other
+  version but "HTTP/2.0" and "HTTP/0.9" as malformed; those two get the same 400 rather
+  than a 505, since HTTP/2 never sends an HTTP/1 request line), and an HTTP/1.1 request
+  without Host is 400 (RFC 9112 section 3.2); all in the contract's JSON, then the
   connection is closed (after reading what the client still sends, so it sees the answer);
+- time: a request head must be complete within CLIENT_HEADER_TIMEOUT_S and its body
+  within CLIENT_BODY_TIMEOUT_S of the head (408), however steadily the bytes trickle in;
+  an idle keep-alive connection is closed after CLIENT_IDLE_TIMEOUT_S;
+- connection caps (`gateway.limits`): per client address and in total, checked when a
+  connection opens;
+- trailer fields of a chunked body are dropped, never merged into the headers (RFC 9110
+  section 6.5.1: an Authorization or Cookie sent only as a trailer authenticates nothing);
 - keep-alive and HTTP/1.0, pipelined requests answered in order, `Expect: 100-continue`;
 - backpressure: a client that does not read pauses the upstream it is fed from;
 - a client that goes away aborts its upstream exchange.
@@ -19,19 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Protocol, cast
 
 import httptools
 
 from authcore import errors
 from authcore.http import error_body
-from gateway.proxy import ResponseAborted
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-    from gateway.connections import UpstreamConnection
+from gateway.errors import MissingHost, ResponseAborted, UnsupportedVersion
+from gateway.exchange import ProxyRequest, UpstreamRelay
+from gateway.limits import OpenConnections
 
 log = logging.getLogger("gateway.server")
 
@@ -45,34 +54,20 @@ _CLOSE_TAIL = b"Connection: close\r\n\r\n"
 _KEEP_ALIVE_10_TAIL = b"Connection: keep-alive\r\n\r\n"
 
 
-class ProxyRequest:
-    """What the gateway keeps of a request: raw method, target and headers, the body."""
+class Dispatcher(Protocol):
+    """What a client connection needs of whatever answers its requests (the gateway, or
+    its operator endpoints): limits, connection caps, and the answering itself."""
 
-    __slots__ = (
-        "body", "connection", "headers", "http11", "keep_alive", "method", "rid", "started",
-        "target",
-    )  # fmt: skip
+    max_url_bytes: int
+    max_field_bytes: int
+    max_body_bytes: int
+    max_head_bytes: int
+    connections: OpenConnections[ClientConnection]
+    request_id: Callable[[bytes | None], bytes]
 
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | None,
-        connection: bytes | None,
-        rid: bytes,
-        keep_alive: bool,
-        http11: bool,
-    ) -> None:
-        self.method = method
-        self.http11 = http11
-        self.target = target
-        self.headers = headers
-        self.body = body
-        self.connection = connection
-        self.rid = rid
-        self.keep_alive = keep_alive
-        self.started = time.perf_counter()
+    def dispatch(self, request: ProxyRequest, client: ClientConnection) -> None: ...
+
+    def observe(self, request: ProxyRequest, status: int) -> None: ...
 
 
 class _Rejected:
@@ -101,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         "_active",
         "_body",
         "_body_size",
+        "_body_ticks",
         "_busy",
         "_connection",
         "_current",
@@ -113,6 +109,7 @@ class ClientConnection(asyncio.Protocol):
         "_headers",
         "_host_seen",
         "_idle_ticks",
+        "_in_body",
         "_in_head",
         "_length",
         "_lost",
@@ -126,14 +123,15 @@ class ClientConnection(asyncio.Protocol):
         "_stopped",
         "_transport",
         "_url",
+        "_version11",
         "http11",
         "keep_alive",
         "peer",
         "status",
         "upstream",
-    )  # fmt: skip
+    )
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Dispatcher) -> None:
         self._gateway = gateway
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -149,9 +147,12 @@ class ClientConnection(asyncio.Protocol):
         self._body_size = 0
         self._head_bytes = 0
         self._head_ticks = 0  # sweeps seen while this request head is arriving
+        self._body_ticks = 0  # sweeps seen while this request body is arriving
         self._idle_ticks = 0  # sweeps in a row with no byte and nothing to answer
         self._active = False  # a byte arrived since the last sweep
         self._in_head = False
+        self._in_body = False
+        self._version11 = True
         self._length = -1
         self._expect = False
         self._rid: bytes | None = None
@@ -166,15 +167,22 @@ class ClientConnection(asyncio.Protocol):
         self.http11 = True
         self.keep_alive = True
         self.status = 0
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: UpstreamRelay | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self._gateway.connections.add(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
+        refusal = self._gateway.connections.admit(self, self.peer)
+        if refusal is not None:
+            # Over a cap: answer at once and close, without reading (a flood of these must
+            # cost as little as possible and hold no descriptor for long).
+            self._stopped = True
+            self.keep_alive = False
+            self.send_error(refusal, None)
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._active = True
@@ -206,7 +214,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._gateway.connections.discard(self)
+        self._gateway.connections.release(self, self.peer)
         self._transport = None
         upstream = self.upstream
         if upstream is not None:
@@ -223,6 +231,7 @@ class ClientConnection(asyncio.Protocol):
     # --- httptools callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._head_ticks = 0
+        self._body_ticks = 0
         self._url = b""
         self._headers = []
         self._body = None
@@ -240,6 +249,14 @@ class ClientConnection(asyncio.Protocol):
             raise _Refuse(errors.UriTooLong())
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A trailer field after a chunked body. RFC 9110 section 6.5.1: never merged
+            # into the header section; the body goes upstream de-chunked, so it is dropped
+            # (its bytes still count against MAX_BODY_BYTES).
+            self._body_size += len(name) + len(value)
+            if self._body_size > self._gateway.max_body_bytes:
+                raise _Refuse(errors.PayloadTooLarge())
+            return
         headers = self._headers
         if len(name) + len(value) + 2 > self._gateway.max_field_bytes:
             raise _Refuse(errors.HeadersTooLarge())
@@ -267,7 +284,17 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True  # until on_message_complete, at once when there is no body
         self._head_bytes = 0
+        version = self._parser.get_http_version()
+        if version == "1.1":
+            if not self._host_seen:  # RFC 9112 section 3.2
+                raise _Refuse(MissingHost())
+            self._version11 = True
+        elif version == "1.0":
+            self._version11 = False
+        else:
+            raise _Refuse(UnsupportedVersion())
         if self._expect and not self._busy and not self._queue and self._transport:
             self._transport.write(_CONTINUE)
 
@@ -281,6 +308,7 @@ class ClientConnection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         parser = self._parser
         body = self._body
         request = ProxyRequest(
@@ -291,7 +319,7 @@ class ClientConnection(asyncio.Protocol):
             self._connection,
             self._gateway.request_id(self._rid),
             parser.should_keep_alive(),
-            parser.get_http_version() == "1.1",
+            self._version11,
         )
         self._queue.append(request)
         if not self._busy:
@@ -433,12 +461,13 @@ class ClientConnection(asyncio.Protocol):
             return False
         return True
 
-    def sweep(self, head_limit: int, idle_limit: int) -> None:
-        """Called once a second by the gateway: end slow heads (408) and idle connections.
+    def sweep(self, head_limit: int, body_limit: int, idle_limit: int) -> None:
+        """Called once a second by the gateway: end slow heads and slow bodies (408), and
+        idle connections.
 
         Counting sweeps keeps the hot path free of timers: a request costs one attribute
-        store (`_active`). A head that trickles in a byte at a time still ends: its count
-        restarts only when a new request begins.
+        store (`_active`). A head or a body that trickles in a byte at a time still ends:
+        its count restarts only when a new request begins.
         """
         if self._lost or self._stopped:
             return
@@ -446,6 +475,11 @@ class ClientConnection(asyncio.Protocol):
             self._head_ticks += 1
             if self._head_ticks > head_limit:
                 self._refuse(errors.RequestTimeout())
+                return
+        elif self._in_body:
+            self._body_ticks += 1
+            if self._body_ticks > body_limit:
+                self._refuse(errors.RequestTimeout("the request body was not sent in time"))
                 return
         if self._active or self._busy or self._queue:
             self._active = False
@@ -491,14 +525,8 @@ class ClientConnection(asyncio.Protocol):
             self._transport.abort()
 
 
-_REASONS = {
-    200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-    413: b"Payload Too Large",
-    414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}  # fmt: skip
+# Reason phrases from the standard library, one lookup per answer.
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 def _reason(status: int) -> bytes:

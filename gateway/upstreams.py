@@ -17,33 +17,43 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from authcore import metrics
 
-if TYPE_CHECKING:
-    from gateway.connections import UpstreamConnection
-
 log = logging.getLogger("gateway.upstreams")
 
 HEALTH_PATH = "/healthz"
+MAX_IDLE_PER_UPSTREAM = 512
+
+
+class Pooled(Protocol):
+    """What the pool needs of a kept-alive connection: that it can be closed."""
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Pooled)
 
 
 @dataclass(slots=True, eq=False)
-class Upstream:
+class Upstream(Generic[C]):
+    """One upstream: its address, its health and its idle keep-alive connections (of the
+    type `gateway.connections` makes; the pool only ever closes them)."""
+
     base_url: str
     healthy: bool = True
     failures: int = 0
-    in_flight: int = field(default=0)
     # Where to connect, and the Host line every request to it carries (precomputed).
     host: str = field(init=False)
     port: int = field(init=False)
     host_header: bytes = field(init=False)
-    # Keep-alive connections waiting for the next request (gateway.connections).
-    idle: list[UpstreamConnection] = field(init=False, default_factory=list)
+    # Keep-alive connections waiting for the next request, at most `max_idle` of them.
+    idle: list[C] = field(init=False, default_factory=list)
+    max_idle: int = field(init=False, default=MAX_IDLE_PER_UPSTREAM)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -59,7 +69,10 @@ class Upstream:
             connection.close()
 
 
-class UpstreamPool:
+class UpstreamPool(Generic[C]):
+    """The upstreams of one route; `idle_budget` bounds their idle connections together,
+    so the keep-alive pool never eats the descriptors the gateway keeps in reserve."""
+
     def __init__(
         self,
         spec: str,
@@ -67,13 +80,15 @@ class UpstreamPool:
         eject_after: int = 1,
         health_interval_s: float = 1.0,
         health_timeout_s: float = 0.5,
+        idle_budget: int = MAX_IDLE_PER_UPSTREAM,
     ) -> None:
         self._spec = spec.strip()
+        self._idle_budget = idle_budget
         self._eject_after = max(1, eject_after)
         self._interval = health_interval_s
         self._health_timeout = aiohttp.ClientTimeout(total=health_timeout_s)
-        self._upstreams: list[Upstream] = []
-        self._healthy: list[Upstream] = []
+        self._upstreams: list[Upstream[C]] = []
+        self._healthy: list[Upstream[C]] = []
         self._next = 0
         if self._spec.startswith("dns://"):
             parts = urlsplit(self._spec)
@@ -88,16 +103,19 @@ class UpstreamPool:
             self._set([Upstream(u) for u in urls])
 
     @property
-    def upstreams(self) -> list[Upstream]:
+    def upstreams(self) -> list[Upstream[C]]:
         return list(self._upstreams)
 
     @property
-    def healthy(self) -> list[Upstream]:
+    def healthy(self) -> list[Upstream[C]]:
         return list(self._healthy)
 
-    def _set(self, upstreams: list[Upstream]) -> None:
+    def _set(self, upstreams: list[Upstream[C]]) -> None:
         for gone in set(self._upstreams) - set(upstreams):
             gone.close_idle()
+        share = max(4, min(MAX_IDLE_PER_UPSTREAM, self._idle_budget // max(1, len(upstreams))))
+        for upstream in upstreams:
+            upstream.max_idle = share
         self._upstreams = upstreams
         self._rebuild()
 
@@ -111,7 +129,7 @@ class UpstreamPool:
         for u in self._upstreams:
             metrics.UPSTREAM_HEALTHY.labels(u.base_url).set(1 if u.healthy else 0)
 
-    def pick(self, exclude: set[Upstream] | None = None) -> Upstream | None:
+    def pick(self, exclude: set[Upstream[C]] | None = None) -> Upstream[C] | None:
         """The next healthy upstream in round-robin order, skipping `exclude`."""
         healthy = self._healthy
         n = len(healthy)
@@ -122,7 +140,7 @@ class UpstreamPool:
                 return candidate
         return None
 
-    def report_failure(self, upstream: Upstream) -> None:
+    def report_failure(self, upstream: Upstream[C]) -> None:
         upstream.failures += 1
         if upstream.healthy and upstream.failures >= self._eject_after:
             upstream.healthy = False
@@ -130,7 +148,7 @@ class UpstreamPool:
             log.warning("ejected %s", upstream.base_url)
             self._rebuild()
 
-    def report_success(self, upstream: Upstream) -> None:
+    def report_success(self, upstream: Upstream[C]) -> None:
         upstream.failures = 0
 
     async def _discover(self) -> None:
@@ -170,7 +188,7 @@ class UpstreamPool:
         if changed:
             self._rebuild()
 
-    async def _probe(self, session: aiohttp.ClientSession, upstream: Upstream) -> bool:
+    async def _probe(self, session: aiohttp.ClientSession, upstream: Upstream[C]) -> bool:
         try:
             async with session.get(
                 upstream.base_url + HEALTH_PATH, timeout=self._health_timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -16,24 +17,43 @@ import pytest
 from authbench.cluster import PROJECT_ROOT, http_status
 from tests.conftest import free_port_block
 
+ADMIN_OFFSET = 30  # the operator port: block base + 30 (upstreams sit right after base)
+
 
 @dataclass
 class GatewayRig:
     port: int
     upstream_ports: list[int]
     processes: dict[str, subprocess.Popen[bytes]]
+    log: Path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.port + ADMIN_OFFSET}"
 
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+
+def _spawn(
+    argv: list[str], env: dict[str, str], log: Path, nofile: int | None = None
+) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     full.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1", **env)
+
+    def _limit() -> None:  # pragma: no cover - runs in the child before exec
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     with log.open("ab") as out:
         return subprocess.Popen(
-            argv, env=full, cwd=str(PROJECT_ROOT), stdout=out, stderr=subprocess.STDOUT
+            argv,
+            env=full,
+            cwd=str(PROJECT_ROOT),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_limit,
         )
 
 
@@ -47,7 +67,11 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.05)
 
 
-def start_rig(tmp: Path, env: dict[str, str] | None = None, upstreams: int = 2) -> GatewayRig:
+def start_rig(
+    tmp: Path, env: dict[str, str] | None = None, upstreams: int = 2, nofile: int | None = None
+) -> GatewayRig:
+    """Echo upstreams and a gateway in front of them; `nofile` caps the gateway's
+    open-files limit (soft and hard), as a small machine or container would."""
     base = free_port_block()
     ports = [base + 1 + i for i in range(upstreams)]
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -71,15 +95,17 @@ def start_rig(tmp: Path, env: dict[str, str] | None = None, upstreams: int = 2) 
                 "HEALTH_INTERVAL_S": "0.2",
                 "UPSTREAM_TIMEOUT_S": "0.5",
                 "REDIS_URL": "redis://127.0.0.1:1/0",
+                "GATEWAY_ADMIN_PORT": str(base + ADMIN_OFFSET),
                 **(env or {}),
             },
             log,
+            nofile,
         )
         _wait(f"http://127.0.0.1:{base}/readyz", proc, log)
     except BaseException:
         stop_rig(procs)
         raise
-    return GatewayRig(base, ports, procs)
+    return GatewayRig(base, ports, procs, log)
 
 
 def stop_rig(procs: dict[str, subprocess.Popen[bytes]]) -> None:
