@@ -25,6 +25,7 @@ from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier
 def create_app(settings: Settings) -> web.Application:
     app = base_app("auth", client_max_size=settings.max_body_bytes)
     app[state.SETTINGS] = settings
+    app[state.TRUSTED_PROXIES] = settings.trusted_proxy_networks()
     app.add_routes(routes)
     app.cleanup_ctx.append(_resources)
     return app
@@ -51,7 +52,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[state.ISSUER] = TokenIssuer(keyring, settings)
     app[state.SESSIONS] = sessions
     app[state.REVOCATIONS] = revocations
-    app[state.REFRESH_TOKENS] = RefreshTokenStore(store, settings.refresh_ttl_s)
+    app[state.REFRESH_TOKENS] = RefreshTokenStore(
+        store,
+        settings.refresh_ttl_s,
+        settings.refresh_family_absolute_s,
+        settings.jwt_ttl_s + settings.jwt_leeway_s + 1,
+    )
     app[state.THROTTLE] = LoginThrottle(store, settings)
     app[state.USERS] = users
     # Logout accepts either credential; a revoked token cannot log out twice.

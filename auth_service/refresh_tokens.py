@@ -11,37 +11,49 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from dataclasses import dataclass
 
-from authcore.errors import CsrfRejected, InvalidCredential, RevokedCredential
+from authcore.errors import CsrfRejected, ExpiredCredential, InvalidCredential, RevokedCredential
 from authcore.redis_store import Redis, RedisStore
 from authcore.revocation import REVOKED_FAMILY_PREFIX  # shared with the denylist check
 
 TOKEN_PREFIX = "rt:"  # noqa: S105 - a Redis key prefix, not a secret
+# A sorted set per user: family -> its absolute deadline (epoch seconds).
 USER_FAMILIES_PREFIX = "uf:"
 
-# KEYS[1] presented token, KEYS[2] its successor; ARGV[1] ttl, ARGV[2] revoked-family
-# prefix, ARGV[3] hash of the presented CSRF token ('' when none was presented).
-# Answers {status, user, family, csrf}: 1 rotated, 0 unknown, 2 family revoked, 3 reuse,
-# 4 CSRF mismatch (nothing spent). `c` is the CSRF hash of a cookie login ('' otherwise):
-# it passes down the family, and a cookie family is refreshed only with its CSRF token.
+# KEYS[1] presented token, KEYS[2] its successor; ARGV[1] refresh ttl, ARGV[2]
+# revoked-family prefix, ARGV[3] hash of the presented CSRF token ('' when none was
+# presented), ARGV[4] now (epoch seconds), ARGV[5] ttl of a revoked-family marker.
+# Answers {status, user, family, csrf, successor ttl}: 1 rotated, 0 unknown, 2 family
+# revoked, 3 reuse, 4 CSRF mismatch (nothing spent), 5 family past its absolute
+# deadline. `c` is the CSRF hash of a cookie login ('' otherwise): it passes down the
+# family, and a cookie family is refreshed only with its CSRF token. `d` is the family's
+# absolute deadline: it passes down too, and no successor outlives it.
 _ROTATE = """
 local raw = redis.call('GET', KEYS[1])
-if not raw then return {0, '', '', ''} end
+if not raw then return {0, '', '', '', 0} end
 local rec = cjson.decode(raw)
 local csrf = rec.c or ''
-if ARGV[3] ~= csrf then return {4, '', '', ''} end
+if ARGV[3] ~= csrf then return {4, '', '', '', 0} end
 local revoked = ARGV[2] .. rec.f
-if redis.call('EXISTS', revoked) == 1 then return {2, rec.u, rec.f, csrf} end
+if redis.call('EXISTS', revoked) == 1 then return {2, rec.u, rec.f, csrf, 0} end
 if rec.s == 1 then
-  redis.call('SET', revoked, 1, 'EX', ARGV[1])
-  return {3, rec.u, rec.f, csrf}
+  redis.call('SET', revoked, 1, 'EX', ARGV[5])
+  return {3, rec.u, rec.f, csrf, 0}
 end
+rec.d = tonumber(rec.d) or (tonumber(ARGV[4]) + tonumber(ARGV[1]))  -- pre-deadline record
+local left = math.floor(rec.d - tonumber(ARGV[4]))
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return {5, rec.u, rec.f, csrf, 0}
+end
+local ttl = math.min(tonumber(ARGV[1]), left)
 rec.s = 1
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
-local successor = cjson.encode({u = rec.u, f = rec.f, s = 0, c = csrf})
-redis.call('SET', KEYS[2], successor, 'EX', ARGV[1])
-return {1, rec.u, rec.f, csrf}
+local successor = cjson.encode({u = rec.u, f = rec.f, s = 0, c = csrf, d = rec.d})
+redis.call('SET', KEYS[2], successor, 'EX', ttl)
+return {1, rec.u, rec.f, csrf, ttl}
 """
 
 
@@ -55,12 +67,27 @@ class Rotation:
     family: str
     refresh_token: str
     csrf_hash: str | None = None  # set for a cookie login (mode jwt-cookie)
+    expires_in: int = 0  # the successor's lifetime: REFRESH_TTL_S, less near the deadline
 
 
 class RefreshTokenStore:
-    def __init__(self, store: RedisStore, ttl_s: int) -> None:
+    """Families of single-use refresh tokens.
+
+    Every family has an absolute deadline (REFRESH_FAMILY_ABSOLUTE_S from its login,
+    OWASP's absolute timeout, as sessions have): rotation never issues a token that
+    outlives it, so a stolen token cannot be kept alive for ever by rotating it. The
+    user's family index (`uf:<user>`, family -> deadline) lives as long as the newest
+    family can, so "log out everywhere" finds every family that can still rotate."""
+
+    def __init__(
+        self, store: RedisStore, ttl_s: int, family_absolute_s: int, marker_s: int
+    ) -> None:
         self._store = store
         self._ttl_s = ttl_s
+        self._family_absolute_s = family_absolute_s
+        # A revoked-family marker outlives every token of the family: refresh tokens
+        # (REFRESH_TTL_S at most) and the access tokens it issued (marker_s).
+        self._marker_s = max(ttl_s, marker_s)
         self._rotate = store.client.register_script(_ROTATE)
 
     @property
@@ -71,13 +98,18 @@ class RefreshTokenStore:
         """A new family and its first token: (family id, refresh token)."""
         family = secrets.token_urlsafe(12)
         token = secrets.token_urlsafe(32)
-        record = json.dumps({"u": user, "f": family, "s": 0, "c": csrf_hash or ""})
+        now = time.time()
+        deadline = int(now) + self._family_absolute_s
+        record = json.dumps({"u": user, "f": family, "s": 0, "c": csrf_hash or "", "d": deadline})
+        index = USER_FAMILIES_PREFIX + user
 
         async def _start(r: Redis) -> None:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.set(_key(token), record, ex=self._ttl_s)
-                pipe.sadd(USER_FAMILIES_PREFIX + user, family)
-                pipe.expire(USER_FAMILIES_PREFIX + user, self._ttl_s)
+                pipe.zadd(index, {family: deadline})
+                pipe.zremrangebyscore(index, "-inf", now)  # families past their deadline
+                # The newest family has the latest deadline: the index outlives them all.
+                pipe.expire(index, self._family_absolute_s + 1)
                 await pipe.execute()
 
         await self._store.call(_start)
@@ -87,35 +119,42 @@ class RefreshTokenStore:
         """Spend `token` and return its successor; reuse revokes the family. `csrf_hash`
         must be the family's (empty for a family that was not started by a cookie login)."""
         successor = secrets.token_urlsafe(32)
-        status, user, family, csrf = await self._store.call(
+        status, user, family, csrf, ttl = await self._store.call(
             lambda r: self._rotate(
                 keys=[_key(token), _key(successor)],
-                args=[self._ttl_s, REVOKED_FAMILY_PREFIX, csrf_hash],
+                args=[self._ttl_s, REVOKED_FAMILY_PREFIX, csrf_hash, time.time(), self._marker_s],
                 client=r,
             )
         )
         if status == 1:
-            return Rotation(_text(user), _text(family), successor, _text(csrf) or None)
+            return Rotation(_text(user), _text(family), successor, _text(csrf) or None, int(ttl))
         if status == 0:
             raise InvalidCredential("unknown or expired refresh token")
         if status == 4:
             raise CsrfRejected("refresh needs the X-CSRF-Token issued at login")
         if status == 2:
             raise RevokedCredential("refresh token family has been revoked")
+        if status == 5:
+            raise ExpiredCredential("the login reached its absolute lifetime; log in again")
         raise RevokedCredential("refresh token reused: its family is now revoked")
 
     async def revoke_family(self, family: str) -> None:
-        await self._store.call(lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._ttl_s))
+        await self._store.call(
+            lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._marker_s)
+        )
 
     async def revoke_all(self, user: str) -> int:
-        """Revoke every refresh family of `user` (log out everywhere)."""
+        """Revoke every refresh family of `user` that can still rotate (log out
+        everywhere)."""
+        index = USER_FAMILIES_PREFIX + user
 
         async def _revoke_all(r: Redis) -> int:
-            families = await r.smembers(USER_FAMILIES_PREFIX + user)
+            found = await r.zrangebyscore(index, time.time(), "+inf")
+            families = [f for f in found if isinstance(f, bytes | str)]
             async with r.pipeline(transaction=True) as pipe:
                 for family in families:
-                    pipe.set(REVOKED_FAMILY_PREFIX + _text(family), 1, ex=self._ttl_s)
-                pipe.delete(USER_FAMILIES_PREFIX + user)
+                    pipe.set(REVOKED_FAMILY_PREFIX + _text(family), 1, ex=self._marker_s)
+                pipe.delete(index)
                 await pipe.execute()
             return len(families)
 

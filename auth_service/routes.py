@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +17,7 @@ from authcore.credentials import (
     SESSION_ID_PATTERN,
     Principal,
     check_fetch_metadata,
+    checked_csrf_token,
     checked_refresh_token,
     csrf_hash,
     new_csrf_token,
@@ -27,10 +27,9 @@ from authcore.errors import (
     CsrfRejected,
     InvalidField,
     NotFound,
-    UnsupportedMediaType,
     WrongPassword,
 )
-from authcore.http import json_response, read_json_object, string_field
+from authcore.http import client_address, json_response, read_json_object, string_field
 from authcore.tokens import FAMILY_CLAIM
 
 routes = web.RouteTableDef()
@@ -38,42 +37,27 @@ routes = web.RouteTableDef()
 MODES = (MODE_SESSION, MODE_JWT, MODE_JWT_COOKIE)
 
 
-def client_address(request: web.Request) -> str:
-    """The client as the gateway saw it: the last X-Forwarded-For hop, which the gateway
-    appends itself; without the header, the peer address."""
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip()[:64]
-    return request.remote or "unknown"
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The JSON object body; a body declared as anything but JSON is 415. Refusing
-    text/plain and form types also keeps cross-site HTML forms from posting here."""
-    content_type = request.headers.get("Content-Type")
-    if content_type is not None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            raise UnsupportedMediaType()
-    return await read_json_object(request)
+LOGOUT_SCOPES = ("all",)  # absent: this credential only
 
 
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
-    data = await json_body(request)
+    data = await read_json_object(request)
     username = string_field(data, "username", max_length=128)
-    password = string_field(data, "password", max_length=1024)
+    password = string_field(data, "password", max_length=1024, pattern=None)
     mode = data.get("mode", MODE_SESSION)
     if not isinstance(mode, str) or mode not in MODES:
         raise InvalidField("'mode' must be 'session', 'jwt' or 'jwt-cookie'")
 
     app = request.app
-    address = client_address(request)
+    address = client_address(request, app[state.TRUSTED_PROXIES])
     throttle = app[state.THROTTLE]
-    # Redis down: this raises 503 before any password is checked (never fails open).
-    await throttle.check(username, address)
+    # Reserved before verifying: at most LOGIN_MAX_FAILURES guesses per account reach
+    # argon2, however many arrive at once. Redis down: 503 before any password is
+    # checked (never fails open).
+    await throttle.reserve(username, address)
     if not await app[state.USERS].verify(username, password):
-        await throttle.record_failure(username, address)
+        await throttle.record_failure(address)
         metrics.LOGINS.labels(mode, "failure").inc()
         raise WrongPassword()
     await throttle.record_success(username)
@@ -140,7 +124,7 @@ async def refresh(request: web.Request) -> web.Response:
     app = request.app
     settings = app[state.SETTINGS]
     cookie = request.cookies.get(refresh_cookie_name(settings))
-    data = await json_body(request) if request.can_read_body or cookie is None else {}
+    data = await read_json_object(request) if request.can_read_body or cookie is None else {}
     from_cookie = "refresh_token" not in data and cookie is not None
     if from_cookie:
         assert cookie is not None
@@ -149,7 +133,7 @@ async def refresh(request: web.Request) -> web.Response:
         presented = request.headers.get(CSRF_HEADER)
         if presented is None:
             raise CsrfRejected(f"{CSRF_HEADER} is required to refresh from the cookie")
-        expected_csrf = csrf_hash(presented)
+        expected_csrf = csrf_hash(checked_csrf_token(presented))
     else:
         token = checked_refresh_token(string_field(data, "refresh_token", max_length=128))
         expected_csrf = ""
@@ -159,7 +143,9 @@ async def refresh(request: web.Request) -> web.Response:
         response = json_response(
             {"mode": MODE_JWT_COOKIE, "user": rotation.user, "expires_in": access.expires_in}
         )
-        _set_token_cookies(request, response, access.token, rotation.refresh_token)
+        _set_token_cookies(
+            request, response, access.token, rotation.refresh_token, rotation.expires_in
+        )
         return response
     return json_response(
         {
@@ -178,8 +164,12 @@ async def logout(request: web.Request) -> web.Response:
     """End the credential presented; `?scope=all` ends every session and token family
     of the user and, with the denylist, every access token issued to them so far."""
     app = request.app
+    scope = request.query.getall("scope", [])
+    if len(scope) > 1 or (scope and scope[0] not in LOGOUT_SCOPES):
+        # Not a silent single logout: a client asking for something else must know.
+        raise InvalidField("'scope' must be absent (this credential) or 'all'")
     principal = await app[state.CHECKER].authenticate(request)
-    everywhere = request.query.get("scope") == "all"
+    everywhere = scope == ["all"]
     if principal.mode == MODE_SESSION:
         assert principal.session_id is not None
         await app[state.SESSIONS].delete(principal.session_id, principal.user)
@@ -226,9 +216,10 @@ async def rotate_keys(request: web.Request) -> web.Response:
     """Operator endpoint (needs AUTH_ADMIN_TOKEN): a new signing key; retired keys stay
     in the JWKS until the tokens they signed have expired."""
     expected = request.app[state.SETTINGS].admin_token
-    presented = request.headers.get("Authorization", "")
+    # surrogateescape: header bytes that are not UTF-8 compare as themselves, never raise.
+    presented = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     wanted = f"Bearer {expected}".encode()
-    if not expected or not secrets.compare_digest(presented.encode(), wanted):
+    if not expected or not secrets.compare_digest(presented, wanted):
         raise NotFound()  # the endpoint does not exist for anyone without the secret
     keyring = request.app[state.KEYRING]
     new_key = keyring.rotate()
@@ -261,7 +252,11 @@ def _set_cookie(
 
 
 def _set_token_cookies(
-    request: web.Request, response: web.StreamResponse, access_token: str, refresh_token: str
+    request: web.Request,
+    response: web.StreamResponse,
+    access_token: str,
+    refresh_token: str,
+    refresh_max_age: int | None = None,
 ) -> None:
     app = request.app
     settings = app[state.SETTINGS]
@@ -278,7 +273,7 @@ def _set_token_cookies(
         refresh_cookie_name(settings),
         refresh_token,
         path=REFRESH_COOKIE_PATH,
-        max_age=settings.refresh_ttl_s,
+        max_age=refresh_max_age or settings.refresh_ttl_s,
     )
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
-from authcore.config import Settings
+from authcore.config import IPNetwork, Settings
 from authcore.credentials import CredentialChecker
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
@@ -15,6 +15,7 @@ from authcore.sessions import SessionStore
 from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier
 
 SETTINGS = web.AppKey("settings", Settings)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[IPNetwork, ...])
 STORE = web.AppKey("store", RedisStore)
 USERS = web.AppKey("users", UserDirectory)
 SESSIONS = web.AppKey("sessions", SessionStore)

@@ -6,6 +6,7 @@ table (and the test that keeps it honest) is derived from this file, not typed t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from authcore.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DOC = "doc"
 _ENV = "env"
@@ -83,6 +86,12 @@ class Settings:
         "LOGIN_MAX_FAILURES_PER_IP", 50, "Failed logins allowed per client address per window."
     )
     login_window_s: int = _setting("LOGIN_WINDOW_S", 300, "Window of the login failure counters.")
+    trusted_proxies: str = _setting(
+        "TRUSTED_PROXIES",
+        "",
+        "Auth service: comma-separated CIDRs of proxies (the gateway) whose X-Forwarded-For "
+        "names the client for per-address throttling; empty = off, the TCP peer is the client.",
+    )
 
     # --- sessions ---------------------------------------------------------------------
     session_idle_s: int = _setting(
@@ -114,7 +123,14 @@ class Settings:
         "Benchmark token-size axis: characters of a `pad` claim added to every access token "
         "(the token grows by about 4/3 of it); 0 = none.",
     )
-    refresh_ttl_s: int = _setting("REFRESH_TTL_S", 86400, "Refresh-token lifetime.")
+    refresh_ttl_s: int = _setting(
+        "REFRESH_TTL_S", 86400, "Refresh-token lifetime (each rotation's token lives this long)."
+    )
+    refresh_family_absolute_s: int = _setting(
+        "REFRESH_FAMILY_ABSOLUTE_S",
+        604800,
+        "Absolute lifetime of a refresh-token family (a login), however often it rotates.",
+    )
     jwt_revocation: str = _setting(
         "JWT_REVOCATION", "none", "none (stateless) or denylist (replicas check the jti in Redis)."
     )
@@ -198,15 +214,13 @@ class Settings:
     access_log: bool = _setting("ACCESS_LOG", False, "Write an access log line per request.")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from `env` (default: os.environ); `overrides` win over both."""
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: os.environ)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = f.metadata[_ENV]
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-            elif name in env:
+            if name in env:
                 values[f.name] = _parse(name, env[name], type(f.default))
         settings = cls(**values)
         settings.validate()
@@ -231,6 +245,9 @@ class Settings:
             )
         if self.session_absolute_s < self.session_idle_s:
             raise ConfigError("SESSION_ABSOLUTE_S must be >= SESSION_IDLE_S")
+        if self.refresh_family_absolute_s < self.refresh_ttl_s:
+            raise ConfigError("REFRESH_FAMILY_ABSOLUTE_S must be >= REFRESH_TTL_S")
+        self.trusted_proxy_networks()  # a malformed CIDR is refused at start
         for name, value in (
             ("JWT_TTL_S", self.jwt_ttl_s),
             ("SESSION_IDLE_S", self.session_idle_s),
@@ -245,6 +262,17 @@ class Settings:
             raise ConfigError("GATEWAY_MAX_CONNECTIONS and GATEWAY_FD_RESERVE must be >= 0")
         if not 0 <= self.gateway_admin_port <= 65535:
             raise ConfigError("GATEWAY_ADMIN_PORT must be a port number (0 = none)")
+
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """TRUSTED_PROXIES parsed: the peers whose X-Forwarded-For is believed."""
+        networks = []
+        for part in self.trusted_proxies.split(","):
+            if part.strip():
+                try:
+                    networks.append(ipaddress.ip_network(part.strip(), strict=False))
+                except ValueError as err:
+                    raise ConfigError(f"TRUSTED_PROXIES: {part.strip()!r} is no CIDR") from err
+        return tuple(networks)
 
     @property
     def redis_timeout_s(self) -> float:

@@ -106,6 +106,12 @@ def checked_cookie_jwt(raw: str, max_bytes: int) -> str:
     return raw
 
 
+def checked_csrf_token(raw: str) -> str:
+    if OPAQUE_TOKEN_PATTERN.fullmatch(raw) is None:
+        raise CsrfRejected(f"malformed {CSRF_HEADER}")
+    return raw
+
+
 def new_csrf_token() -> tuple[str, str]:
     """A fresh CSRF token and the hash an access token (or refresh record) carries."""
     token = secrets.token_urlsafe(32)
@@ -113,6 +119,7 @@ def new_csrf_token() -> tuple[str, str]:
 
 
 def csrf_hash(token: str) -> str:
+    """SHA-256 (base64url) of a CSRF token that a pattern has already checked."""
     digest = hashlib.sha256(token.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

@@ -101,6 +101,15 @@ class NotFound(AuthbenchError):
 class MethodNotAllowed(AuthbenchError):
     status, code, default_detail = 405, "method_not_allowed", "method not allowed"
 
+    def __init__(self, allow: str = "", detail: str | None = None) -> None:
+        self.allow = allow
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 section 15.5.6: a 405 names the methods the resource does support.
+        return {"Allow": self.allow} if self.allow else {}
+
 
 class RequestTimeout(AuthbenchError):
     status, code, default_detail = 408, "request_timeout", "the request was not sent in time"
@@ -145,6 +154,14 @@ class DependencyUnavailable(AuthbenchError):
 
 class StoreUnavailable(DependencyUnavailable):
     code, default_detail = "redis_unavailable", "the session store (Redis) is unreachable"
+
+
+class StoreBusy(DependencyUnavailable):
+    """Back-pressure, not a failure: every pooled Redis connection stayed busy for the
+    whole queueing time. Redis is up; the breaker is not touched, and DENYLIST_FAIL=open
+    does not apply (a flood must never make revoked tokens pass)."""
+
+    code, default_detail = "redis_busy", "too many requests are waiting for Redis; retry"
 
 
 class UpstreamUnavailable(DependencyUnavailable):

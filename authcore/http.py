@@ -9,6 +9,7 @@ request line that is not HTTP) are answered in JSON too, by `JsonErrorRequestHan
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from authcore import errors, metrics
+from authcore.config import IPNetwork
 
 log = logging.getLogger("authcore.http")
 
@@ -35,8 +37,21 @@ _JSON_HEADERS = {"Cache-Control": "no-store"}
 _dumps = json.dumps
 
 
+# A JSON body's media type: application/json or any +json type, parameters ignored.
+_JSON_MEDIA = re.compile(r"application/(?:[A-Za-z0-9.+-]*\+)?json", re.IGNORECASE)
+# Any character but C0/C1 controls and DEL: what a username or other name may hold.
+_NO_CONTROLS = re.compile(r"[^\x00-\x1f\x7f-\x9f]+")
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413 that says what is wrong with it."""
+    """The request body as a JSON object, or the 4xx that says what is wrong with it.
+
+    The body must be declared JSON: a body with another Content-Type, or none at all, is
+    415. Such a request is what an HTML form or a CORS "simple" request can send
+    cross-site, so refusing it keeps other sites from posting here."""
+    media = request.headers.get("Content-Type", "").split(";", 1)[0].strip()
+    if _JSON_MEDIA.fullmatch(media) is None:
+        raise errors.UnsupportedMediaType()
     body = await request.read()  # bounded by the app's client_max_size (413 beyond)
     try:
         data = json.loads(body)
@@ -47,15 +62,77 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def string_field(data: dict[str, Any], name: str, *, max_length: int = 256) -> str:
+def checked_text(
+    value: str, what: str, *, max_length: int, pattern: re.Pattern[str] | None = None
+) -> str:
+    """`value` if it is 1..max_length characters of encodable text matching `pattern`.
+
+    Every string a client sends passes here (or a credential parser whose pattern admits
+    ASCII only) before it reaches Redis, a hash or a log line. JSON can carry lone
+    surrogates ("\\ud800") and aiohttp decodes non-UTF-8 header bytes to them
+    (surrogateescape); neither encodes to UTF-8, so either would raise deep inside the
+    Redis client or hashlib (a 500) if it got that far."""
+    if not value or len(value) > max_length:
+        raise errors.InvalidField(f"{what} must be 1 to {max_length} characters")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as err:
+            raise errors.InvalidField(f"{what} is not valid UTF-8 text") from err
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise errors.InvalidField(f"{what} is malformed")
+    return value
+
+
+def string_field(
+    data: dict[str, Any],
+    name: str,
+    *,
+    max_length: int = 256,
+    pattern: re.Pattern[str] | None = _NO_CONTROLS,
+) -> str:
+    """A required string field of a JSON body, checked by `checked_text`. By default it
+    may hold no control characters; `pattern=None` admits any text (passwords)."""
     value = data.get(name)
     if value is None:
         raise errors.InvalidField(f"'{name}' is required")
     if not isinstance(value, str):
         raise errors.InvalidField(f"'{name}' must be a string")
-    if not value or len(value) > max_length:
-        raise errors.InvalidField(f"'{name}' must be 1 to {max_length} characters")
-    return value
+    return checked_text(value, f"'{name}'", max_length=max_length, pattern=pattern)
+
+
+def client_address(request: web.BaseRequest, trusted: tuple[IPNetwork, ...]) -> str:
+    """The client's address, for per-address throttling (TRUSTED_PROXIES).
+
+    The TCP peer is the client unless it is a trusted proxy (the gateway); then
+    X-Forwarded-For is read from the right, each hop a proxy appended, and the first hop
+    that is not itself a trusted proxy is the client. Hops further left were written by
+    the client and prove nothing. A hop that is no IP address ends the walk at the last
+    good one, so the answer is always a canonical address (never client text)."""
+    peer = request.remote or ""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return "unknown"  # a Unix socket: no address to throttle by
+    if not trusted or not _in_any(address, trusted):
+        return str(address)
+    hops = [
+        hop for value in request.headers.getall("X-Forwarded-For", ()) for hop in value.split(",")
+    ]
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            break
+        if not _in_any(address, trusted):
+            break
+    return str(address)
+
+
+def _in_any(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[IPNetwork, ...]
+) -> bool:
+    return any(address in network for network in networks)
 
 
 def error_body(code: str, detail: str) -> bytes:
@@ -115,6 +192,8 @@ async def error_middleware(
         mapped = kind() if kind else errors.AuthbenchError(exc.reason)
         if kind is None:
             mapped.status, mapped.code = exc.status, exc.reason.lower().replace(" ", "_")
+        if isinstance(mapped, errors.MethodNotAllowed):
+            mapped.allow = exc.headers.get("Allow", "")  # aiohttp's router knows them
         return error_response(mapped)
     except (asyncio.CancelledError, ConnectionResetError):
         status = 499  # client went away: nothing to answer

@@ -30,11 +30,20 @@ REDIS_FAILURES = Counter(
     "authbench_redis_failures_total", "Redis calls that failed or were refused by the breaker.",
     ["reason"],
 )  # fmt: skip
+REDIS_QUEUE_TIMEOUTS = Counter(
+    "authbench_redis_queue_timeouts_total",
+    "Redis calls refused with 503 redis_busy: no pooled connection came free in time "
+    "(back-pressure; never counted as a Redis failure).",
+)
 REDIS_BREAKER_OPEN = Gauge(
     "authbench_redis_breaker_open", "1 while the Redis circuit breaker fails calls fast."
 )
 LOGINS = Counter(
     "authbench_logins_total", "Login attempts by mode and outcome.", ["mode", "outcome"]
+)
+PASSWORD_VERIFICATIONS = Counter(
+    "authbench_auth_password_verifications_total",
+    "argon2id verifications done for logins (each login that is not throttled costs one).",
 )
 SEEDED_USERS = Gauge(
     "authbench_auth_seeded_users", "Benchmark users whose argon2id hash is made so far."

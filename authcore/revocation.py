@@ -39,9 +39,6 @@ class RevocationList:
         now = f"{time.time():.3f}"
         await self._store.call(lambda r: r.set(REVOKED_BEFORE_PREFIX + user, now, ex=ttl))
 
-    async def is_revoked(self, jti: str) -> bool:
-        return bool(await self._store.call(lambda r: r.exists(DENYLIST_PREFIX + jti)))
-
     async def is_token_revoked(self, claims: dict[str, Any], family_claim: str) -> bool:
         """Whether a verified token is revoked by any of the three entries: one MGET."""
         keys = [DENYLIST_PREFIX + claims["jti"], REVOKED_BEFORE_PREFIX + claims["sub"]]

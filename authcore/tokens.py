@@ -5,7 +5,8 @@ The rules follow RFC 8725 (JWT best current practices) and RFC 9068 (JWT access 
   `kid` names, so `alg: none` and HS/RS key confusion cannot pass;
 - the header must say `typ: at+jwt`, so no other kind of JWT is accepted as an access token;
 - `iss`, `aud`, `sub`, `exp`, `nbf`, `iat` and `jti` are required and checked, with a small
-  leeway for clock skew; tokens longer than JWT_MAX_BYTES are refused before parsing;
+  leeway for clock skew; dates must be numbers in range, `sub` and `jti` non-empty text;
+  tokens longer than JWT_MAX_BYTES are refused before parsing;
 - the verifier never fetches keys named by the token (`jku`, `x5u`, `jwk` are ignored):
   keys come only from the auth service's JWKS.
 """
@@ -249,9 +250,47 @@ class TokenVerifier:
             raise ExpiredCredential("token has expired") from err
         except jwt.PyJWTError as err:
             raise InvalidCredential(_reason(err)) from err
-        if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
-            raise InvalidCredential("sub and jti must be strings")
+        _check_claim_types(claims)
         return claims
+
+
+# NumericDate (RFC 7519 section 2) bounds: from the epoch to 2**35 s (the year 3058).
+# PyJWT accepts "123" as a date (it calls int()) and any magnitude; a value out of this
+# range or of another type is refused here, before it reaches float() or a Redis TTL.
+_MAX_NUMERIC_DATE = 2**35
+_MAX_SUB_LENGTH = 256
+_MAX_ID_LENGTH = 128
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """One check per claim the services use after verification: each must have the type
+    and shape they assume, as text that encodes (a lone surrogate in a signed `sub` would
+    otherwise fail inside the Redis client, a 500)."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value < _MAX_NUMERIC_DATE  # also refuses NaN
+        ):
+            raise InvalidCredential(f"{name} must be a number of seconds since the epoch")
+    _check_text_claim(claims, "sub", _MAX_SUB_LENGTH, required=True)
+    _check_text_claim(claims, "jti", _MAX_ID_LENGTH, required=True)
+    _check_text_claim(claims, FAMILY_CLAIM, _MAX_ID_LENGTH, required=False)
+    _check_text_claim(claims, CSRF_CLAIM, _MAX_ID_LENGTH, required=False)
+
+
+def _check_text_claim(claims: dict[str, Any], name: str, max_length: int, required: bool) -> None:
+    value = claims.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        raise InvalidCredential(f"{name} must be a string of 1 to {max_length} characters")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as err:
+            raise InvalidCredential(f"{name} is not valid text") from err
 
 
 def _reason(err: jwt.PyJWTError) -> str:

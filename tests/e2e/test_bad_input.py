@@ -57,9 +57,17 @@ def test_bad_login_bodies(shared_cluster: LocalCluster, body: bytes, code: str) 
 
 
 def test_bad_refresh_bodies(shared_cluster: LocalCluster) -> None:
+    json_type = {"Content-Type": "application/json"}
     for body in (b"", b"{}", b'{"refresh_token": 12}', b'{"refresh_token": ""}'):
-        answer = request(shared_cluster.gateway_url, "POST", "/auth/refresh", body=body)
+        answer = request(
+            shared_cluster.gateway_url, "POST", "/auth/refresh", body=body, headers=json_type
+        )
         assert_json_error(answer.status, answer.body, 400)
+    # A body that does not say it is JSON is refused, as README promises (a CORS "simple"
+    # request could send it cross-site).
+    for body in (b"", b'{"refresh_token": "x"}'):
+        answer = request(shared_cluster.gateway_url, "POST", "/auth/refresh", body=body)
+        assert_json_error(answer.status, answer.body, 415, "unsupported_media_type")
 
 
 def _b64(data: bytes) -> str:

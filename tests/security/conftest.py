@@ -122,6 +122,9 @@ def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watche
         2,
         {
             "JWT_REVOCATION": "denylist",
+            # The gateway's X-Forwarded-For is believed, so it is parsed (and must never
+            # fail on what a client put in it).
+            "TRUSTED_PROXIES": "127.0.0.0/8",
             "LOGIN_MAX_FAILURES": "10000",
             "LOGIN_MAX_FAILURES_PER_IP": "10000",
         },

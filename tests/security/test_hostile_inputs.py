@@ -99,7 +99,11 @@ class Material:
 def hs_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedCluster]:
     """HS256 with a secret the suite knows: tokens with bad claims, correctly signed."""
     watched = start_watched(
-        tmp_path_factory.mktemp("hs256"), 1, {"JWT_ALG": "HS256", "JWT_HS256_SECRET": HS_SECRET}
+        tmp_path_factory.mktemp("hs256"),
+        1,
+        # The denylist on: a signed claim then also reaches Redis (one MGET), where text
+        # that does not encode used to fail as a 500.
+        {"JWT_ALG": "HS256", "JWT_HS256_SECRET": HS_SECRET, "JWT_REVOCATION": "denylist"},
     )
     yield watched
     stop_and_scan(watched)
@@ -170,6 +174,24 @@ def raw(payload: bytes | Callable[[Material], bytes]) -> Send:
         data = payload(m) if callable(payload) else payload
         answer = rawhttp.send(m.port, data)
         assert answer is not None, "the gateway closed the connection without an answer"
+        return Answer(answer.status, answer.headers, answer.body)
+
+    return _send
+
+
+def auth_direct(
+    path: str, headers: Callable[[Material], dict[str, bytes]], body: bytes = b""
+) -> Send:
+    """A POST straight to the auth service's port (no gateway to tidy the headers up)."""
+
+    def _send(m: Material) -> Answer:
+        port = int(urlsplit(m.main.cluster.auth_url).port or 0)
+        lines = [f"POST {path} HTTP/1.1".encode(), b"Host: x", b"Connection: close"]
+        lines += [k.encode() + b": " + v for k, v in headers(m).items()]
+        lines.append(b"Content-Length: %d" % len(body))
+        payload = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        answer = rawhttp.send(port, payload)
+        assert answer is not None, "the auth service closed the connection without an answer"
         return Answer(answer.status, answer.headers, answer.body)
 
     return _send
@@ -319,8 +341,18 @@ CASES = [
          post(LOGIN, {"username": "nobody", "password": "password1"})),
     Case("login-wrong-password", 401, "invalid_login",
          post(LOGIN, {"username": "user1", "password": "password2"})),
-    Case("login-nul-in-username", 401, "invalid_login",
+    Case("login-nul-in-username", 400, "invalid_field",
          post(LOGIN, {"username": "user1\u0000", "password": "password1"})),
+    Case("login-lone-surrogate-in-username", 400, "invalid_field",
+         post(LOGIN, {"username": "user1\ud800", "password": "password1"})),
+    Case("login-lone-surrogate-in-password", 400, "invalid_field",
+         post(LOGIN, {"username": "user1", "password": "password1\udfff"})),
+    Case("login-no-content-type", 415, "unsupported_media_type",
+         post(LOGIN, json.dumps(GOOD_LOGIN), content_type=None)),
+    Case("login-not-utf8-forwarded-for-to-the-auth-port", 401, "invalid_login",
+         auth_direct(LOGIN, lambda m: {"X-Forwarded-For": b"\xff\xfe",
+                                       "Content-Type": b"application/json"},
+                     json.dumps({**GOOD_LOGIN, "password": "wrong"}).encode())),
     Case("login-get", 405, "method_not_allowed", lambda m: request(m.url, "GET", LOGIN)),
     # --- refresh -----------------------------------------------------------------------
     Case("refresh-reused-token", 401, "revoked_credential", reused_refresh),
@@ -339,6 +371,11 @@ CASES = [
     Case("refresh-cookie-wrong-csrf", 403, "csrf_rejected",
          post("/auth/refresh", None,
               lambda m: {"Cookie": f"rt={m.refresh_cookie}", "X-CSRF-Token": "B" * 43}, None)),
+    Case("refresh-cookie-csrf-not-utf8", 403, "csrf_rejected",
+         auth_direct("/auth/refresh", lambda m: {"Cookie": f"rt={m.refresh_cookie}".encode(),
+                                                 "X-CSRF-Token": b"\xff" * 43})),
+    Case("refresh-no-content-type", 415, "unsupported_media_type",
+         post("/auth/refresh", '{"refresh_token": "x"}', content_type=None)),
     Case("refresh-text-plain", 415, "unsupported_media_type",
          post("/auth/refresh", '{"refresh_token": "x"}', content_type="text/plain")),
     # --- logout ------------------------------------------------------------------------
@@ -352,6 +389,16 @@ CASES = [
     Case("logout-session-cross-site", 403, "csrf_rejected",
          post("/auth/logout", None,
               lambda m: {"Cookie": f"sid={m.session}", "Sec-Fetch-Site": "cross-site"}, None)),
+    Case("logout-scope-in-capitals", 400, "invalid_field",
+         post("/auth/logout?scope=ALL", None, lambda m: {"Cookie": f"sid={m.session}"}, None)),
+    Case("logout-unknown-scope", 400, "invalid_field",
+         post("/auth/logout?scope=everywhere", None, lambda m: {"Cookie": f"sid={m.session}"},
+              None)),
+    Case("logout-two-scopes", 400, "invalid_field",
+         post("/auth/logout?scope=all&scope=x", None, lambda m: {"Cookie": f"sid={m.session}"},
+              None)),
+    Case("logout-admin-secret-not-utf8", 404, "not_found",
+         auth_direct("/auth/admin/rotate-keys", lambda m: {"Authorization": b"Bearer \xff"})),
     # --- cookies -----------------------------------------------------------------------
     Case("cookie-fixed-session-id", 401, "invalid_credential",
          me(lambda m: {"Cookie": "sid=" + "F" * 43})),
@@ -432,6 +479,22 @@ CASES = [
          hs_bearer(lambda m: m.signed_hs(m.good_claims(jti=None)))),
     Case("claims-sub-not-a-string", 401, "invalid_credential",
          hs_bearer(lambda m: m.signed_hs(m.good_claims(sub=42)))),
+    Case("claims-empty-sub", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(sub="")))),
+    Case("claims-exp-a-string", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(exp=str(int(time.time()) + 300))))),
+    Case("claims-nbf-a-bool", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(nbf=True)))),
+    Case("claims-lone-surrogate-in-sub", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(sub="user1\ud800")))),
+    Case("claims-lone-surrogate-in-jti", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(jti="\udc80" * 22)))),
+    Case("claims-iat-out-of-range", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(iat=-(10**400))))),
+    Case("claims-exp-out-of-range", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(exp=10**400)))),
+    Case("claims-family-not-a-string", 401, "invalid_credential",
+         hs_bearer(lambda m: m.signed_hs(m.good_claims(fam=["x"])))),
     Case("claims-hs256-token-with-another-secret", 401, "invalid_credential",
          hs_bearer(lambda m: jwt.encode(m.good_claims(), "x" * 48, "HS256",
                                         headers={"kid": m.hs_kid, "typ": "at+jwt"}))),
