@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from authbench.cluster import http_status
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, NotSupported
+from authbench.targets.base import Deployment, DeploymentError
 
 DEFAULT_PROJECT = "authbench"
 REDIS_SERVICE = "redis"
@@ -362,11 +362,6 @@ class ComposeTarget(Deployment):
     def redis_info(self) -> dict[str, str]:
         """`INFO all` as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""
         return parse_redis_info(self.redis_cli("INFO", "all"))
-
-    def slow_redis(self, delay_ms: float) -> None:
-        raise NotSupported(
-            self.target, "slow_redis", "the delay proxy would have to sit in the compose network"
-        )
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time each component has used so far (cgroup accounting): redis, auth,

@@ -1,23 +1,20 @@
 """ChaosLoad: steady Locust load of every mode, in a subprocess, recording each request.
 
-Locust runs headless from loadtests/chaos_locustfile.py in its own process (gevent must
-not share a process with the asyncio services or this orchestrator). Its run time is a
-safety cap: the scenario stops it with SIGTERM once the measurement is over, which Locust
-handles gracefully (its test_stop hook closes the records CSV).
+Locust runs headless from loadtests/chaos_locustfile.py through the one Locust runner
+(authbench.bench.locust_runner), in its own process (gevent must not share a process with
+the asyncio services or this orchestrator). Its run time is a safety cap: the scenario
+stops it with SIGTERM once the measurement is over, which Locust handles gracefully (its
+test_stop hook closes the records CSV).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from authbench import modes
-from authbench.cluster import PROJECT_ROOT
+from authbench.bench import locust_runner
+from authbench.process import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "chaos_locustfile.py"
 
@@ -43,63 +40,46 @@ class ChaosLoad:
         """`hosts`: the gateway URL of each mode to load (mode key -> URL)."""
         self.records_path = out_dir / "requests.csv"
         self._ready = out_dir / ".locust-ready"
-        self._log_path = out_dir / "locust.log"
-        self._hosts = hosts
-        self._shape = shape
-        self._cap_s = cap_s
-        self._process: subprocess.Popen[bytes] | None = None
+        users = shape.users_per_mode * len(hosts)
+        self._job = locust_runner.LocustJob(
+            host=None,  # each user class aims at its own mode's gateway (CHAOS_HOST_*)
+            user_classes=tuple(modes.get(mode).chaos_user.name for mode in hosts),
+            out_dir=out_dir,
+            locustfile=LOCUSTFILE,
+            users=users,
+            spawn_rate=users,
+            run_time_s=int(cap_s),
+            # The benchmark users' options: constant arrival (pacing), reads only, each
+            # user on an account of its own.
+            pacing_s=round(1 / shape.user_rps, 4),
+            accounts=users,
+            relogin_prob=0.0,
+            refresh_prob=0.0,
+            env={
+                "CHAOS_RECORDS": str(self.records_path),
+                "CHAOS_READY_FILE": str(self._ready),
+                "CHAOS_USERS_PER_MODE": str(shape.users_per_mode),
+                "CHAOS_CLIENT_TIMEOUT_S": str(shape.client_timeout_s),
+                **{f"CHAOS_HOST_{modes.get(mode).env_name}": url for mode, url in hosts.items()},
+            },
+            html=False,
+            csv=False,
+            stop_timeout_s=2.0,
+            loglevel="WARNING",
+        )
+        self._process: locust_runner.LocustProcess | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start Locust and return once every user has been spawned."""
-        shape = self._shape
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env.update(
-            PYTHONPATH=str(PROJECT_ROOT),
-            CHAOS_RECORDS=str(self.records_path),
-            CHAOS_READY_FILE=str(self._ready),
-            CHAOS_USERS_PER_MODE=str(shape.users_per_mode),
-            CHAOS_CLIENT_TIMEOUT_S=str(shape.client_timeout_s),
-        )
-        for mode, url in self._hosts.items():
-            env[f"CHAOS_HOST_{modes.get(mode).env_name}"] = url
-        users = shape.users_per_mode * len(self._hosts)
-        argv = [
-            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "--users", str(users), "--spawn-rate", str(users),
-            "--run-time", f"{int(self._cap_s)}s", "--stop-timeout", "2",
-            "--only-summary", "--loglevel", "WARNING",
-            # The benchmark users' options: constant arrival (pacing), reads only, each
-            # user on an account of its own.
-            "--pacing", f"{1 / shape.user_rps:.4f}", "--relogin-prob", "0",
-            "--refresh-prob", "0", "--accounts", str(users),
-            *(modes.get(mode).chaos_user.name for mode in self._hosts),
-        ]  # fmt: skip
         self._ready.unlink(missing_ok=True)
-        with self._log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=str(PROJECT_ROOT),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while not self._ready.exists():
-            if self._process.poll() is not None:
-                raise LoadError(f"locust exited at start; see {self._log_path}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LoadError(f"locust did not spawn its users in time; see {self._log_path}")
-            time.sleep(0.1)
+        self._process = locust_runner.start(self._job)
+        if not self._process.wait_file(self._ready, timeout_s):
+            log = self._process.outputs.log
+            if not self._process.alive():
+                raise LoadError(f"locust exited at start; see {log}")
+            self.stop()
+            raise LoadError(f"locust did not spawn its users in time; see {log}")
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self._process is not None:
+            self._process.stop(grace_s=timeout_s)

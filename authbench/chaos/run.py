@@ -25,10 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from authbench.chaos import report
-from authbench.chaos.scenarios import ChaosOptions, Scenario, ScenarioResult, run_scenario
-from authbench.chaos.targets import FaultTarget
+from authbench.chaos.scenarios import (
+    ChaosOptions,
+    Scenario,
+    ScenarioResult,
+    modes_served,
+    run_scenario,
+)
 from authbench.modes import CHAOS_MODES
 from authbench.provenance import run_head
+from authbench.targets.base import Deployment
 from authcore.config import documented_settings
 
 Progress = Callable[[str], None]
@@ -77,7 +83,7 @@ def run_chaos(
     results_root: Path,
     run_id: str | None = None,
     say: Progress = print,
-    target: FaultTarget | None = None,
+    target: Deployment | None = None,
 ) -> Path:
     """Run the scenarios one after another; returns the results directory.
 
@@ -87,10 +93,12 @@ def run_chaos(
     run_id = run_id or "chaos-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = results_root / run_id
     out.mkdir(parents=True, exist_ok=False)
-    manifest = build_manifest(run_id, options, scenarios, "local" if target is None else "compose")
+    manifest = build_manifest(
+        run_id, options, scenarios, "local" if target is None else target.target
+    )
     if target is not None:
-        manifest["settings"]["modes"] = {m.key: {"label": m.label} for m in target.modes}
-        manifest["settings"]["compose_persistence"] = target.persistence
+        manifest["settings"]["modes"] = {m.key: {"label": m.label} for m, _ in modes_served(target)}
+        manifest["settings"]["redis_persistence"] = target.redis_persistence
     _write_json(out / "manifest.json", manifest)
     started = time.monotonic()
     eta = estimated_seconds(options, scenarios)

@@ -1,9 +1,12 @@
 """The chaos scenarios: one fault each, injected at a known moment under steady load.
 
-Every scenario runs the same script, locally on a fresh ChaosCluster (so no scenario
-inherits the previous one's Redis) or on the running compose stack (authbench.chaos.targets):
+Every scenario runs the same script on a Deployment (authbench.targets.base): locally a
+fresh ChaosCluster per scenario (so no scenario inherits the previous one's Redis), or any
+given deployment (the running compose stack) for every scenario in turn. The modes loaded
+are those the deployment serves: a mode is served by a group (gateway and replicas) whose
+settings are the mode's (authbench.modes: `Mode.served_by`), preferably its chaos group.
 
-1. start the cluster (and, for `slow`, the delay proxy in front of Redis);
+1. start the deployment (for `slow`, with the delay proxy in front of Redis);
 2. start the load (every mode at once) and measure the revocation window of each mode;
 3. plant credentials to check for losses later, and wait until the warm-up is over and at
    least `aof_margin_s` (> 1 s) has passed since the last acknowledgement: AOF with
@@ -17,17 +20,21 @@ inherits the previous one's Redis) or on the running compose stack (authbench.ch
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from authbench.chaos import probes, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
-from authbench.chaos.targets import FaultTarget, LocalChaosTarget
-from authbench.modes import CHAOS_MODES, Login
+from authbench.chaos.topology import ChaosCluster
+from authbench.modes import CHAOS_MODES, Login, Mode
+from authbench.targets.base import Deployment, Group
 
 Progress = Callable[[str], None]
 
@@ -118,43 +125,107 @@ class ScenarioResult:
         }
 
 
+# What each fault asks of the deployment (Deployment's fault operations).
+FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
+    "kill": ("kill_redis", "start_redis"),
+    "restart": ("kill_redis", "start_redis"),
+    "pause": ("pause_redis", "resume_redis", "wait_redis"),
+    "slow": ("slow_redis",),
+}
+
+
+def modes_served(deployment: Deployment) -> list[tuple[Mode, Group]]:
+    """Each chaos mode the deployment serves, with the group serving it (registry order)."""
+    groups = deployment.groups()
+    served = []
+    for mode in CHAOS_MODES:
+        fitting = [g for g in groups if mode.served_by(g.settings)]
+        if fitting:
+            group = next((g for g in fitting if g.name == mode.chaos_group), fitting[0])
+            served.append((mode, group))
+    return served
+
+
+def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
+    """Why `scenario` cannot run on a given (already running) deployment; None if it can."""
+    missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
+    if missing:
+        return f"target {deployment.target} cannot {', '.join(missing)}"
+    if scenario.fault == "restart" and scenario.persistence != deployment.redis_persistence:
+        return (
+            f"its Redis persistence is {deployment.redis_persistence}; {scenario.name} needs "
+            f"{scenario.persistence}"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> Iterator[Deployment]:
+    """A new local ChaosCluster for one scenario, in a temporary folder removed after it
+    (the delay proxy's log is kept with the scenario's results)."""
+    workdir = Path(tempfile.mkdtemp(prefix="authbench-chaos-"))
+    cluster = ChaosCluster(
+        replicas=options.replicas,
+        workdir=workdir,
+        redis_persistence=scenario.persistence,
+        settings_env={"AUTH_SEED_USERS": str(options.seed_users)},
+        redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        with contextlib.suppress(OSError):
+            shutil.copy(workdir / "logs" / "proxy.log", out_dir / "proxy.log")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def run_scenario(
     scenario: Scenario,
     options: ChaosOptions,
     out_dir: Path,
     say: Progress,
-    target: FaultTarget | None = None,
+    target: Deployment | None = None,
 ) -> ScenarioResult:
     """Run one scenario; raw and derived data go to `out_dir`.
 
     Without `target`, a fresh local ChaosCluster is started for the scenario (and stopped
-    after); a given target (the compose stack) must already be running and stays running.
+    after); a given target (the compose stack) is attached to, and stays running.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if target is None:
+            target = stack.enter_context(fresh_cluster(scenario, options, out_dir))
+        return _run_scenario(scenario, options, out_dir, say, target)
+
+
+def _run_scenario(
+    scenario: Scenario,
+    options: ChaosOptions,
+    out_dir: Path,
+    say: Progress,
+    target: Deployment,
+) -> ScenarioResult:
     timing = options.timing
-    if target is None:
-        target = LocalChaosTarget(
-            options.replicas,
-            scenario.persistence,
-            options.seed_users,
-            timing.slow_ms if scenario.fault == "slow" else None,
-            out_dir,
-        )
-    modes = target.modes
     load: ChaosLoad | None = None
     # The load may run past its cap only if this script hangs; then Locust stops itself.
     cap_s = 60 + timing.warmup_s + timing.outage_s + timing.after_s + 4 * timing.aof_margin_s
     events: dict[str, float] = {}
     try:
         started = time.monotonic()
-        what = target.start()
-        say(f"{what} up in {time.monotonic() - started:.1f} s")
-        session_gateway = target.gateway_for(next(m for m in modes if m.login is Login.SESSION))
+        target.start()
+        say(f"{target.describe()} up in {time.monotonic() - started:.1f} s")
+        served = modes_served(target)
+        modes = [mode for mode, _group in served]
+        group_of = {mode.key: group for mode, group in served}
+
+        def gateway_for(mode: Mode) -> str:
+            return group_of[mode.key].gateway_url
+
+        session_gateway = gateway_for(next(m for m in modes if m.login is Login.SESSION))
         waited = probes.wait_for_logins(session_gateway, options.seed_users - 1)
         say(f"logins accepted after {waited:.1f} s (password hashes seeded)")
-        load = ChaosLoad(
-            {m.key: target.gateway_for(m) for m in modes}, options.shape, out_dir, cap_s
-        )
+        load = ChaosLoad({m.key: gateway_for(m) for m in modes}, options.shape, out_dir, cap_s)
         load.start()
         events["load_started"] = time.time()
         say(f"load running: {options.shape.users_per_mode} users per mode")
@@ -162,11 +233,10 @@ def run_scenario(
         account = options.shape.accounts
         revocation = []
         for mode in modes:
-            gateway = target.gateway_for(mode)
             revocation.append(
                 probes.revocation_window(
-                    gateway,
-                    target.replicas_for(mode),
+                    gateway_for(mode),
+                    list(group_of[mode.key].replica_urls) or None,  # None: via the gateway
                     mode,
                     account,
                     timing.revocation_observe_s,
@@ -178,8 +248,8 @@ def run_scenario(
         denylist = next((m for m in modes if m.login is Login.JWT and m.store_on_read), None)
         gateways = probes.Gateways(
             session=session_gateway,
-            jwt=target.gateway_for(next(m for m in modes if m.login is Login.JWT)),
-            denylist=target.gateway_for(denylist) if denylist is not None else None,
+            jwt=gateway_for(next(m for m in modes if m.login is Login.JWT)),
+            denylist=gateway_for(denylist) if denylist is not None else None,
         )
         planted = probes.plant(gateways, account, options.planted_each)
         events["last_acknowledged"] = planted.acknowledged_at
@@ -213,7 +283,7 @@ def run_scenario(
 
 def _inject(
     scenario: Scenario,
-    target: FaultTarget,
+    target: Deployment,
     timing: Timing,
     events: dict[str, float],
     say: Progress,
@@ -234,11 +304,11 @@ def _inject(
         target.resume_redis()
         target.wait_redis()
     elif scenario.fault == "slow":
-        target.slow_redis(True)
+        target.slow_redis(timing.slow_ms)
         say(f"fault: {timing.slow_ms:g} ms added each way on the Redis link")
         _sleep_until(fault_at + timing.outage_s)
         restore_at = time.time()
-        target.slow_redis(False)
+        target.slow_redis(0)
     else:  # pragma: no cover - SCENARIOS is closed
         raise ValueError(scenario.fault)
     back_at = time.time()

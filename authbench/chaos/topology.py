@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from authbench.cluster import Child, LocalCluster, Ports, free_port_base
-from authbench.modes import CHAOS_MODES, Mode
+from authbench.cluster import Child, LocalCluster, Ports
+from authbench.modes import CHAOS_MODES
+from authbench.process import free_port_block
 
-BLOCK = 50  # ports of one chaos cluster, laid out below
 MAX_REPLICAS = 10
 MAIN_GROUP = "main"  # the group LocalCluster itself runs
 
@@ -51,14 +51,18 @@ GROUP_ENV: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class ChaosPorts:
-    """The port layout of a block starting at `base` (see BLOCK)."""
+    """The port layout of a block (authbench.process.PORT_BLOCK ports) from `base`."""
 
     base: int
 
     @property
     def cluster(self) -> Ports:
         return Ports(
-            gateway=self.base, auth=self.base + 1, resource_base=self.base + 10, redis=self.base + 2
+            gateway=self.base,
+            auth=self.base + 1,
+            resource_base=self.base + 10,
+            redis=self.base + 2,
+            redis_proxy=self.proxy,
         )
 
     @property
@@ -76,12 +80,11 @@ class ChaosPorts:
 class ChaosCluster(LocalCluster):
     """LocalCluster (the main group, denylist closed) plus the stateless and open groups.
 
-    With `via_proxy`, every service reaches Redis through the delay proxy's port instead
-    of Redis's own (the slow scenario); the proxy itself is started by the scenario.
+    With `redis_delay_ms` (LocalCluster's), every service of every group reaches Redis
+    through the delay proxy (the slow scenario).
     """
 
-    chaos_ports: ChaosPorts = field(default_factory=lambda: ChaosPorts(free_port_base(BLOCK)))
-    via_proxy: bool = False
+    chaos_ports: ChaosPorts = field(default_factory=lambda: ChaosPorts(free_port_block()))
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= MAX_REPLICAS:
@@ -89,26 +92,11 @@ class ChaosCluster(LocalCluster):
         self.ports = self.chaos_ports.cluster
         self.settings_env = {**self.settings_env, **GROUP_SETTINGS[MAIN_GROUP]}
 
-    @property
-    def services_redis_url(self) -> str:
-        if self.via_proxy:
-            return f"redis://127.0.0.1:{self.chaos_ports.proxy}/0"
-        return self.redis_url
-
-    def group_gateway_url(self, group: str) -> str:
-        if group == MAIN_GROUP:
-            return self.gateway_url
-        index = list(GROUP_ENV).index(group)
-        return f"http://127.0.0.1:{self.chaos_ports.group_gateway(index)}"
-
     def group_replica_urls(self, group: str) -> list[str]:
         if group == MAIN_GROUP:
             return self.replica_urls()
         base = self.chaos_ports.group_resource_base(list(GROUP_ENV).index(group))
         return [f"http://127.0.0.1:{base + i}" for i in range(self.replicas)]
-
-    def mode_gateway_url(self, mode: Mode) -> str:
-        return self.group_gateway_url(mode.chaos_group)
 
     def plan(self) -> list[Child]:
         children = super().plan()
@@ -132,6 +120,4 @@ class ChaosCluster(LocalCluster):
                     {**env, "RESOURCE_URLS": ",".join(urls)},
                 )
             )
-        for child in children:
-            child.env["REDIS_URL"] = self.services_redis_url
         return children

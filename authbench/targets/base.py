@@ -27,8 +27,9 @@ What an implementation provides:
   far per component: redis, auth, gateway, resource-N, ...), `metrics_pages()` (each
   replica's /metrics text).
 
-What a target cannot do raises `NotSupported` naming the target and the operation (an
-external deployment, measured by URL only, has no faults). The store behind it is
+What a target cannot do it leaves to the base class, which raises `NotSupported` naming
+the target and the operation (an external deployment, measured by URL only, has no
+faults); `supports(operation)` asks beforehand. The store behind it is
 described by `store` (a `StoreTopology`): today always a single Redis; Sentinel,
 Redis Cluster and read replicas are the planned topologies, each a value here plus what
 the implementations start for it.
@@ -158,6 +159,12 @@ class Deployment(ABC):
 
     def scale(self, replicas: int) -> None:
         raise NotSupported(self.target, "scale")
+
+    def supports(self, operation: str) -> bool:
+        """Whether this target implements `operation` (e.g. "slow_redis", "scale"), so a
+        command can skip what it cannot do before starting, instead of failing midway."""
+        mine = getattr(type(self), operation, None)
+        return mine is not None and mine is not getattr(Deployment, operation, None)
 
     # --- Redis faults -------------------------------------------------------------------
     def kill_redis(self) -> None:

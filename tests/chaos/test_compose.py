@@ -16,8 +16,7 @@ import pytest
 
 from authbench.chaos.load import LoadShape
 from authbench.chaos.run import run_chaos
-from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing
-from authbench.chaos.targets import ComposeChaosTarget
+from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing, cannot_run, modes_served
 from authbench.compose import ComposeTarget
 from authbench.modes import JWT_DENYLIST, SESSION
 from tests.conftest import free_port_block
@@ -56,16 +55,19 @@ def stack() -> Iterator[ComposeTarget]:
 def test_kill_in_containers_fails_sessions_and_denylist_with_503_then_recovers(
     stack: ComposeTarget, tmp_path: Path
 ) -> None:
-    target = ComposeChaosTarget(stack)
-    assert [m.key for m in target.modes] == [SESSION.key, JWT_DENYLIST.key]
-    assert target.persistence == "none"
+    # What the stack runs decides what chaos loads: its one JWT mode is the denylist's.
+    assert [m.key for m, _group in modes_served(stack)] == [SESSION.key, JWT_DENYLIST.key]
+    assert stack.redis_persistence == "none"
+    assert cannot_run(SCENARIOS["slow"], stack) == "target compose cannot slow_redis"
+    assert "persistence is none" in str(cannot_run(SCENARIOS["restart-aof"], stack))
+    assert cannot_run(SCENARIOS["kill"], stack) is None
     options = ChaosOptions(
         shape=LoadShape(users_per_mode=2, user_rps=5.0),
         # 2 s: the same allowance for a shared 2-core machine as test_scenarios.py.
         timing=Timing(warmup_s=2.0, outage_s=3.0, after_s=4.0, aof_margin_s=1.5, hang_ms=2000.0),
         planted_each=3,
     )
-    out = run_chaos(options, [SCENARIOS["kill"]], tmp_path, "compose", lambda _m: None, target)
+    out = run_chaos(options, [SCENARIOS["kill"]], tmp_path, "compose", lambda _m: None, stack)
     result = json.loads((out / "kill" / "result.json").read_text())
     for mode in (SESSION.key, JWT_DENYLIST.key):
         f = result["figures"][mode]
