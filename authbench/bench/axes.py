@@ -299,3 +299,87 @@ def _deployment_pids(deployment: Deployment) -> list[int]:
     if process is not None and isinstance(getattr(process, "pid", None), int):
         pids.append(process.pid)
     return pids
+
+
+# --- one group's axes, cell by cell ------------------------------------------------------
+def credential_bytes(host: str, login: str, account: int = 0) -> int | None:
+    """Size of the credential a client sends on every read: the session cookie's value or
+    the access token, from one real login (None when the login fails)."""
+    import json
+    import urllib.request
+
+    body = json.dumps(
+        {"username": f"user{account}", "password": f"password{account}", "mode": login}
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - the deployment under test
+        host + "/auth/login", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10.0) as resp:  # noqa: S310
+            cookie = resp.headers.get("Set-Cookie", "")
+            answer = json.loads(resp.read() or b"{}")
+    except (OSError, ValueError):
+        return None
+    token = answer.get("access_token") if isinstance(answer, dict) else None
+    if isinstance(token, str) and token:
+        return len(token.encode())
+    value = cookie.split(";", 1)[0].partition("=")[2]
+    return len(value.encode()) if value else None
+
+
+@dataclass
+class CellAxes:
+    """What the store axes do around each cell of one deployment group.
+
+    `before(cell)`: set Redis's quota for the cell, measure the store's PING round trip
+    over the services' own path (through the proxy when there is one), note the quota's
+    throttling counters. `pin_loadgen(pid)`: --pin's generator side. `annotate(row)`: the
+    axes' columns of the cell's summary row.
+    """
+
+    deployment: Deployment
+    services_redis_url: str | None
+    cap: RedisCap | None = None
+    placement: Placement | None = None
+    _ping_us: float = float("nan")
+    _throttle: dict[str, float] = field(default_factory=dict)
+    _credential_bytes: dict[str, int | None] = field(default_factory=dict)
+
+    def before(self, cell: Any) -> None:
+        if self.cap is not None:
+            self.cap.apply(cell.redis_cpus)
+        elif cell.redis_cpus is not None:
+            raise DeploymentError("--redis-cpus: this group has no Redis cap")
+        self._throttle = self.cap.throttling() if self.cap is not None else {}
+        self._ping_us = (
+            ping_rtt_us(self.services_redis_url) if self.services_redis_url else float("nan")
+        )
+        login = str(cell.spec.login)
+        if login not in self._credential_bytes:
+            self._credential_bytes[login] = credential_bytes(self.deployment.gateway_url, login)
+
+    def pin_loadgen(self, pid: int) -> None:
+        if self.placement is not None:
+            self.placement.pin_loadgen(pid)
+
+    def annotate(self, row: Any, cell: Any) -> None:
+        row.store_link = cell.store.kind
+        row.store_rtt_ms = cell.store.rtt_ms
+        row.store_ping_us = self._ping_us
+        row.redis_cpus = cell.redis_cpus if cell.redis_cpus is not None else float("nan")
+        row.token_bytes = cell.token_bytes
+        row.credential_bytes = self._credential_bytes.get(str(cell.spec.login))
+        if self.cap is not None and self._throttle:
+            now = self.cap.throttling()
+            periods = now.get("periods", 0.0) - self._throttle.get("periods", 0.0)
+            held = now.get("throttled_periods", 0.0) - self._throttle.get("throttled_periods", 0)
+            row.redis_throttled_pct = round(100.0 * held / periods, 1) if periods else 0.0
+        if self.placement is not None:
+            row.pinned = (
+                f"loadgen:{','.join(map(str, self.placement.loadgen_cpus))} "
+                f"system:{','.join(map(str, self.placement.system_cpus))}"
+            )
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
