@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import json
 import logging
 import time
@@ -83,6 +84,8 @@ class Gateway(Listener):
         self.operator = OperatorEndpoints(self)
         self._access_log = settings.access_log
         self._observers: dict[tuple[str, int], Any] = {}
+        # The public API's OpenAPI document, read once: served as it ships with authcore.
+        self.openapi = (importlib.resources.files("authcore") / "openapi.json").read_bytes()
 
     # --- one request --------------------------------------------------------------------
     def dispatch(self, request: ProxyRequest, client: ClientConnection) -> None:
@@ -108,6 +111,8 @@ class Gateway(Listener):
         answer = self.probe(path)
         if answer is not None:
             status, ctype, body = answer
+        elif path == b"/openapi.json":
+            status, ctype, body = 200, _JSON, self.openapi
         else:
             raise errors.NotFound()  # only /auth and /api are routed: no open proxy
         _answer(request, client, status, ctype, body)
@@ -269,7 +274,7 @@ def _answer(
     request: ProxyRequest, client: ClientConnection, status: int, ctype: bytes, body: bytes
 ) -> None:
     if request.method not in _BUILTIN_METHODS:
-        raise errors.MethodNotAllowed()
+        raise errors.MethodNotAllowed(allow="GET, HEAD")
     client.send(status, ctype, body, request.rid, head_only=request.method == b"HEAD")
 
 
