@@ -14,7 +14,7 @@ The API:
     ...                             # kill Redis, pause it, ...
     outputs = process.wait()        # or process.stop() to end early; CSVs are still written
 
-`outputs` (LocustOutputs) holds the paths of what Locust wrote under `out_dir`:
+`outputs` (LocustOutputs) knows the paths of what Locust wrote under `out_dir`:
 `<prefix>_stats.csv`, `<prefix>_stats_history.csv` (one row per second, for time series),
 `<prefix>_failures.csv` (with reasons), `<prefix>_exceptions.csv`, `<prefix>.html`,
 `<prefix>_histogram.json` (raw response-time buckets and failures as they were at test
@@ -79,16 +79,8 @@ class LocustOutputs:
         return self._path("_stats.csv")
 
     @property
-    def history_csv(self) -> Path:
-        return self._path("_stats_history.csv")
-
-    @property
     def failures_csv(self) -> Path:
         return self._path("_failures.csv")
-
-    @property
-    def exceptions_csv(self) -> Path:
-        return self._path("_exceptions.csv")
 
     @property
     def html(self) -> Path:
@@ -166,7 +158,6 @@ class LocustProcess:
         self.popen = processes.spawn(
             self.argv, self.outputs.log, env=environment(job, self.outputs), append=False
         )
-        self.started_at = time.time()
 
     @property
     def pid(self) -> int:

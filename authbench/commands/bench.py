@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     matrix = parser.add_argument_group("matrix")
     matrix.add_argument(
-        "--modes", default=",".join(MODE_ORDER), help="comma-separated: session, jwt, jwt+denylist"
+        "--modes",
+        default=",".join(MODE_ORDER),
+        help=f"comma-separated, from: {', '.join(MODE_ORDER)}",
     )
     matrix.add_argument("--replicas", default="1,2,4", help="comma-separated replica counts")
     matrix.add_argument(

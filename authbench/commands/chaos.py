@@ -9,6 +9,7 @@ from pathlib import Path
 from authbench.chaos.load import LoadShape
 from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing, cannot_run
 from authbench.chaos.topology import MAX_REPLICAS
+from authbench.modes import CHAOS_MODES
 from authbench.process import PROJECT_ROOT
 from authbench.targets import TARGETS
 from authbench.targets.base import Deployment
@@ -20,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "chaos",
         help="kill, pause, restart and slow down Redis under load; report what each mode loses",
         description="Run Redis fault scenarios under steady Locust load of every mode at once "
-        "(session, jwt, jwt+denylist with DENYLIST_FAIL=closed and =open, side by side on one "
-        "Redis), and write results/<run-id>/ with raw CSVs, 1-second timelines, charts and "
-        "report.html. Scenarios: " + scenario_help,
+        f"({', '.join(m.label for m in CHAOS_MODES)}, side by side on one Redis), and write "
+        "results/<run-id>/ with raw CSVs, 1-second timelines, charts and report.html. "
+        "Scenarios: " + scenario_help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
