@@ -4,7 +4,8 @@ Starts its own redis-server on a free loopback port (pinned to one core when tas
 exists), runs `redis-benchmark -n N -c 50` without pipelining for each command the modes
 send on the read path (GETEX: a session lookup; EXISTS: a denylist check; GET: JWT mode's
 occasional commands), and records for each command both the wall-clock ops/s and Redis's
-own CPU seconds per command (INFO `used_cpu_user + used_cpu_sys` over the run). The model
+own CPU seconds per command (INFO `used_cpu_user + used_cpu_sys` over the run), each
+`--repeats` times with the median kept and every repeat recorded. The model
 uses the CPU figure: by the utilisation law it is the capacity of a core Redis has to
 itself (1 / CPU per command), unaffected by other processes sharing the machine.
 
@@ -18,12 +19,16 @@ import json
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+KEYS = 100_000  # distinct keys, as many sessions
+VALUE_BYTES = 120  # about one session record (user, times) as stored
 
 # The read-path command of each mode, as the replicas send it.
 COMMANDS: dict[str, list[str]] = {
@@ -57,8 +62,28 @@ def _pinned(core: int, argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *argv] if shutil.which("taskset") else argv
 
 
-def measure(requests: int = 200_000, clients: int = 50) -> dict[str, Any]:
-    """Run redis-benchmark for each command against a private redis-server."""
+def _bench_once(
+    port: int, command: list[str], requests: int, clients: int, keys: int
+) -> dict[str, float]:
+    before = _info_cpu(port)
+    started = time.monotonic()
+    argv = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients)]
+    argv += ["-r", str(keys), "--csv", *command]
+    bench = subprocess.run(
+        _pinned(0, argv), capture_output=True, text=True, timeout=300, check=True
+    )
+    wall = time.monotonic() - started
+    cpu = _info_cpu(port) - before
+    line = [row for row in bench.stdout.splitlines() if row.startswith('"')][-1]
+    return {
+        "ops_per_s_wall": float(line.split(",")[1].strip('"')),
+        "cpu_s_per_op": cpu / requests,
+        "wall_s": round(wall, 2),
+    }
+
+
+def measure(requests: int = 200_000, clients: int = 50, repeats: int = 3) -> dict[str, Any]:
+    """Run redis-benchmark `repeats` times per command against a private redis-server."""
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not on PATH (Debian package redis-server/redis-tools)")
@@ -69,6 +94,7 @@ def measure(requests: int = 200_000, clients: int = 50) -> dict[str, Any]:
         _pinned(1, server_argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     results: dict[str, Any] = {}
+    keys = min(KEYS, requests)
     try:
         deadline = time.monotonic() + 10
         while subprocess.run(
@@ -77,40 +103,18 @@ def measure(requests: int = 200_000, clients: int = 50) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not answer PING within 10 s")
             time.sleep(0.1)
+        # The keys exist, as sessions do: GETEX and EXISTS find a value of a session's size.
+        fill = ["redis-benchmark", "-p", str(port), "-t", "set", "-n", str(keys * 2)]
+        fill += ["-r", str(keys), "-d", str(VALUE_BYTES), "-c", str(clients), "-q"]
+        subprocess.run(fill, capture_output=True, timeout=300, check=True)
         for name, command in COMMANDS.items():
-            before = _info_cpu(port)
-            started = time.monotonic()
-            bench = subprocess.run(
-                _pinned(
-                    0,
-                    [
-                        "redis-benchmark",
-                        "-p",
-                        str(port),
-                        "-n",
-                        str(requests),
-                        "-c",
-                        str(clients),
-                        "-r",
-                        "100000",
-                        "--csv",
-                        *command,
-                    ],
-                ),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=True,
-            )
-            wall = time.monotonic() - started
-            cpu = _info_cpu(port) - before
-            line = [row for row in bench.stdout.splitlines() if row.startswith('"')][-1]
-            wall_ops = float(line.split(",")[1].strip('"'))
+            runs = [_bench_once(port, command, requests, clients, keys) for _ in range(repeats)]
+            cpu = statistics.median(r["cpu_s_per_op"] for r in runs)
             results[name] = {
-                "ops_per_s_wall": wall_ops,
-                "cpu_s_per_op": cpu / requests,
-                "ops_per_s_one_core": requests / cpu if cpu > 0 else None,
-                "wall_s": round(wall, 2),
+                "ops_per_s_wall": statistics.median(r["ops_per_s_wall"] for r in runs),
+                "cpu_s_per_op": cpu,  # the median over the repeats
+                "ops_per_s_one_core": 1.0 / cpu if cpu > 0 else None,
+                "repeats": runs,
             }
     finally:
         server.terminate()
@@ -123,7 +127,9 @@ def measure(requests: int = 200_000, clients: int = 50) -> dict[str, Any]:
     return {
         "kind": "redis-capacity",
         "measured_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": f"redis-benchmark -n {requests} -c {clients} -r 100000 --csv <command>",
+        "command": f"redis-benchmark -n {requests} -c {clients} -r {keys} --csv <command>",
+        "keys": f"{keys} keys of {VALUE_BYTES} bytes, filled first with SET",
+        "repeats": repeats,
         "pipelining": False,
         "pinned": shutil.which("taskset") is not None,
         "redis_server": version,
@@ -150,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="JSON file to write")
     parser.add_argument("-n", "--requests", type=int, default=200_000, help="per command")
     parser.add_argument("-c", "--clients", type=int, default=50, help="parallel connections")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per command (median kept)")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.clients < 1:
-        parser.error("--requests and --clients must be >= 1")
+    if args.requests < 1 or args.clients < 1 or args.repeats < 1:
+        parser.error("--requests, --clients and --repeats must be >= 1")
     try:
-        data = measure(args.requests, args.clients)
+        data = measure(args.requests, args.clients, args.repeats)
     except (RuntimeError, subprocess.SubprocessError, OSError) as err:
         print(f"redis_capacity: {err}", file=sys.stderr)
         return 1

@@ -99,6 +99,43 @@ def _validation_rows(doc: dict[str, Any]) -> list[tuple[list[str], bool]]:
     return rows
 
 
+LATENCY_HEAD = [
+    "run",
+    "cell",
+    "store RTT ms",
+    "direct cell",
+    "direct read p50 µs",
+    "round trips/read",
+    "measured read p50 µs",
+    "predicted read p50 µs",
+    "error",
+]
+
+
+def _latency_rows(doc: dict[str, Any]) -> list[tuple[list[str], bool]]:
+    flag = doc["inputs"]["flag_pct"]
+    rows = []
+    for v in doc["validation"].get("latency", []):
+        err = f"{v['error_pct']:+.1f}%" + (f"  FLAGGED (> {flag:g}%)" if v["flagged"] else "")
+        rows.append(
+            (
+                [
+                    v["run"],
+                    v["cell_id"],
+                    _n(v["store_rtt_ms"], 1),
+                    v["base_cell_id"],
+                    _n(v["base_read_p50_us"]),
+                    _n(v["read_redis_round_trips"], 0),
+                    _n(v["measured_read_p50_us"]),
+                    _n(v["predicted_read_p50_us"]),
+                    err,
+                ],
+                bool(v["flagged"]),
+            )
+        )
+    return rows
+
+
 def _fitted_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     fitted = doc["demands"]["fitted"]
     names = sorted({k for f in fitted.values() for k in f["demand_us"]})
@@ -118,9 +155,11 @@ def _fitted_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _summary(doc: dict[str, Any]) -> str:
     v = doc["validation"]
+    n = len(v["cells"]) + len(v.get("latency", []))
     return (
-        f"{len(v['cells'])} measured cells validated; {v['flagged']} off by more than "
-        f"{doc['inputs']['flag_pct']:g}% (largest error {v['max_abs_error_pct']:g}%)."
+        f"{n} predictions of measured cells ({len(v['cells'])} throughputs, "
+        f"{len(v.get('latency', []))} store-distance latencies); {v['flagged']} off by more "
+        f"than {doc['inputs']['flag_pct']:g}% (largest error {v['max_abs_error_pct']:g}%)."
     )
 
 
@@ -153,6 +192,12 @@ def section_html(doc: dict[str, Any]) -> str:
         f"<h3>Validation on this machine</h3><p>{html.escape(_summary(doc))}</p>",
         table(VALIDATION_HEAD, [r for r, _ in vrows], [f for _, f in vrows]),
     ]
+    lrows = _latency_rows(doc)
+    if lrows:
+        parts += [
+            "<h4>Store distance: read latency</h4>",
+            table(LATENCY_HEAD, [r for r, _ in lrows], [f for _, f in lrows]),
+        ]
     return "\n".join(parts)
 
 
@@ -172,6 +217,10 @@ def section_text(doc: dict[str, Any]) -> str:
     lines += table(SATURATION_HEAD, _saturation_rows(doc))
     lines += ["", "Validation on this machine: " + _summary(doc)]
     lines += table(VALIDATION_HEAD, [r for r, _ in _validation_rows(doc)])
+    lrows = _latency_rows(doc)
+    if lrows:
+        lines += ["", "Store distance, read latency:"]
+        lines += table(LATENCY_HEAD, [r for r, _ in lrows])
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,17 @@ class MeasuredCell:
     mode: str
     replicas: int
     users: int
+    repeat: int
     closed_loop: bool  # True: users send back to back (no pacing)
     offered_rps: float  # users x rate for a paced load, 0 for closed loop
     rps: float  # all requests per second (logins, refreshes and logouts included)
     p50_s: float
+    read_p50_s: float  # authenticated reads only: the µs histogram's p50 when the run has one
     redis_ops_s: float
     cpu_cores: dict[str, float]  # component -> cores used (1.0 = one full core)
     replica_cores: tuple[float, ...]  # each replica's cores
     store_rtt_s: float
+    store_link: str  # "direct", or "proxy" (the delay proxy in the path, even at 0 ms)
     redis_cpus: float | None  # CPU quota of redis-server in cores, None when uncapped
     flags: tuple[str, ...]
     error: str
@@ -43,12 +47,11 @@ class MeasuredCell:
 
 def _float(row: dict[str, str], name: str, default: float = 0.0) -> float:
     text = (row.get(name) or "").strip()
-    if not text:
-        return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return default
+    return default if math.isnan(value) else value
 
 
 def _cell(row: dict[str, str], manifest: dict[str, Any]) -> MeasuredCell:
@@ -72,14 +75,17 @@ def _cell(row: dict[str, str], manifest: dict[str, Any]) -> MeasuredCell:
         mode=row.get("mode", ""),
         replicas=int(_float(row, "replicas", 1)),
         users=int(_float(row, "users")),
+        repeat=int(_float(row, "repeat", 1)),
         closed_loop="@" not in load and _float(row, "offered_rps") == 0.0,
         offered_rps=_float(row, "offered_rps"),
         rps=_float(row, "rps"),
         p50_s=_float(row, "p50_ms") / 1000.0,
+        read_p50_s=_float(row, "read_p50_us", _float(row, "read_p50_ms", math.nan) * 1000.0) / 1e6,
         redis_ops_s=_float(row, "redis_ops_s"),
         cpu_cores=cores,
         replica_cores=each,
         store_rtt_s=rtt_ms / 1000.0,
+        store_link=(row.get("store_link") or "direct").strip() or "direct",
         redis_cpus=cap if cap > 0 else None,
         flags=tuple(f for f in (row.get("flags") or "").split(";") if f),
         error=(row.get("error") or "").strip(),

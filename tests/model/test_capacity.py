@@ -97,3 +97,47 @@ def test_redis_saturation_point_is_the_demand_ratio(tmp_path: Path) -> None:
     # At RTT 1 ms a request waits one more ms per Redis command: latency rises by ~1 ms.
     at = {(p.rtt_s, p.replicas): p.mva.response_s for p in model.projections}
     assert at[(0.001, 1)] - at[(0.0, 1)] == pytest.approx(0.001, abs=2e-4)
+
+
+def test_proxied_cells_are_not_reference_and_pay_the_proxy_cpu(tmp_path: Path) -> None:
+    # Direct: 2 ms of CPU per request fills both cores at 1000 req/s. Through the proxy at
+    # 0 ms, the proxy burns 500 µs per Redis command (1 per request): 2.5 ms per request,
+    # so both cores hold 800 req/s.
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.csv").write_text(
+        "mode,users,rps,redis_ops_s,redis_cpu_pct,cpu_auth_pct,cpu_gateway_pct,"
+        "cpu_replicas_pct,cpu_loadgen_pct,cpu_proxy_pct,cell_id,load,offered_rps,"
+        "store_link,store_rtt_ms,flags,error\n"
+        "session,48,1000,1000,10,40,50,50,50,,a,48,0,direct,0,,\n"
+        "session,48,800,800,8,32,40,40,40,40,b,48,0,proxy,0,,\n"
+    )
+    model = capacity.build([run])
+    assert model.fitted["session"].cells == ("r/a",)
+    assert model.proxy_s_per_cmd == pytest.approx(500e-6)
+    by_id = {v.cell_id: v for v in model.validations}
+    assert by_id["a"].predicted_rps == pytest.approx(1000.0, rel=0.02)
+    assert by_id["b"].predicted_rps == pytest.approx(800.0, rel=0.02)
+
+
+def test_store_distance_latency_is_the_direct_p50_plus_the_round_trips(tmp_path: Path) -> None:
+    # Paced, 1 replica. Direct: read p50 800 µs. Through the proxy at 1 ms, session pays one
+    # round trip (measured 1850 µs: +1050), JWT none (measured 2000 µs: flagged).
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.csv").write_text(
+        "mode,users,rps,redis_ops_s,redis_cpu_pct,cpu_replicas_pct,cpu_proxy_pct,cell_id,"
+        "load,offered_rps,store_link,store_rtt_ms,read_p50_us,repeat,flags,error\n"
+        "session,30,450,450,1,20,,s0,30@15,450,direct,0,800,1,,\n"
+        "session,30,450,450,1,20,0,s1,30@15,450,proxy,1,1850,1,,\n"
+        "jwt,30,450,45,0.1,20,,j0,30@15,450,direct,0,800,1,,\n"
+        "jwt,30,450,45,0.1,20,0,j1,30@15,450,proxy,1,2000,1,,\n"
+    )
+    model = capacity.build([run])
+    checks = {c.cell_id: c for c in model.latency_checks}
+    assert set(checks) == {"s1", "j1"}
+    assert checks["s1"].predicted_p50_us == pytest.approx(1800.0)
+    assert not checks["s1"].flagged
+    assert checks["j1"].predicted_p50_us == pytest.approx(800.0)
+    assert checks["j1"].flagged
+    assert capacity.to_json(model)["validation"]["flagged"] >= 1
