@@ -90,6 +90,7 @@ class Mode:
     bench_user: UserClass | None = None  # None: not in the bench matrix (a chaos variant)
     store_on_read: bool = False  # every authenticated read asks the central store (Redis)
     store_role: str = ""  # what the store is to this mode, in a finding: "sessions"
+    read_command: str = ""  # the Redis command each authenticated read sends ("": none)
     former_keys: tuple[str, ...] = ()  # its name in earlier runs' files, read back as this
     settings: Mapping[str, str] = field(init=False)  # deployment over the defaults
 
@@ -136,6 +137,7 @@ SESSION = Mode(
     chaos_group="main",
     store_on_read=True,
     store_role="sessions",
+    read_command="GETEX",  # authcore.sessions: exactly one GETEX
 )
 JWT = Mode(
     key="jwt",
@@ -158,6 +160,7 @@ JWT_DENYLIST = Mode(
     chaos_group="main",
     store_on_read=True,
     store_role="a denylist",
+    read_command="EXISTS",  # authcore.revocation: one EXISTS per check
     former_keys=("denylist",),
 )
 # Chaos only: the denylist failing open when Redis is down (the bench measures the
@@ -172,6 +175,7 @@ JWT_DENYLIST_OPEN = Mode(
     chaos_group="open",
     store_on_read=True,
     store_role="a denylist",
+    read_command="EXISTS",
     former_keys=("denylist_open",),
 )
 

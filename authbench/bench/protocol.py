@@ -36,6 +36,7 @@ from authbench.bench.matrix import Cell
 from authbench.bench.samplers import (
     ProcessCpuSampler,
     RedisSampler,
+    RedisWindow,
     Sampling,
     ValidationSnapshot,
     validation_delta,
@@ -46,10 +47,9 @@ from authbench.bench.statistics import (
     merge_response_times,
     response_time_percentile,
 )
+from authbench.bench.summary import READ_PREFIX, SummaryRow
 from authbench.cluster import http_status
 from authbench.modes import Login
-
-READ_PREFIX = "GET /api/"  # the authenticated reads: what credential validation slows down
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def _health_problem(target: Target) -> str | None:
 class CellResult:
     cell: Cell
     cell_dir: Path
-    row: dict[str, Any]
+    row: SummaryRow
     flags: list[str]
     error: str | None = None
 
@@ -206,33 +206,16 @@ def _failure_reasons(hist: dict[str, Any], fallback_csv: Path) -> dict[str, int]
     return reasons
 
 
-def _validation_figures(delta: ValidationSnapshot) -> dict[str, Any]:
-    """Server-side credential-validation time over the window, all modes seen together."""
-    ok = [buckets for (mode, outcome), buckets in delta.buckets.items() if outcome == "ok"]
-    merged = merge_buckets(ok)
-    count = merged[-1].count if merged else 0.0
-    total_s = sum(s for (mode, outcome), s in delta.sums.items() if outcome == "ok")
-    if not count:
-        return {"validations": 0, "validation_mean_us": math.nan,
-                "validation_p50_us": math.nan, "validation_p99_us": math.nan}  # fmt: skip
-    return {
-        "validations": int(count),
-        "validation_mean_us": round(1e6 * total_s / count, 1),
-        "validation_p50_us": round(1e6 * bucket_quantile(merged, 0.50), 1),
-        "validation_p99_us": round(1e6 * bucket_quantile(merged, 0.99), 1),
-    }
-
-
-def doubts(row: dict[str, Any], cell: Cell, protocol: Protocol) -> list[str]:
+def doubts(row: SummaryRow, cell: Cell, protocol: Protocol) -> list[str]:
     """Why a measured cell's figures should be read with care (empty: no reason)."""
     flags: list[str] = []
-    loadgen = float(row.get("cpu_loadgen_pct", math.nan))
+    loadgen = row.cpu_loadgen_pct
     if not math.isnan(loadgen) and loadgen > protocol.saturation_pct * max(1, protocol.processes):
         flags.append("generator-saturated")  # the generator, not the system, was the limit
     offered = cell.load.offered_rps
-    if offered > 0 and float(row.get("read_rps", 0.0)) < 0.9 * offered:
+    if offered > 0 and row.read_rps < 0.9 * offered:
         flags.append("behind-offered-rate")  # the pacing slipped: queueing hides in latency
-    requests, failures = int(row.get("requests", 0)), int(row.get("failures", 0))
+    requests, failures = row.requests or 0, row.failures or 0
     if requests == 0:
         flags.append("no-requests")
     elif failures / requests > 0.01:
@@ -240,23 +223,79 @@ def doubts(row: dict[str, Any], cell: Cell, protocol: Protocol) -> list[str]:
     return flags
 
 
-def cell_row(cell: Cell) -> dict[str, Any]:
-    """The columns of a summary row that describe the cell itself."""
-    return {
-        "cell_id": cell.cell_id,
-        "repeat": cell.repeat + 1,
-        "mode": cell.mode,
-        "replicas": cell.replicas,
-        "users": cell.load.users,
-        "load": cell.load.label,
-        "offered_rps": cell.load.offered_rps,
-        "jwt_alg": cell.jwt_alg,
-        "revocation": cell.revocation,
-    }
+def cell_row(cell: Cell) -> SummaryRow:
+    """A summary row with the columns that describe the cell itself."""
+    return SummaryRow(
+        mode=cell.mode,
+        replicas=cell.replicas,
+        users=cell.load.users,
+        cell_id=cell.cell_id,
+        repeat=cell.repeat + 1,
+        load=cell.load.label,
+        offered_rps=cell.load.offered_rps,
+        jwt_alg=cell.jwt_alg,
+        revocation=cell.revocation,
+    )
 
 
 def _ms(value: float) -> float:
     return round(value, 1) if not math.isnan(value) else math.nan
+
+
+def _client_figures(row: SummaryRow, hist: dict[str, Any], window: float) -> None:
+    """Locust's figures over the capture window: all requests, then the reads alone."""
+    total = hist.get("total", {})
+    requests = int(total.get("num_requests", 0))
+    failures = int(total.get("num_failures", 0))
+    all_times = {int(k): int(v) for k, v in total.get("response_times", {}).items()}
+    read_entries = [e for n, e in hist.get("entries", {}).items() if n.startswith(READ_PREFIX)]
+    reads = merge_response_times(
+        {int(k): int(v) for k, v in entry["response_times"].items()} for entry in read_entries
+    )
+    row.requests = requests
+    row.failures = failures
+    row.fail_pct = round(100.0 * failures / requests, 3) if requests else math.nan
+    row.rps = round(requests / window, 1)
+    row.p50_ms = _ms(response_time_percentile(all_times, 0.50))
+    row.p95_ms = _ms(response_time_percentile(all_times, 0.95))
+    row.p99_ms = _ms(response_time_percentile(all_times, 0.99))
+    row.max_ms = _ms(float(total.get("max_response_time", math.nan) or math.nan))
+    row.read_rps = round(sum(int(e["num_requests"]) for e in read_entries) / window, 1)
+    row.read_p50_ms = _ms(response_time_percentile(reads, 0.50))
+    row.read_p95_ms = _ms(response_time_percentile(reads, 0.95))
+    row.read_p99_ms = _ms(response_time_percentile(reads, 0.99))
+    row.capture_s = round(window, 2)
+
+
+def _redis_figures(row: SummaryRow, redis: RedisWindow, window: float) -> None:
+    row.redis_ops_s = round(redis.ops_per_s, 1)
+    row.redis_cpu_pct = round(redis.cpu_pct, 1)
+    requests = row.requests or 0
+    row.redis_cmds_per_req = round(redis.ops_per_s * window / requests, 3) if requests else math.nan
+
+
+def _cpu_figures(row: SummaryRow, cpu_pct: dict[str, float]) -> None:
+    """CPU of each process the bench knows, % of one core over the window."""
+    replica_cpu = [v for k, v in sorted(cpu_pct.items()) if k.startswith("resource-")]
+    row.cpu_redis_pct = round(cpu_pct.get("redis", math.nan), 1)
+    row.cpu_auth_pct = round(cpu_pct.get("auth", math.nan), 1)
+    row.cpu_gateway_pct = round(cpu_pct.get("gateway", math.nan), 1)
+    row.cpu_replicas_pct = round(sum(replica_cpu), 1) if replica_cpu else math.nan
+    row.cpu_each_replica_pct = ";".join(f"{v:.1f}" for v in replica_cpu)
+    row.cpu_loadgen_pct = round(cpu_pct.get("loadgen", math.nan), 1)
+
+
+def _validation_figures(row: SummaryRow, delta: ValidationSnapshot) -> None:
+    """Server-side credential-validation time over the window, all modes seen together."""
+    ok = [buckets for (mode, outcome), buckets in delta.buckets.items() if outcome == "ok"]
+    merged = merge_buckets(ok)
+    count = merged[-1].count if merged else 0.0
+    total_s = sum(s for (mode, outcome), s in delta.sums.items() if outcome == "ok")
+    row.validations = int(count)
+    if count:
+        row.validation_mean_us = round(1e6 * total_s / count, 1)
+        row.validation_p50_us = round(1e6 * bucket_quantile(merged, 0.50), 1)
+        row.validation_p99_us = round(1e6 * bucket_quantile(merged, 0.99), 1)
 
 
 def measure(
@@ -315,72 +354,29 @@ def measure(
             process.stop(grace_s=5.0)
         sampling.close()
 
-    row = dict(base_row)
+    row = base_row
     # Outside the capture window: does logout revoke the credential at once?
-    row["after_logout_status"] = revocation_probe(target.host, cell.mode) or ""
+    row.after_logout_status = revocation_probe(target.host, cell.mode)
     flags: list[str] = []
     hist = _read_histogram(outputs.histogram_json)
-    total = hist.get("total", {})
     capture_end = outputs.marker_time("capture_end") or end_at
     window = max(1e-3, capture_end - started)
-    requests = int(total.get("num_requests", 0))
-    failures = int(total.get("num_failures", 0))
-    all_times = {int(k): int(v) for k, v in total.get("response_times", {}).items()}
-    reads = merge_response_times(
-        {int(k): int(v) for k, v in entry["response_times"].items()}
-        for name, entry in hist.get("entries", {}).items()
-        if name.startswith(READ_PREFIX)
-    )
-    read_requests = sum(
-        int(entry["num_requests"])
-        for name, entry in hist.get("entries", {}).items()
-        if name.startswith(READ_PREFIX)
-    )
-    row.update(
-        requests=requests,
-        failures=failures,
-        fail_pct=round(100.0 * failures / requests, 3) if requests else math.nan,
-        rps=round(requests / window, 1),
-        p50_ms=_ms(response_time_percentile(all_times, 0.50)),
-        p95_ms=_ms(response_time_percentile(all_times, 0.95)),
-        p99_ms=_ms(response_time_percentile(all_times, 0.99)),
-        max_ms=_ms(float(total.get("max_response_time", math.nan) or math.nan)),
-        read_rps=round(read_requests / window, 1),
-        read_p50_ms=_ms(response_time_percentile(reads, 0.50)),
-        read_p95_ms=_ms(response_time_percentile(reads, 0.95)),
-        read_p99_ms=_ms(response_time_percentile(reads, 0.99)),
-        capture_s=round(window, 2),
-    )
+    _client_figures(row, hist, window)
     redis_window = RedisSampler.window(redis_start, redis_end)
     if redis_window is not None:
-        row.update(
-            redis_ops_s=round(redis_window.ops_per_s, 1),
-            redis_cpu_pct=round(redis_window.cpu_pct, 1),
-            redis_cmds_per_req=round(redis_window.ops_per_s * window / requests, 3)
-            if requests
-            else math.nan,
-        )
+        _redis_figures(row, redis_window, window)
     else:
-        row.update(redis_ops_s=math.nan, redis_cpu_pct=math.nan, redis_cmds_per_req=math.nan)
         flags.append("no-redis-sample")
     cpu_pct = ProcessCpuSampler.window(cpu_start, cpu_end)
-    replica_cpu = [v for k, v in sorted(cpu_pct.items()) if k.startswith("resource-")]
-    row.update(
-        cpu_redis_pct=round(cpu_pct.get("redis", math.nan), 1),
-        cpu_auth_pct=round(cpu_pct.get("auth", math.nan), 1),
-        cpu_gateway_pct=round(cpu_pct.get("gateway", math.nan), 1),
-        cpu_replicas_pct=round(sum(replica_cpu), 1) if replica_cpu else math.nan,
-        cpu_each_replica_pct=";".join(f"{v:.1f}" for v in replica_cpu),
-        cpu_loadgen_pct=round(cpu_pct.get("loadgen", math.nan), 1),
-    )
+    _cpu_figures(row, cpu_pct)
     validation = validation_delta(metrics_end, metrics_start)
-    row.update(_validation_figures(validation))
+    _validation_figures(row, validation)
 
     flags += doubts(row, cell, protocol)
-    row["flags"] = ";".join(flags)
+    row.flags = ";".join(flags)
 
     details = {
-        "row": row,
+        "row": row.as_dict(),
         "locust_command": process.argv,
         "locust_returncode": outputs.returncode,
         "capture_start": started,
@@ -407,9 +403,9 @@ def failed(cell: Cell, cell_dir: Path, flag: str, error: str) -> CellResult:
 
 
 def _finish(result: CellResult) -> CellResult:
-    result.row["flags"] = ";".join(result.flags)
-    result.row["error"] = " ".join((result.error or "").split())[:300]
+    result.row.flags = ";".join(result.flags)
+    result.row.error = " ".join((result.error or "").split())[:300]
     (result.cell_dir / "cell.json").write_text(
-        json.dumps({"row": result.row, "error": result.error}, indent=2, default=str)
+        json.dumps({"row": result.row.as_dict(), "error": result.error}, indent=2, default=str)
     )
     return result

@@ -9,11 +9,9 @@ those files alone, the same way `authbench report DIR` redraws it.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import functools
 import json
-import math
 import os
 import sys
 import time
@@ -25,22 +23,11 @@ from typing import Any
 from authbench.bench.matrix import Cell, Matrix
 from authbench.bench.protocol import CellResult, Protocol, Target, failed, measure
 from authbench.bench.samplers import Sampling
+from authbench.bench.summary import write_summary
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
 from authbench.provenance import run_head
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, DeploymentError
-
-# summary.csv: the contract's columns first, then ours.
-SUMMARY_COLUMNS = (
-    "mode", "replicas", "users", "requests", "failures", "rps",
-    "p50_ms", "p95_ms", "p99_ms", "max_ms", "redis_ops_s", "redis_cpu_pct",
-    "cpu_redis_pct", "cpu_auth_pct", "cpu_gateway_pct", "cpu_replicas_pct",
-    "cpu_each_replica_pct", "cpu_loadgen_pct",
-    "cell_id", "repeat", "load", "offered_rps", "jwt_alg", "revocation", "fail_pct",
-    "read_rps", "read_p50_ms", "read_p95_ms", "read_p99_ms", "redis_cmds_per_req",
-    "validations", "validation_mean_us", "validation_p50_us", "validation_p99_us",
-    "capture_s", "after_logout_status", "flags", "error",
-)  # fmt: skip
 
 
 @dataclass
@@ -79,20 +66,6 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
         "schedule": [[cell.cell_id for cell in group] for group in schedule],
         "cells": {},
     }
-
-
-def write_summary(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k, "")) for k in SUMMARY_COLUMNS})
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -138,9 +111,9 @@ class Progress:
             text = f"FAILED: {result.error}"
         else:
             text = (
-                f"{row['rps']:.0f} req/s, reads p50 {row['read_p50_ms']} ms p99 "
-                f"{row['read_p99_ms']} ms, {row['failures']} failures, Redis "
-                f"{row['redis_ops_s']} ops/s, loadgen {row['cpu_loadgen_pct']}% CPU"
+                f"{row.rps:.0f} req/s, reads p50 {row.read_p50_ms} ms p99 "
+                f"{row.read_p99_ms} ms, {row.failures} failures, Redis "
+                f"{row.redis_ops_s} ops/s, loadgen {row.cpu_loadgen_pct}% CPU"
             )
         flags = f"  [flags: {', '.join(result.flags)}]" if result.flags else ""
         self.out(f"[{self.done}/{self.total}] {result.cell.cell_id}: {text}{flags}")

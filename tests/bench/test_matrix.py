@@ -66,17 +66,22 @@ def test_locustfiles_import_nothing_asyncio(path: Path) -> None:
 
 
 def test_doubtful_cells_are_flagged_not_silently_reported() -> None:
+    from dataclasses import replace
+
     from authbench.bench.matrix import Cell
-    from authbench.bench.protocol import Protocol, doubts
+    from authbench.bench.protocol import Protocol, cell_row, doubts
 
     cell = Cell("session", 2, Load(20, 15), "EdDSA")  # 300 reads/s offered
-    healthy = {"cpu_loadgen_pct": 40.0, "read_rps": 295.0, "requests": 3000, "failures": 3}
+    healthy = replace(
+        cell_row(cell), cpu_loadgen_pct=40.0, read_rps=295.0, requests=3000, failures=3
+    )
     assert doubts(healthy, cell, Protocol()) == []
-    saturated = {**healthy, "cpu_loadgen_pct": 97.0}
+    saturated = replace(healthy, cpu_loadgen_pct=97.0)
     assert doubts(saturated, cell, Protocol()) == ["generator-saturated"]
     assert doubts(saturated, cell, Protocol(processes=2)) == []  # 97% of two cores is fine
-    behind = {**healthy, "read_rps": 200.0, "failures": 100}
+    behind = replace(healthy, read_rps=200.0, failures=100)
     assert doubts(behind, cell, Protocol()) == ["behind-offered-rate", "failures>1%"]
     closed_loop = Cell("jwt", 1, Load(20), "EdDSA")
-    assert doubts({**healthy, "read_rps": 10.0}, closed_loop, Protocol()) == []
-    assert doubts({**healthy, "requests": 0, "failures": 0}, cell, Protocol()) == ["no-requests"]
+    assert doubts(replace(healthy, read_rps=10.0), closed_loop, Protocol()) == []
+    idle = replace(healthy, requests=0, failures=0)
+    assert doubts(idle, cell, Protocol()) == ["no-requests"]

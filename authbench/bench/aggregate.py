@@ -1,0 +1,171 @@
+"""A bench run's cells grouped by configuration, repeats merged: what charts and findings read.
+
+A *configuration* is a cell without its repeat number (mode, replicas, load, JWT
+algorithm). Its repeats' Locust response-time buckets are added (a merged percentile is
+what one long run would have said), their validation histograms too, and each summary
+column is read as the spread over repeats. A *series* is one line on a chart: a mode, and
+its JWT algorithm when the run measured several.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from authbench import modes
+from authbench.bench.statistics import (
+    Bucket,
+    Spread,
+    merge_buckets,
+    merge_response_times,
+    response_time_percentile,
+    spread,
+)
+from authbench.bench.summary import READ_PREFIX, SummaryRow
+from authbench.modes import Login
+
+ALG_STYLES = ("-", "--", ":", "-.")
+
+
+def cell_json(run_dir: Path, cell_id: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((run_dir / "cells" / cell_id / "cell.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_histogram(run_dir: Path, cell_id: str) -> dict[int, int]:
+    """The cell's Locust response-time buckets of GET /api/* reads."""
+    try:
+        data = json.loads((run_dir / "cells" / cell_id / "locust_histogram.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return merge_response_times(
+        {int(k): int(v) for k, v in entry["response_times"].items()}
+        for name, entry in data.get("entries", {}).items()
+        if name.startswith(READ_PREFIX)
+    )
+
+
+def _validation_buckets(cell: dict[str, Any]) -> list[Bucket]:
+    ok = [
+        [Bucket(float(le), float(count)) for le, count in buckets]
+        for key, buckets in cell.get("validation_buckets", {}).items()
+        if key.endswith("/ok")
+    ]
+    return merge_buckets(ok)
+
+
+# --- aggregation over repeats ----------------------------------------------------------
+@dataclass
+class Series:
+    """One line on a chart: a mode (and JWT algorithm when several were measured)."""
+
+    mode: str
+    alg: str
+    label: str
+    style: str
+
+    @property
+    def color(self) -> str:
+        return modes.color(self.mode)
+
+
+@dataclass
+class Config:
+    """The repeats of one cell configuration, merged."""
+
+    mode: str
+    replicas: int
+    load: str
+    alg: str
+    rows: list[SummaryRow] = field(default_factory=list)
+    reads: dict[int, int] = field(default_factory=dict)  # merged Locust buckets
+    validation: list[Bucket] = field(default_factory=list)
+    redis_commands: dict[str, int] = field(default_factory=dict)  # calls per command
+
+    def top_command(self) -> tuple[str, float]:
+        """The Redis command sent most, and its share of all commands in the window."""
+        total = sum(self.redis_commands.values())
+        if not total:
+            return ("", math.nan)
+        name = max(self.redis_commands, key=lambda k: self.redis_commands[k])
+        return (name.upper(), self.redis_commands[name] / total)
+
+    def values(self, column: str) -> list[float]:
+        """The repeats' values of a numeric summary column (those measured)."""
+        return [v for v in (r.number(column) for r in self.rows) if not math.isnan(v)]
+
+    def spread_of(self, key: str) -> Spread:
+        return spread(self.values(key))
+
+    def median(self, key: str) -> float:
+        return self.spread_of(key).median
+
+    def read_percentile(self, fraction: float) -> float:
+        """From all repeats' buckets merged: what one long run would have reported."""
+        return response_time_percentile(self.reads, fraction) if self.reads else math.nan
+
+
+def aggregate(run_dir: Path, rows: Sequence[SummaryRow]) -> list[Config]:
+    """The measured rows grouped by configuration, repeats merged, in report order."""
+    configs: dict[tuple[str, int, str, str], Config] = {}
+    for row in rows:
+        if row.error or row.requests is None:
+            continue
+        key = (row.mode, row.replicas, row.load, row.jwt_alg)
+        config = configs.setdefault(key, Config(*key))
+        config.rows.append(row)
+        config.reads = merge_response_times([config.reads, _read_histogram(run_dir, row.cell_id)])
+        cell = cell_json(run_dir, row.cell_id)
+        config.validation = merge_buckets([config.validation, _validation_buckets(cell)])
+        for name, calls in cell.get("redis_per_command", {}).items():
+            config.redis_commands[name] = config.redis_commands.get(name, 0) + int(calls)
+    return sorted(configs.values(), key=_config_order)
+
+
+def _config_order(config: Config) -> tuple[int, str, int, str]:
+    return (modes.rank(config.mode), config.alg, config.replicas, config.load)
+
+
+def signs(mode: str) -> bool:
+    """Whether the mode's credential is a signed token (the JWT algorithm matters)."""
+    record = modes.find(mode)
+    return record is None or record.login is not Login.SESSION
+
+
+def stateless_jwt(mode: str) -> bool:
+    record = modes.find(mode)
+    return record is not None and record.login is Login.JWT and not record.store_on_read
+
+
+def series_of(configs: Iterable[Config]) -> list[Series]:
+    configs = list(configs)
+    algs = sorted({c.alg for c in configs if signs(c.mode)})
+    seen: dict[tuple[str, str], Series] = {}
+    for config in configs:
+        alg = config.alg if signs(config.mode) else ""
+        if (config.mode, alg) in seen:
+            continue
+        label = config.mode if len(algs) <= 1 or not alg else f"{config.mode} ({alg})"
+        style = ALG_STYLES[algs.index(alg) % len(ALG_STYLES)] if alg in algs else "-"
+        seen[(config.mode, alg)] = Series(config.mode, alg, label, style)
+    return list(seen.values())
+
+
+def in_series(config: Config, series: Series) -> bool:
+    return config.mode == series.mode and (not signs(series.mode) or config.alg == series.alg)
+
+
+def mode_validation(configs: Sequence[Config]) -> dict[str, list[Bucket]]:
+    out: dict[str, list[Bucket]] = {}
+    for series in series_of(configs):
+        merged = merge_buckets(c.validation for c in configs if in_series(c, series))
+        if merged and merged[-1].count > 0:
+            out[series.label] = merged
+    return out
