@@ -177,7 +177,7 @@ def netem_status() -> str:
 
 
 # --- the store link as measured ---------------------------------------------------------
-def ping_rtt_us(url: str, count: int = 50) -> float:
+def ping_rtt_us(url: str, count: int = 20) -> float:
     """Median round trip of PING over one connection to `url` (the services' Redis URL,
     through the proxy when there is one): the store distance actually added."""
     client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
