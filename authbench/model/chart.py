@@ -79,7 +79,7 @@ def _machine_panel(model: Model, ax: Any) -> None:
         if v.method == "exact MVA" and v.redis_cpus is None and v.store_rtt_ms == 0
     ]
     replicas = sorted({v.replicas for v in cells}) or [1]
-    for mode in _modes(model):
+    for index, mode in enumerate(_modes(model)):
         mine = [v for v in cells if v.mode == mode]
         if not mine:
             continue
@@ -109,7 +109,8 @@ def _machine_panel(model: Model, ax: Any) -> None:
                 ax.annotate(
                     f"#{v.schedule_position}",
                     (v.replicas, v.measured_rps),
-                    xytext=(5, -3),
+                    # Alternate sides and heights per mode, so near points' labels never stack.
+                    xytext=(6 if index % 2 == 0 else -18, 6 - 8 * index),
                     textcoords="offset points",
                     fontsize=7,
                     color=_color(mode),
