@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from authbench.cluster import Child, LocalCluster, Ports
 from authbench.modes import CHAOS_MODES
 from authbench.process import free_port_block
+from authbench.targets.local import Child, LocalCluster, Ports
 
 MAX_REPLICAS = 10
 MAIN_GROUP = "main"  # the group LocalCluster itself runs

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     scenarios = [SCENARIOS[n] for n in names]
     target: Deployment | None = None  # local: a fresh cluster per scenario
     if args.target == "compose":
-        from authbench.compose import ComposeTarget
+        from authbench.targets.compose import ComposeTarget
 
         problem = ComposeTarget.engine_problem()
         if problem is not None:

@@ -8,7 +8,7 @@ import sys
 import time
 from types import FrameType
 
-from authbench.cluster import ClusterError, LocalCluster, Ports
+from authbench.targets.local import ClusterError, LocalCluster, Ports
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

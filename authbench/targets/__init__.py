@@ -2,12 +2,13 @@
 
 - `base.py`: the `Deployment` interface (life, URLs, settings, scale, Redis faults,
   what samplers read), `NotSupported`, `StoreTopology`;
-- `local`: `authbench.cluster.LocalCluster` (loopback processes; `authbench up`);
-- `compose`: `authbench.compose.ComposeTarget` (the docker compose stack).
+- `local.py`: `LocalCluster`, loopback processes (target `local`; also `authbench up`);
+- `compose.py`: `ComposeTarget`, the docker compose stack (target `compose`).
 
 A new target (swarm, Kubernetes, external) is a `Deployment` subclass in a module of its
 own here, plus a branch in `open_deployment` and its name in `TARGETS`; bench and chaos
-then take it through `--target` with no other change.
+then take it through `--target` with no other change. The implementations are imported
+when opened, so reading the interface costs no Redis client or docker lookup.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     if spec.store != SINGLE_REDIS:
         raise ValueError(f"store topology {spec.store} is not built yet")
     if target == "local":
-        from authbench.cluster import LocalCluster, Ports
         from authbench.process import free_port_block
+        from authbench.targets.local import LocalCluster, Ports
 
         base = spec.port_base if spec.port_base is not None else free_port_block()
         cluster = LocalCluster(
@@ -57,7 +58,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             cluster.workdir = spec.workdir
         return cluster
     if target == "compose":
-        from authbench.compose import ComposeTarget
+        from authbench.targets.compose import ComposeTarget
 
         if spec.redis_persistence != "none":
             raise ValueError("compose: Redis persistence comes from REDIS_APPENDONLY")

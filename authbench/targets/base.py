@@ -37,6 +37,9 @@ the implementations start for it.
 
 from __future__ import annotations
 
+import http.client
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -207,3 +210,17 @@ class Deployment(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what sampling holds open (connections); `stop()` calls it too."""
+
+
+def http_status(url: str, timeout_s: float = 1.0) -> int | None:
+    """The status a URL answers (a readiness probe); None when there is no valid answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - loopback
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException):
+        # HTTPException: no valid answer yet. On a port of the ephemeral range that nothing
+        # listens on yet, the kernel may even connect the probe to itself, and it then
+        # reads back its own request ("BadStatusLine: GET /readyz"): not ready either.
+        return None

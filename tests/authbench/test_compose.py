@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authbench.compose import _container, _json_rows, parse_redis_info
+from authbench.targets.compose import _container, _json_rows, parse_redis_info
 
 INFO = """# Server\r
 redis_version:7.0.15\r

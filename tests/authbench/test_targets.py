@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from authbench.cluster import LocalCluster, Ports
-from authbench.compose import ComposeTarget
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, NotSupported, StoreTopology
+from authbench.targets.compose import ComposeTarget
+from authbench.targets.local import LocalCluster, Ports
 
 
 class UrlOnly(Deployment):

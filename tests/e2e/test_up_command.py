@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from authbench.cluster import PROJECT_ROOT, http_status
+from authbench.process import PROJECT_ROOT
+from authbench.targets.base import http_status
 from tests.client import bearer, login, request
 from tests.conftest import free_port_block
 

@@ -1,0 +1,563 @@
+"""ComposeTarget: the `docker compose` stack, the `compose` target of the harness.
+
+It implements authbench.targets.base.Deployment, as LocalCluster (targets/local.py) does
+for processes, so
+`authbench bench --target compose` and `authbench chaos --target compose` run the same
+code as locally. `start()` either attaches to the running stack (`scale_to=None`: chaos,
+which measures the stack as the user runs it) or brings it up with `env` and `scale_to`
+replicas (the bench, per group); `stop()` leaves the stack running, with Redis running
+again. Everything goes through the real `docker compose` CLI (v2) and `docker` itself;
+nothing here talks to the engine's API directly.
+
+    target = ComposeTarget()                 # project "authbench" in the project root
+    target.up(replicas=3)                    # build if needed, start, wait until healthy
+    target.scale(5)                          # `up -d --scale resource=5`, gateway untouched
+    target.kill_redis(); target.start_redis()
+    target.redis_info()["instantaneous_ops_per_sec"]
+    target.cpu_seconds()                     # {"redis": 1.2, "resource-1": 12.3, ...}
+    target.down()                            # containers, network and volumes
+
+Compose variables (BASE_IMAGE, REDIS_IMAGE, JWT_REVOCATION, REDIS_APPENDONLY, ...; see
+.env.example) come from `env`, then the process environment, then the project's `.env`.
+On a registry-less host, when BASE_IMAGE/REDIS_IMAGE are not set and the images made by
+`scripts/build-base-images.sh` exist, those are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from authbench.process import PROJECT_ROOT
+from authbench.targets.base import Deployment, DeploymentError, http_status
+
+DEFAULT_PROJECT = "authbench"
+REDIS_SERVICE = "redis"
+RESOURCE_SERVICE = "resource"
+LOAD_PROFILE = "load"
+# What scripts/build-base-images.sh tags; used only when the variables are not set.
+LOCAL_BASE_IMAGES = {
+    "BASE_IMAGE": "authbench/base-python:local",
+    "REDIS_IMAGE": "authbench/redis:local",
+}
+
+_CGROUP_USAGE_FILES = (
+    # (path pattern, unit per second): cgroup v1 (cgroupfs and systemd drivers), then v2.
+    ("/sys/fs/cgroup/cpu,cpuacct/docker/{id}/cpuacct.usage", 1e9),
+    ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage", 1e9),
+    ("/sys/fs/cgroup/cpu,cpuacct/system.slice/docker-{id}.scope/cpuacct.usage", 1e9),
+    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", 1e6),
+    ("/sys/fs/cgroup/docker/{id}/cpu.stat", 1e6),
+)
+
+
+class ComposeError(DeploymentError):
+    """A compose or docker command failed; the message carries its output."""
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of the project, as `docker compose ps` reports it."""
+
+    id: str
+    name: str
+    service: str
+    state: str  # running, exited, paused, ...
+    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class LocustRun:
+    """A finished headless Locust run of the `load` profile."""
+
+    exit_code: int
+    csv_dir: Path  # on the host: <results dir>/<run name>/ with locust_stats.csv, ...
+    log: str
+    workers: int  # worker containers that took part
+
+
+# Fetch /metrics from inside a replica container (its port is not published).
+_METRICS_PROBE = (
+    "import sys, urllib.request; "
+    "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8101/metrics', timeout=5)"
+    ".read().decode())"
+)
+
+
+@dataclass
+class ComposeTarget(Deployment):
+    """One compose project of this repository's docker-compose.yml.
+
+    `project_name` keeps stacks apart (tests use their own); `env` holds compose
+    variables for every command this object runs (GATEWAY_PORT, JWT_REVOCATION, ...).
+    """
+
+    target: ClassVar[str] = "compose"
+
+    project_dir: Path = PROJECT_ROOT
+    project_name: str = field(
+        default_factory=lambda: os.environ.get("COMPOSE_PROJECT_NAME", DEFAULT_PROJECT)
+    )
+    env: dict[str, str] = field(default_factory=dict)
+    command_timeout_s: float = 300.0
+    scale_to: int | None = None  # start(): None attaches; N: `up` with `env`, N replicas
+    _base_images_checked: bool = field(default=False, init=False, repr=False)
+
+    # --- Deployment: life -------------------------------------------------------------
+    def start(self) -> None:
+        if self.scale_to is not None:
+            self.up(replicas=self.scale_to, build=False)
+        elif not self.is_up():
+            raise ComposeError(
+                f"the compose stack is not answering at {self.gateway_url}/readyz; "
+                "start it first: docker compose up -d --wait"
+            )
+
+    def stop(self) -> None:
+        """Leave the stack running (it is the user's), with Redis running again."""
+        states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
+        if "paused" in states:
+            self.resume_redis()
+        elif "running" not in states:
+            self.start_redis()
+
+    def describe(self) -> str:
+        return f"compose project {self.project_name} at {self.gateway_url}"
+
+    # --- Deployment: where it is --------------------------------------------------------
+    @property
+    def auth_url(self) -> str:
+        return f"{self.gateway_url}/auth"  # auth is not published; the gateway routes to it
+
+    @property
+    def redis_address(self) -> str | None:
+        return None  # not published; INFO goes through redis-cli in the container
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """The stack's resolved configuration (`docker compose config`): every variable as
+        compose substitutes it, so the settings read here are what the containers got."""
+        config: dict[str, Any] = json.loads(self.compose("config", "--format", "json").stdout)
+        return config
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
+        return {str(k): str(v) for k, v in env.items()}
+
+    @property
+    def redis_persistence(self) -> str:
+        command = [str(arg) for arg in self.config["services"][REDIS_SERVICE].get("command") or []]
+        flags = dict(itertools.pairwise(command))
+        return "aof" if flags.get("--appendonly") == "yes" else "none"
+
+    # --- where things are -------------------------------------------------------------
+    @property
+    def gateway_port(self) -> int:
+        return int(self._variable("GATEWAY_PORT") or 8080)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def results_dir(self) -> Path:
+        """The host folder mounted as /results in locust-master."""
+        path = Path(self._variable("RESULTS_DIR") or "./results")
+        return path if path.is_absolute() else self.project_dir / path
+
+    # --- running commands -------------------------------------------------------------
+    def compose(
+        self,
+        *args: str,
+        timeout_s: float | None = None,
+        check: bool = True,
+        profiles: Sequence[str] = (),
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose -p NAME ARGS...` in the project dir; ComposeError when it fails."""
+        argv = ["docker", "compose", "-p", self.project_name]
+        for profile in profiles:
+            argv += ["--profile", profile]
+        return self._run([*argv, *args], timeout_s=timeout_s, check=check)
+
+    def _run(
+        self, argv: list[str], *, timeout_s: float | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=self.project_dir,
+                env=self._process_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s or self.command_timeout_s,
+                check=False,
+            )
+        except FileNotFoundError as err:
+            raise ComposeError(f"{argv[0]} is not installed") from err
+        except subprocess.TimeoutExpired as err:
+            raise ComposeError(f"`{' '.join(argv)}` did not finish in {err.timeout:.0f} s") from err
+        if check and done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()[-4000:]
+            raise ComposeError(f"`{' '.join(argv)}` exited {done.returncode}:\n{output}")
+        return done
+
+    def _process_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        if not self._base_images_checked:
+            self._base_images_checked = True
+            missing = [k for k in LOCAL_BASE_IMAGES if not self._variable(k)]
+            if missing and _images_present([LOCAL_BASE_IMAGES[k] for k in missing]):
+                self.env.update({k: LOCAL_BASE_IMAGES[k] for k in missing})
+        env.update(self.env)
+        return env
+
+    def _variable(self, name: str) -> str:
+        """A compose variable as compose sees it: env, then process env, then .env."""
+        if name in self.env:
+            return self.env[name]
+        if name in os.environ:
+            return os.environ[name]
+        return _dotenv(self.project_dir / ".env").get(name, "")
+
+    # --- is there an engine at all? ------------------------------------------------------
+    @staticmethod
+    def engine_problem() -> str | None:
+        """Why docker compose cannot be used here, or None when it can."""
+        if shutil.which("docker") is None:
+            return "the docker CLI is not installed"
+        checks = (
+            (["docker", "info", "--format", "{{.ServerVersion}}"], "the Docker engine"),
+            (["docker", "compose", "version", "--short"], "docker compose v2"),
+        )
+        for argv, what in checks:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+            except subprocess.TimeoutExpired:
+                return f"{what} did not answer within 20 s"
+            if done.returncode != 0:
+                return f"{what} is not available: {(done.stderr or done.stdout).strip()[:300]}"
+        return None
+
+    # --- lifecycle --------------------------------------------------------------------
+    def up(
+        self,
+        replicas: int | None = None,
+        *,
+        build: bool = True,
+        wait: bool = True,
+        timeout_s: float = 240.0,
+    ) -> None:
+        """`docker compose up -d [--wait]`: the stack without the load profile.
+
+        With `build`, the one image every Python service shares is (re)built first, once:
+        `up --build` would build it once per service that declares it (five times).
+        """
+        if build:
+            self.compose("build", "auth", timeout_s=timeout_s + 600)
+        args = ["up", "-d", "--remove-orphans"]
+        if replicas is not None:
+            args += ["--scale", f"{RESOURCE_SERVICE}={replicas}"]
+        if wait:
+            args += ["--wait", "--wait-timeout", str(int(timeout_s))]
+        self.compose(*args, timeout_s=timeout_s + 60)
+
+    def down(self, *, volumes: bool = True, timeout_s: float = 120.0) -> None:
+        """Remove every container of the project (load profile included) and its network."""
+        args = ["down", "--remove-orphans", "--timeout", "5"]
+        if volumes:
+            args.append("--volumes")
+        self.compose(*args, timeout_s=timeout_s, profiles=(LOAD_PROFILE,))
+
+    def scale(self, replicas: int, *, wait: bool = True, timeout_s: float = 120.0) -> None:
+        """Run `replicas` resource containers; nothing else is recreated or restarted."""
+        if replicas < 0:
+            raise ValueError("replicas must be >= 0")
+        args = [
+            "up",
+            "-d",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            f"{RESOURCE_SERVICE}={replicas}",
+        ]
+        if wait:
+            args += ["--wait", "--wait-timeout", str(int(timeout_s))]
+        self.compose(*args, RESOURCE_SERVICE, timeout_s=timeout_s + 60)
+
+    def containers(self, service: str | None = None, *, all: bool = False) -> list[Container]:
+        """The project's containers (running ones unless `all`), optionally of one service."""
+        args = ["ps", "--format", "json"]
+        if all:
+            args.append("--all")
+        if service:
+            args.append(service)
+        out = self.compose(*args, profiles=(LOAD_PROFILE,)).stdout
+        return [_container(row) for row in _json_rows(out)]
+
+    def replicas(self) -> int:
+        """How many resource containers are running."""
+        return sum(c.state == "running" for c in self.containers(RESOURCE_SERVICE))
+
+    def is_up(self) -> bool:
+        """True when the gateway answers /readyz with 200."""
+        return http_status(f"{self.gateway_url}/readyz") == 200
+
+    def logs(self, service: str | None = None, *, tail: int = 200) -> str:
+        args = ["logs", "--no-color", "--tail", str(tail)]
+        if service:
+            args.append(service)
+        return self.compose(*args, check=False, profiles=(LOAD_PROFILE,)).stdout
+
+    # --- faults (same names as LocalCluster) ------------------------------------------
+    def kill_redis(self) -> None:
+        """SIGKILL the Redis container; it stays down (restart: "no") until start_redis."""
+        self.compose("kill", "-s", "SIGKILL", REDIS_SERVICE)
+
+    def pause_redis(self) -> None:
+        """Freeze Redis (cgroup freezer): connections stay open, nothing is answered."""
+        self.compose("pause", REDIS_SERVICE)
+
+    def resume_redis(self) -> None:
+        self.compose("unpause", REDIS_SERVICE)
+
+    def start_redis(self, wait: bool = True, timeout_s: float = 60.0) -> None:
+        """Start the same Redis container again (same volume); no other service restarts."""
+        self.compose("start", REDIS_SERVICE)
+        if wait:
+            self.wait_redis(timeout_s)
+
+    def wait_redis(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done = self.compose(
+                "exec", "-T", REDIS_SERVICE, "redis-cli", "ping", check=False, timeout_s=10
+            )
+            if done.returncode == 0 and "PONG" in done.stdout:
+                return
+            if time.monotonic() > deadline:
+                raise ComposeError(f"redis did not answer PING in {timeout_s:.0f} s")
+            time.sleep(0.2)
+
+    # --- measurements -----------------------------------------------------------------
+    def redis_cli(self, *args: str, timeout_s: float = 10.0) -> str:
+        """Run redis-cli inside the redis container and return its output."""
+        return self.compose(
+            "exec", "-T", REDIS_SERVICE, "redis-cli", *args, timeout_s=timeout_s
+        ).stdout
+
+    def redis_info(self) -> dict[str, str]:
+        """`INFO all` as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""
+        return parse_redis_info(self.redis_cli("INFO", "all"))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each component has used so far (cgroup accounting): redis, auth,
+        gateway, resource-N (the N of its container name), load containers by service.
+
+        Read from the host's cgroup files, so measuring costs the containers nothing;
+        take it before and after a run and subtract. Containers whose cgroup file is not
+        found (a remote engine, an unknown layout) are left out.
+        """
+        usage: dict[str, float] = {}
+        for container in self.containers():
+            seconds = _cgroup_cpu_seconds(container.id)
+            if seconds is None:
+                continue
+            component = container.service
+            if component == RESOURCE_SERVICE:
+                component = f"{RESOURCE_SERVICE}-" + container.name.rsplit("-", 1)[-1]
+            usage[component] = usage.get(component, 0.0) + seconds
+        return usage
+
+    def metrics_pages(self) -> list[str]:
+        """Each running replica's /metrics, fetched inside its container."""
+        pages = []
+        for container in self.containers(RESOURCE_SERVICE):
+            if container.state != "running":
+                continue
+            try:
+                done = subprocess.run(
+                    ["docker", "exec", container.id, "python", "-S", "-c", _METRICS_PROBE],
+                    capture_output=True, text=True, timeout=20, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if done.returncode == 0:
+                pages.append(done.stdout)
+        return pages
+
+    # --- load (profile `load`) ----------------------------------------------------------
+    def run_locust(
+        self,
+        *,
+        run_name: str,
+        users: int = 20,
+        spawn_rate: float = 10,
+        run_time: str = "30s",
+        workers: int = 2,
+        user_classes: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        timeout_s: float = 600.0,
+    ) -> LocustRun:
+        """A headless Locust run in containers (master + `workers`) against the gateway.
+
+        The CSVs go to `<results dir>/<run_name>/locust_*.csv` on the host. The master runs
+        as this process's uid (so the files are yours), or as the image's user when that
+        uid is root, in which case the folder is made writable for it.
+        """
+        csv_dir = self.results_dir / run_name
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        uid = os.getuid()
+        if uid == 0:
+            csv_dir.chmod(0o777)  # the image's unprivileged user writes here
+        env = {
+            "LOCUST_RUN": run_name,
+            "LOCUST_USERS": str(users),
+            "LOCUST_SPAWN_RATE": str(spawn_rate),
+            "LOCUST_RUN_TIME": run_time,
+            "LOCUST_WORKERS": str(workers),
+            "LOCUST_USER_CLASSES": " ".join(user_classes),
+            "LOCUST_UID": str(uid) if uid != 0 else self._variable("LOCUST_UID") or "10001",
+            **(extra_env or {}),
+        }
+        with self._extra_env(env):
+            # Old runs' containers would otherwise be reused with their old settings.
+            self.compose(
+                "rm", "-f", "-s", "locust-master", "locust-worker", profiles=(LOAD_PROFILE,)
+            )
+            self.compose(
+                # --no-deps: an `up` that pulled in the dependencies would also put
+                # `resource` back to its configured count, undoing a scale.
+                "up", "-d", "--no-deps", "--scale", f"locust-worker={workers}",
+                "locust-master", "locust-worker",
+                profiles=(LOAD_PROFILE,), timeout_s=180,
+            )  # fmt: skip
+            done = self.compose(
+                "wait", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=timeout_s, check=False
+            )
+            log = self.logs("locust-master", tail=100)
+            workers_seen = len(self.containers("locust-worker", all=True))
+            self.compose(
+                "rm", "-f", "-s", "locust-master", "locust-worker", profiles=(LOAD_PROFILE,)
+            )
+        # `compose wait` exits with the container's own exit code.
+        exit_code = done.returncode
+        return LocustRun(exit_code, csv_dir, log, workers_seen)
+
+    @contextlib.contextmanager
+    def _extra_env(self, extra: Mapping[str, str]) -> Iterator[None]:
+        saved = dict(self.env)
+        self.env.update(extra)
+        try:
+            yield
+        finally:
+            self.env = saved
+
+
+def parse_redis_info(text: str) -> dict[str, str]:
+    """`INFO` output (`key:value` lines, `# Section` headers) as a dict."""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            key, _, value = line.partition(":")
+            info[key] = value
+    return info
+
+
+def _json_rows(out: str) -> list[dict[str, object]]:
+    out = out.strip()
+    if not out:
+        return []
+    if out.startswith("["):  # older compose versions print one JSON array
+        rows = json.loads(out)
+        return [r for r in rows if isinstance(r, dict)]
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _container(row: Mapping[str, object]) -> Container:
+    return Container(
+        id=str(row.get("ID", "")),
+        name=str(row.get("Name", "")),
+        service=str(row.get("Service", "")),
+        state=str(row.get("State", "")),
+        health=str(row.get("Health", "")),
+        exit_code=int(str(row.get("ExitCode") or 0)),
+    )
+
+
+def _images_present(images: list[str]) -> bool:
+    try:
+        done = subprocess.run(
+            ["docker", "image", "inspect", *images],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _cgroup_cpu_seconds(short_id: str) -> float | None:
+    full_id = _full_id(short_id)
+    if full_id is None:
+        return None
+    for pattern, per_second in _CGROUP_USAGE_FILES:
+        path = Path(pattern.format(id=full_id))
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.name == "cpu.stat":
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / per_second
+            continue
+        return int(text.strip()) / per_second
+    return None
+
+
+_FULL_IDS: dict[str, str] = {}
+
+
+def _full_id(short_id: str) -> str | None:
+    if len(short_id) == 64:
+        return short_id
+    if short_id not in _FULL_IDS:
+        done = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Id}}", short_id],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        if done.returncode != 0:
+            return None
+        _FULL_IDS[short_id] = done.stdout.strip()
+    return _FULL_IDS[short_id]
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip("'\"")
+    return values

@@ -1,0 +1,376 @@
+"""LocalCluster: Redis, the auth service, N replicas and the gateway as loopback processes.
+
+The `local` target (a Deployment, authbench.targets.base): `authbench up`, and the cluster
+that tests, `bench` and `chaos` start. Children are real processes (`python -m <service>`,
+a real `redis-server`), each with its own log file, started by `authbench.process.spawn`
+(they die with the harness, each in a process group of its own); `stop()` terminates them
+(SIGTERM, then SIGKILL after a grace period) and reaps them.
+
+With `redis_delay_ms` set, every service reaches Redis through the userspace delay proxy
+(authbench.delay_proxy) on a port of its own, and `slow_redis(ms)` switches that delay on
+(`slow_redis(0)`: off). This is also where a store-distance axis plugs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import redis
+from redis import Redis as RedisClient
+
+from authbench import process
+from authbench.delay_proxy import DelayProxy
+from authbench.process import PROJECT_ROOT
+from authbench.targets.base import Deployment, DeploymentError, Group, http_status
+from authcore.config import documented_settings
+
+REDIS_MISSING = (
+    "redis-server was not found on PATH. Install it first, e.g.\n"
+    "  Debian/Ubuntu: sudo apt-get install redis-server\n"
+    "  macOS:         brew install redis\n"
+    "authbench starts its own redis-server on a port of its own; it never touches yours."
+)
+_SETTING_NAMES = frozenset(name for name, _default, _doc in documented_settings())
+
+
+class ClusterError(DeploymentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: int = 8080
+    auth: int = 8081
+    resource_base: int = 8101
+    redis: int = 6390
+    redis_proxy: int = 6391  # the delay proxy, when the cluster runs one
+
+    @classmethod
+    def block(cls, base: int) -> Ports:
+        """The layout inside a private block (authbench.process.PORT_BLOCK ports from
+        `base`): tests and benchmarks never clash with `up`; up to 29 replicas."""
+        return cls(
+            gateway=base, auth=base + 1, resource_base=base + 21, redis=base + 10,
+            redis_proxy=base + 11,
+        )  # fmt: skip
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    health_url: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        self.process = process.spawn(self.argv, self.log_path, env=self.env)
+
+
+@dataclass
+class LocalCluster(Deployment):
+    target: ClassVar[str] = "local"
+
+    replicas: int = 3
+    ports: Ports = field(default_factory=Ports)
+    settings_env: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: PROJECT_ROOT / ".authbench")
+    redis_persistence: str = "none"  # none | aof
+    redis_delay_ms: float | None = None  # set: services reach Redis via the delay proxy
+    children: list[Child] = field(default_factory=list, init=False)
+    redis: Child | None = field(default=None, init=False)
+    proxy: DelayProxy | None = field(default=None, init=False)
+    _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.auth}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def redis_address(self) -> str:
+        return f"127.0.0.1:{self.ports.redis}"
+
+    @property
+    def services_redis_url(self) -> str:
+        """Where the services reach Redis: the delay proxy when there is one."""
+        if self.redis_delay_ms is not None:
+            return f"redis://127.0.0.1:{self.ports.redis_proxy}/0"
+        return self.redis_url
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return self.settings_env
+
+    def replica_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.ports.resource_base + i}" for i in range(self.replicas)]
+
+    def describe(self) -> str:
+        return f"local cluster of {len(self.all_children())} processes at {self.gateway_url}"
+
+    def groups(self) -> list[Group]:
+        """One group per gateway child: its URL, its replicas and the settings it runs."""
+        found = []
+        for child in self.children:
+            if child.argv[-1] != "gateway":
+                continue
+            replicas = tuple(u for u in child.env.get("RESOURCE_URLS", "").split(",") if u)
+            settings = {k: v for k, v in child.env.items() if k in _SETTING_NAMES}
+            name = child.name.removesuffix("gateway").rstrip("-") or "main"
+            found.append(Group(name, f"http://127.0.0.1:{child.env['PORT']}", replicas, settings))
+        return found
+
+    # --- building the children ----------------------------------------------------
+    def _service_env(self, extra: dict[str, str]) -> dict[str, str]:
+        if self.settings_env.get("JWT_ALG") == "HS256" and not self.settings_env.get(
+            "JWT_HS256_SECRET"
+        ):
+            # One random secret for this cluster's lifetime, handed to every process.
+            self.settings_env["JWT_HS256_SECRET"] = secrets.token_urlsafe(48)
+        return process.python_env(
+            {
+                **self.settings_env,
+                "REDIS_URL": self.services_redis_url,
+                "AUTH_URL": self.auth_url,
+                "RESOURCE_URLS": ",".join(self.replica_urls()),
+                **extra,
+            }
+        )
+
+    def _redis_child(self) -> Child:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise ClusterError(REDIS_MISSING)
+        data_dir = self.workdir / f"redis-{self.ports.redis}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            server, "--port", str(self.ports.redis), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--save", "", "--daemonize", "no",
+            "--loglevel", "warning", "--logfile", "",
+        ]  # fmt: skip
+        if self.redis_persistence == "aof":
+            argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        else:
+            argv += ["--appendonly", "no"]
+        return Child("redis", argv, process.python_env(), self.workdir / "logs" / "redis.log")
+
+    def _python_child(self, name: str, module: str, port: int, extra: dict[str, str]) -> Child:
+        env = self._service_env({"PORT": str(port), "HOST": "127.0.0.1", **extra})
+        return Child(
+            name,
+            [sys.executable, "-m", module],
+            env,
+            self.workdir / "logs" / f"{name}.log",
+            health_url=f"http://127.0.0.1:{port}/readyz",
+        )
+
+    def plan(self) -> list[Child]:
+        children = [
+            self._python_child("auth", "auth_service", self.ports.auth, {}),
+        ]
+        for i in range(self.replicas):
+            port = self.ports.resource_base + i
+            children.append(
+                self._python_child(
+                    f"resource-{i + 1}",
+                    "resource_service",
+                    port,
+                    {"REPLICA_ID": f"replica-{i + 1}"},
+                )
+            )
+        children.append(self._python_child("gateway", "gateway", self.ports.gateway, {}))
+        return children
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0, progress: Callable[[str], None] | None = None) -> None:
+        """Start everything and wait until each service reports ready."""
+        say = progress or (lambda _msg: None)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis = self._redis_child()
+            self.redis.start()
+            self.wait_redis(timeout_s)
+            say(f"redis-server ready on 127.0.0.1:{self.ports.redis} (pid {self.redis.pid})")
+            if self.redis_delay_ms is not None:
+                self.proxy = DelayProxy(
+                    self.ports.redis_proxy,
+                    self.ports.redis,
+                    self.redis_delay_ms,
+                    self.workdir / "logs" / "proxy.log",
+                )
+                self.proxy.start()
+                say(f"delay proxy on 127.0.0.1:{self.ports.redis_proxy} (pid {self.proxy.pid})")
+            self.children = self.plan()
+            for child in self.children:
+                child.start()
+            deadline = time.monotonic() + timeout_s
+            for child in self.children:
+                self._wait_ready(child, deadline)
+                say(f"{child.name} ready (pid {child.pid})")
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_redis(self, timeout_s: float = 30.0) -> None:
+        client = redis.Redis(port=self.ports.redis, socket_timeout=0.5, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self.redis is not None and not self.redis.alive():
+                    raise ClusterError(f"redis-server exited; see {self.redis.log_path}")
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise ClusterError("redis-server did not answer PING in time")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _wait_ready(self, child: Child, deadline: float) -> None:
+        assert child.health_url is not None
+        while True:
+            if not child.alive():
+                tail = _tail(child.log_path)
+                raise ClusterError(f"{child.name} exited during start-up:\n{tail}")
+            if http_status(child.health_url) == 200:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{child.name} not ready in time; see {child.log_path}")
+            time.sleep(0.05)
+
+    def all_children(self) -> list[Child]:
+        return ([self.redis] if self.redis else []) + self.children
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop every child this cluster started (gateway first, Redis last)."""
+        self.close()
+        started = [c.process for c in reversed(self.children) if c.process is not None]
+        if self.proxy is not None and self.proxy.process is not None:
+            started.append(self.proxy.process)
+        if self.redis is not None and self.redis.process is not None:
+            started.append(self.redis.process)
+        process.stop(started, grace_s)
+
+    # --- faults (chaos scenarios and tests) -------------------------------------------
+    def _redis_process(self) -> subprocess.Popen[bytes]:
+        if self.redis is None or self.redis.process is None:
+            raise ClusterError("redis-server was never started")
+        return self.redis.process
+
+    def kill_redis(self) -> None:
+        self._redis_process().kill()
+        self._redis_process().wait()
+
+    def pause_redis(self) -> None:
+        self._redis_process().send_signal(signal.SIGSTOP)
+
+    def resume_redis(self) -> None:
+        self._redis_process().send_signal(signal.SIGCONT)
+
+    def start_redis(self, wait: bool = True) -> None:
+        """(Re)start redis-server with the same port and persistence as before."""
+        assert self.redis is not None
+        if self.redis.alive():
+            return
+        self.close()  # the sampling connection went with the old Redis
+        self.redis.start()
+        if wait:
+            self.wait_redis()
+
+    def slow_redis(self, delay_ms: float) -> None:
+        if self.proxy is None:
+            raise ClusterError("this cluster was started without the delay proxy")
+        if delay_ms not in (0, self.proxy.delay_ms):
+            raise ClusterError(
+                f"the delay proxy switches between 0 and {self.proxy.delay_ms:g} ms "
+                f"(redis_delay_ms), not {delay_ms:g} ms"
+            )
+        self.proxy.delay(delay_ms > 0)
+
+    def child(self, name: str) -> Child:
+        for child in self.all_children():
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def restart_child(self, name: str, timeout_s: float = 30.0) -> None:
+        child = self.child(name)
+        if child.alive():
+            raise ClusterError(f"{name} is still running")
+        child.start()
+        self._wait_ready(child, time.monotonic() + timeout_s)
+
+    # --- what samplers read -------------------------------------------------------------
+    def redis_info(self) -> Mapping[str, Any]:
+        """INFO all over one connection kept open (so a window counts only our INFOs)."""
+        if self._redis_client is None:
+            self._redis_client = redis.Redis(
+                port=self.ports.redis, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
+        try:
+            info: dict[str, Any] = self._redis_client.info("all")
+        except redis.RedisError as err:
+            raise ClusterError(f"redis INFO failed: {err}") from err
+        return info
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU of each child's process tree (workers it forked included),
+        and of the delay proxy when there is one (`proxy`: it shares the machine's cores)."""
+        used = {
+            child.name: process.tree_cpu_seconds(child.pid)
+            for child in self.all_children()
+            if child.pid is not None
+        }
+        if self.proxy is not None and self.proxy.pid is not None:
+            used["proxy"] = process.tree_cpu_seconds(self.proxy.pid)
+        return used
+
+    def metrics_pages(self) -> list[str]:
+        pages = []
+        for url in self.replica_urls():
+            try:
+                with urllib.request.urlopen(f"{url}/metrics", timeout=3.0) as resp:  # noqa: S310
+                    pages.append(resp.read().decode())
+            except (OSError, ValueError):
+                continue
+        return pages
+
+    def close(self) -> None:
+        if self._redis_client is not None:
+            self._redis_client.close()
+            self._redis_client = None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
