@@ -9,7 +9,9 @@ module, and Toxiproxy cannot be installed here. So a LocalCluster started with
     python -m authbench.delay_proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
         --delay-ms 5
 
-SIGUSR1 switches the delay on, SIGUSR2 off (it starts off). Each chunk read from either
+SIGUSR1 switches the delay on, SIGUSR2 off (it starts off); with `--control-file`, SIGUSR1
+first reads the delay in ms from that file, so one proxy serves several store distances
+(`DelayProxy.set_delay`, the bench's store-distance axis). Each chunk read from either
 side is held until `delay` after it arrived, then written in order; so a Redis round trip
 gains 2 x delay, while throughput is not capped (chunks in flight overlap), which is what
 netem's `delay` does. Unlike netem it adds no jitter and does not slow the TCP handshake.
@@ -35,11 +37,15 @@ from authbench import process
 class DelayLink:
     """The delay currently applied, switched by signals."""
 
-    def __init__(self, delay_s: float) -> None:
+    def __init__(self, delay_s: float, control_file: Path | None = None) -> None:
         self.configured_s = delay_s
         self.delay_s = 0.0
+        self.control_file = control_file
 
     def switch(self, on: bool) -> None:
+        if on and self.control_file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.configured_s = max(0.0, float(self.control_file.read_text()) / 1000)
         self.delay_s = self.configured_s if on else 0.0
         print(f"delay {'on' if on else 'off'}: {self.delay_s * 1000:.1f} ms", flush=True)
 
@@ -108,8 +114,10 @@ class DelayProxy:
         self._argv = [
             sys.executable, "-m", "authbench.delay_proxy",
             "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{upstream}",
-            "--delay-ms", str(delay_ms),
+            "--delay-ms", str(delay_ms), "--control-file", str(log_path.with_suffix(".delay")),
         ]  # fmt: skip
+        self.control_file = log_path.with_suffix(".delay")
+        self.control_file.unlink(missing_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,6 +146,15 @@ class DelayProxy:
         assert self.process is not None
         self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
+    def set_delay(self, delay_ms: float) -> None:
+        """Switch the delay on at `delay_ms` each way (0: off), whatever was configured."""
+        if delay_ms <= 0:
+            self.delay(False)
+            return
+        self.control_file.write_text(f"{delay_ms:g}")
+        self.delay_ms = delay_ms
+        self.delay(True)
+
     def stop(self) -> None:
         if self.process is not None:
             process.stop([self.process])
@@ -160,9 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", type=_address, required=True, help="127.0.0.1:PORT")
     parser.add_argument("--upstream", type=_address, required=True, help="127.0.0.1:PORT")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay (default 5)")
+    parser.add_argument(
+        "--control-file",
+        type=Path,
+        default=None,
+        help="on SIGUSR1, read the one-way delay in ms from this file when it exists",
+    )
     args = parser.parse_args(argv)
+    link = DelayLink(args.delay_ms / 1000, args.control_file)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.listen, args.upstream, DelayLink(args.delay_ms / 1000)))
+        asyncio.run(serve(args.listen, args.upstream, link))
     return 0
 
 
