@@ -331,9 +331,9 @@ def credential_bytes(host: str, login: str, account: int = 0) -> int | None:
 class CellAxes:
     """What the store axes do around each cell of one deployment group.
 
-    `before(cell)`: set Redis's quota for the cell, measure the store's PING round trip
-    over the services' own path (through the proxy when there is one), note the quota's
-    throttling counters. `pin_loadgen(pid)`: --pin's generator side. `annotate(row)`: the
+    `before(cell)`: set the proxy's delay and Redis's quota for the cell, measure the
+    store's PING round trip over the services' own path (through the proxy when there is
+    one), note the quota's throttling counters. `pin_loadgen(pid)`: --pin's generator side. `annotate(row)`: the
     axes' columns of the cell's summary row.
     """
 
@@ -346,6 +346,8 @@ class CellAxes:
     _credential_bytes: dict[str, int | None] = field(default_factory=dict)
 
     def before(self, cell: Any) -> None:
+        if cell.store.proxied:  # the cell's store distance on the group's one proxy
+            self.deployment.slow_redis(cell.store.one_way_ms)
         if self.cap is not None:
             self.cap.apply(cell.redis_cpus)
         elif cell.redis_cpus is not None:

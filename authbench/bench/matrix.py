@@ -22,7 +22,7 @@ from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
 
 MODE_ORDER: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))  # the bench's default
 JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
-Group = tuple[tuple[tuple[str, str], ...], int, str, StoreLink, int]
+Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int]
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,13 @@ class Cell:
     @property
     def group(self) -> Group:
         """The deployment this cell needs: cells with the same group share a cluster. The
-        Redis CPU quota is not part of it: it changes on a running Redis, cell by cell."""
+        Redis CPU quota and the proxy's delay are not part of it: both change on a running
+        deployment, cell by cell; whether there is a proxy at all is."""
         return (
             tuple(sorted(self.spec.settings.items())),
             self.replicas,
             self.jwt_alg,
-            self.store,
+            self.store.proxied,
             self.token_bytes,
         )
 

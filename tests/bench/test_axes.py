@@ -61,9 +61,10 @@ def test_store_axes_are_matrix_dimensions_with_their_own_cell_ids_and_groups() -
     assert "r1-jwt-x1-u30at15-EdDSA-rtt5ms-cpu0.05-pad500" in ids
     assert "r1-session-x1-u30at15-EdDSA-rtt0ms" in ids  # the proxy's control cell
     assert len(ids) == len(cells)
-    # A cluster per (settings, replicas, alg, store link, padding); the quota is set live.
+    # A cluster per (settings, replicas, alg, proxy or not, padding); the quota and the
+    # proxy's delay are set live, cell by cell.
     groups = {c.group for c in cells}
-    assert len(groups) == 3 * 2  # 3 links x 2 pads (session and jwt share JWT_REVOCATION)
+    assert len(groups) == 2 * 2  # direct/proxied x 2 pads (session and jwt share settings)
     schedule = matrix.schedule()
     assert sum(len(g) for g in schedule) == len(cells)
     for group in schedule:
