@@ -2,7 +2,7 @@
 
 Each subcommand lives in `authbench.commands.<name>` and exposes `register(subparsers)`,
 which adds its parser and sets `func` to a callable taking the parsed args and returning
-an exit code.
+an exit code. A command module that cannot be imported is a packaging bug: it raises.
 """
 
 from __future__ import annotations
@@ -25,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"authbench {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"authbench.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"authbench.commands.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"authbench.commands.{name}").register(subparsers)
     return parser
 
 

@@ -22,6 +22,15 @@ import psutil
 from authbench.cluster import PROJECT_ROOT
 
 PACKAGES = ("authbench", "locust", "aiohttp", "redis", "hiredis", "PyJWT", "matplotlib")
+RUN_ID_TIME = "%Y%m%dT%H%M%SZ"
+
+
+def new_run_id(kind: str, now: dt.datetime | None = None) -> str:
+    """The folder name of a new run, for every kind: `<kind>-<UTC yyyymmddThhmmssZ>`
+    (`bench-20261201T132100Z`). Runs committed before this scheme keep their names
+    (`20261130-062753-bench`); results/README.md lists both."""
+    when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return f"{kind}-{when.strftime(RUN_ID_TIME)}"
 
 
 def run_head(kind: str, run_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from authbench.bench.protocol import CellResult, Protocol, Target, failed, measu
 from authbench.bench.samplers import Sampling
 from authbench.bench.summary import write_summary
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
-from authbench.provenance import run_head
+from authbench.provenance import new_run_id, run_head
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, DeploymentError
 
@@ -46,10 +46,6 @@ class BenchConfig:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
         startup = 6.0 if self.target == "local" else 25.0  # start (or recreate), seed, settle
         return self.matrix.cell_count * self.protocol.cell_seconds() + groups * startup
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-bench"
 
 
 def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> dict[str, Any]:
@@ -126,7 +122,7 @@ def run(config: BenchConfig, say: Callable[[str], None] = print) -> Path:
             f"ports {config.port_base}..{config.port_base + PORT_BLOCK - 1} are in use; pick "
             "another block with --port-base"
         )
-    config.run_id = config.run_id or new_run_id()
+    config.run_id = config.run_id or new_run_id("bench")
     run_dir = config.results_dir / config.run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     schedule = config.matrix.schedule()

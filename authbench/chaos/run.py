@@ -15,7 +15,6 @@ Layout (the contract's results directory, kind "chaos"):
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import os
 import time
@@ -33,7 +32,7 @@ from authbench.chaos.scenarios import (
     run_scenario,
 )
 from authbench.modes import CHAOS_MODES
-from authbench.provenance import run_head
+from authbench.provenance import new_run_id, run_head
 from authbench.targets.base import Deployment
 from authcore.config import documented_settings
 
@@ -90,7 +89,7 @@ def run_chaos(
     Without `target` each scenario gets a fresh local cluster; with one (the compose
     stack), every scenario runs on it in turn.
     """
-    run_id = run_id or "chaos-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id = run_id or new_run_id("chaos")
     out = results_root / run_id
     out.mkdir(parents=True, exist_ok=False)
     manifest = build_manifest(

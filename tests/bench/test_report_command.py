@@ -35,3 +35,39 @@ def test_a_bench_run_without_measurements_still_gets_a_report(tmp_path: Path) ->
     assert "No cell produced measurements" in report
     assert "cluster did not start" in report
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_every_renderer_imports_and_draws() -> None:
+    from authbench.commands import report
+
+    for kind in report.RENDERERS:
+        assert callable(report.renderer(kind))
+
+
+def test_a_missing_renderer_module_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packaging bug (a renderer module not shipped) raises; it is never skipped."""
+    from authbench.commands import report
+
+    monkeypatch.setitem(report.RENDERERS, "bench", "authbench.no_such_renderer")
+    with pytest.raises(ModuleNotFoundError):
+        report.renderer("bench")
+
+
+def test_every_command_is_registered_and_a_missing_one_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from authbench import cli
+
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command")
+    assert set(subcommands.choices) == {name.replace("_", "-") for name in cli.COMMANDS}
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "no_such_command"))
+    with pytest.raises(ModuleNotFoundError):
+        cli.build_parser()
+
+
+def test_report_takes_no_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A report reads files only; `--target` was accepted and ignored, so it is gone."""
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path), "--target", "local"])
+    assert "unrecognized arguments: --target" in capsys.readouterr().err
