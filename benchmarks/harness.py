@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from authbench import process
-from authbench.process import PROJECT_ROOT as ROOT
+from authbench.process import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT  # the scripts import it from here
 
 PYTHON = sys.executable
 BENCH_DIR = Path(__file__).resolve().parent

@@ -222,6 +222,8 @@ class AuthUser(FastHttpUser):
     login_mode: Login
     pacing = 0.0
     relogin_prob = 0.0
+    _last_run = 0.0  # constant pacing: when the last task started, and the wait after it
+    _last_wait = 0.0
 
     def wait_time(self) -> float:
         # constant_pacing's bookkeeping, inlined so the pacing is a run option.
