@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from authbench import modes
+from authbench.bench.axes import DIRECT
 from authbench.model.mva import Bounds, MvaResult, Station, bounds, solve_closed
 from authbench.model.rows import MeasuredCell, read_cells, read_manifest
 
@@ -30,11 +32,21 @@ FLAG_PCT = 15.0  # a prediction further off than this is flagged, never hidden
 REPLICAS = tuple(range(1, 65))
 RTTS_S = (0.0, 0.001)
 SATURATED = 0.9  # Redis counts as saturated from this utilisation on
-# The Redis command each mode sends on the read path (authcore.sessions: one GETEX;
-# authcore.revocation: one EXISTS per check; stateless JWTs send none: GET stands for the
-# login, refresh and logout commands they do send).
-READ_COMMAND = {"session": "GETEX", "jwt+denylist": "EXISTS", "jwt+denylist-open": "EXISTS"}
-STORE_MODES = ("session", "jwt+denylist")
+# A mode that sends no Redis command on a read still sends a few (logins, refreshes,
+# logouts): GET stands for them.
+OTHER_COMMAND = "GET"
+
+
+def read_command(mode: str) -> str:
+    """The Redis command one authenticated read of `mode` sends ("" for none), from the
+    mode registry."""
+    record = modes.find(mode)
+    return record.read_command if record is not None else ""
+
+
+def store_modes(names: Iterable[str]) -> list[str]:
+    """Of `names`, the modes that put the central store on every read, in report order."""
+    return sorted((n for n in names if read_command(n)), key=modes.rank)
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ class ModeDemands:
 
 def _reference(d: CellDemands) -> bool:
     c = d.cell
-    direct = c.store_link == "direct" and c.store_rtt_s == 0
+    direct = c.store_link == DIRECT and c.store_rtt_s == 0
     return c.usable and c.redis_cpus is None and direct and not c.flags
 
 
@@ -89,7 +101,7 @@ def proxy_cost_per_command(all_demands: Sequence[CellDemands]) -> float:
     per = [
         d.demand_s["proxy"] / d.redis_cmds_per_req
         for d in all_demands
-        if d.cell.store_link != "direct" and "proxy" in d.demand_s and d.redis_cmds_per_req > 0
+        if d.cell.store_link != DIRECT and "proxy" in d.demand_s and d.redis_cmds_per_req > 0
     ]
     return statistics.median(per) if per else 0.0
 
@@ -231,18 +243,16 @@ def check_latency(
         direct = {
             (d.cell.mode, d.cell.replicas, d.cell.users, d.cell.repeat): d.cell
             for d in cells
-            if d.cell.store_link == "direct"
-            and not d.cell.closed_loop
-            and d.cell.redis_cpus is None
+            if d.cell.store_link == DIRECT and not d.cell.closed_loop and d.cell.redis_cpus is None
         }
         for d in cells:
             c = d.cell
             base = direct.get((c.mode, c.replicas, c.users, c.repeat))
-            if c.store_link == "direct" or c.closed_loop or base is None:
+            if c.store_link == DIRECT or c.closed_loop or base is None:
                 continue
             if not (math.isfinite(c.read_p50_s) and math.isfinite(base.read_p50_s)):
                 continue
-            trips = 1.0 if c.mode in READ_COMMAND else 0.0
+            trips = 1.0 if read_command(c.mode) else 0.0
             added = trips * (c.store_rtt_s + proxy_s_per_cmd)
             out.append(
                 LatencyCheck(
@@ -272,7 +282,7 @@ def predict_here(
     fitted: ModeDemands, cell: MeasuredCell, cores: int, proxy_s_per_cmd: float = 0.0
 ) -> tuple[float, str]:
     """This machine's throughput for the cell's setting; the method used."""
-    proxy = proxy_s_per_cmd if cell.store_link != "direct" else 0.0
+    proxy = proxy_s_per_cmd if cell.store_link != DIRECT else 0.0
     stations = machine_stations(fitted, cores, cell.redis_cpus, cell.store_rtt_s, proxy)
     if cell.closed_loop:
         return solve_closed(stations, max(cell.users, 1)).throughput, "exact MVA"
@@ -325,7 +335,7 @@ class RedisCore:
     source: str
 
     def per_request_s(self, mode: str, cmds_per_req: float) -> float:
-        command = READ_COMMAND.get(mode, "GET")
+        command = read_command(mode) or OTHER_COMMAND
         per_cmd = self.cpu_s_per_cmd.get(command) or statistics.median(self.cpu_s_per_cmd.values())
         return cmds_per_req * per_cmd
 
@@ -338,12 +348,12 @@ def redis_core_from_benchmark(data: dict[str, Any], path: str) -> RedisCore:
 def redis_core_from_cells(fitted: dict[str, ModeDemands]) -> RedisCore:
     """Redis CPU per command as measured in the bench cells (modes that use Redis)."""
     per: dict[str, float] = {}
-    for mode in STORE_MODES:
-        f = fitted.get(mode)
-        if f and f.redis_cmds_per_req > 0:
-            per[READ_COMMAND[mode]] = f.demand_s.get("redis", 0.0) / f.redis_cmds_per_req
+    for mode in store_modes(fitted):
+        f = fitted[mode]
+        if f.redis_cmds_per_req > 0:
+            per[read_command(mode)] = f.demand_s.get("redis", 0.0) / f.redis_cmds_per_req
     if per:
-        per.setdefault("GET", statistics.median(per.values()))
+        per.setdefault(OTHER_COMMAND, statistics.median(per.values()))
     return RedisCore(per, "Redis CPU per command in the bench cells (INFO used_cpu)")
 
 
@@ -432,10 +442,8 @@ def saturation(
     workload: Workload,
 ) -> list[Saturation]:
     out: list[Saturation] = []
-    for mode in STORE_MODES:
-        f = fitted.get(mode)
-        if f is None:
-            continue
+    for mode in store_modes(fitted):
+        f = fitted[mode]
         d_redis = redis.per_request_s(mode, f.redis_cmds_per_req)
         for rtt in RTTS_S:
             series = [p for p in projections if p.mode == mode and p.rtt_s == rtt]
@@ -497,7 +505,7 @@ def assumptions_of(model: Model) -> list[str]:
         "Store-distance cells (paced, through the delay proxy) check latency: the delay is "
         "constant, so it shifts every percentile alike, and the predicted read p50 is the "
         "direct cell's plus round trips per read x (RTT + the proxy's CPU per command): "
-        "one round trip for session and jwt+denylist, none for jwt.",
+        "one round trip for a mode whose reads consult Redis, none otherwise.",
         "Closed-loop cells are solved with exact MVA (think time 0, the cell's user count); "
         "for them mean latency is N / X by Little's law, so only throughput is validated.",
         f"Projection: each replica is a single-threaded process on a core of its own; one "

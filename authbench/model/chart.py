@@ -11,20 +11,17 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt
 
+from authbench import modes
 from authbench.model.capacity import FLAG_PCT, ModeDemands, Model, Validation, machine_stations
 from authbench.model.mva import solve_closed
 
-# The modes registry's colours (authbench.modes), so every chart agrees.
-COLORS = {"session": "#1f77b4", "jwt": "#2ca02c", "jwt+denylist": "#d62728"}
-ORDER = ("session", "jwt", "jwt+denylist")
-
 
 def _color(mode: str) -> str:
-    return COLORS.get(mode, "#7f7f7f")
+    return modes.color(mode)  # the registry's colour, so every chart agrees
 
 
 def _modes(model: Model) -> list[str]:
-    return sorted(model.fitted, key=lambda m: (ORDER.index(m) if m in ORDER else 99, m))
+    return sorted(model.fitted, key=lambda m: (modes.rank(m), m))
 
 
 def _projection_panels(model: Model, ax_x: Any, ax_r: Any) -> None:
