@@ -138,7 +138,9 @@ class ComposeTarget(Deployment):
     # --- Deployment: where it is --------------------------------------------------------
     @property
     def auth_url(self) -> str:
-        return f"{self.gateway_url}/auth"  # auth is not published; the gateway routes to it
+        """Where the auth API's paths (`/auth/...`) answer: auth is not published, and the
+        gateway forwards `/auth/*` to it."""
+        return self.gateway_url
 
     @property
     def redis_address(self) -> str | None:

@@ -60,8 +60,12 @@ def test_a_target_without_faults_still_has_one_group_and_no_samples() -> None:
 
 
 def test_compose_refuses_the_delay_proxy_without_asking_docker() -> None:
+    stack = ComposeTarget(project_name="never-started", env={"GATEWAY_PORT": "18080"})
+    assert not stack.supports("slow_redis") and stack.supports("kill_redis")
     with pytest.raises(NotSupported, match="slow_redis is not supported by target compose"):
-        ComposeTarget(project_name="never-started").slow_redis(5.0)
+        stack.slow_redis(5.0)
+    # Only the gateway is published: the auth API's /auth/... paths answer through it.
+    assert stack.auth_url == stack.gateway_url == "http://127.0.0.1:18080"
 
 
 def test_local_groups_come_from_the_gateways_it_runs(tmp_path: Path) -> None:
