@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     BENCH_DIR,
     PYTHON,
-    ROOT,
     Processes,
     WrkResult,
     check_ports,
@@ -35,6 +34,8 @@ from harness import (
     wait_http,
     wrk,
 )
+
+from authbench.process import PROJECT_ROOT as ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--body-bytes", type=int, default=64, help="replica response size")
     parser.add_argument("--path", default="/api/hello")
     parser.add_argument(
-        "--compare-ref", action="append", default=[], metavar="GIT_REF",
+        "--compare-ref",
+        action="append",
+        default=[],
+        metavar="GIT_REF",
         help="also run the gateway/ package of this commit (e.g. acb93e2, the aiohttp one)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
 
@@ -59,32 +63,37 @@ def main(argv: list[str] | None = None) -> int:
     check_ports([replica, proxy, gateway, *others.values()])
     with Processes() as procs:
         procs.spawn(
-            "replica", [PYTHON, str(BENCH_DIR / "hello_replica.py"), str(replica),
-                        str(args.body_bytes)],
-        )  # fmt: skip
+            "replica",
+            [PYTHON, str(BENCH_DIR / "hello_replica.py"), str(replica), str(args.body_bytes)],
+        )
         wait_http(f"http://127.0.0.1:{replica}/healthz")
         with nginx(proxy, replica, procs.logdir / "nginx", args.nginx_workers) as conf:
             procs.spawn("nginx", ["nginx", "-c", str(conf), "-e", str(conf.parent / "e.log")])
             wait_http(f"http://127.0.0.1:{proxy}/nginx-static")
         upstream = f"http://127.0.0.1:{replica}"
         gateway_env = {
-            "HOST": "127.0.0.1", "AUTH_URL": upstream, "RESOURCE_URLS": upstream,
-            "GATEWAY_WORKERS": str(args.workers), "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
+            "AUTH_URL": upstream,
+            "RESOURCE_URLS": upstream,
+            "GATEWAY_WORKERS": str(args.workers),
+            "LOG_LEVEL": "WARNING",
             "REDIS_URL": "redis://127.0.0.1:1/0",
-        }  # fmt: skip
+        }
         procs.spawn("gateway", [PYTHON, "-m", "gateway"], {**gateway_env, "PORT": str(gateway)})
         for ref, port in others.items():
             # That commit's gateway/ package, on top of today's authbench/ package.
             src = procs.logdir / f"src-{ref}"
             src.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "gateway"],
-                                     capture_output=True, check=True).stdout  # fmt: skip
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", ref, "gateway"], capture_output=True, check=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
             procs.spawn(
-                f"gateway-{ref}", [PYTHON, "-m", "gateway"],
+                f"gateway-{ref}",
+                [PYTHON, "-m", "gateway"],
                 {**gateway_env, "PORT": str(port), "PYTHONPATH": f"{src}:{ROOT}"},
                 cwd=src,  # `python -m` puts the working directory first on sys.path
-            )  # fmt: skip
+            )
         for port in (gateway, *others.values()):
             wait_http(f"http://127.0.0.1:{port}/readyz")
         say(f"logs in {procs.logdir}")
@@ -104,15 +113,22 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in targets.items():
                 res = wrk(url, duration_s=args.duration, connections=args.connections)
                 loaded[name].append(res)
-                say(f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
-                    f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}")  # fmt: skip
+                say(
+                    f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
+                    f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}"
+                )
             for name, url in targets.items():
                 res = wrk(url, duration_s=args.duration, connections=1)
                 single[name].append(res)
-                say(f"round {r + 1}/{args.rounds} {name:8s} c=1: {res.rps:9,.0f} rps "
-                    f"p50 {res.p50_ms:.3f} ms")  # fmt: skip
-            res = wrk(f"http://127.0.0.1:{proxy}/nginx-static", duration_s=args.duration,
-                      connections=args.connections)  # fmt: skip
+                say(
+                    f"round {r + 1}/{args.rounds} {name:8s} c=1: {res.rps:9,.0f} rps "
+                    f"p50 {res.p50_ms:.3f} ms"
+                )
+            res = wrk(
+                f"http://127.0.0.1:{proxy}/nginx-static",
+                duration_s=args.duration,
+                connections=args.connections,
+            )
             ceiling.append(res)
             say(f"round {r + 1}/{args.rounds} wrk ceiling (nginx static): {res.rps:9,.0f} rps")
 
@@ -121,39 +137,114 @@ def main(argv: list[str] | None = None) -> int:
     p50_1 = {k: median([r.p50_ms for r in v]) for k, v in single.items()}
     errors = {k: sum(r.errors for r in v) for k, v in loaded.items()}
     rows = [
-        [name, rps[name], p50[name], p50_1[name], p50_1[name] - p50_1["direct"], errors[name],
-         f"{rps[name] / rps['nginx']:.2f}"]
+        [
+            name,
+            rps[name],
+            p50[name],
+            p50_1[name],
+            p50_1[name] - p50_1["direct"],
+            errors[name],
+            f"{rps[name] / rps['nginx']:.2f}",
+        ]
         for name in targets
-    ]  # fmt: skip
-    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
-          f"interleaved rounds; gateway workers {args.workers}, nginx workers "
-          f"{args.nginx_workers}\n")  # fmt: skip
-    print(table(["path", "rps", f"p50 ms (c={args.connections})", "p50 ms (c=1)",
-                 "added p50 ms (c=1)", "errors", "rps / nginx"], rows))  # fmt: skip
-    # Paired: each round's gateway run against the nginx run next to it, then the median;
-    # robust when other work on the machine slows whole rounds down.
-    ratio = median([g.rps / n.rps for g, n in zip(loaded["gateway"], loaded["nginx"], strict=True)])
+    ]
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
+        f"interleaved rounds; gateway workers {args.workers}, nginx workers "
+        f"{args.nginx_workers}\n"
+    )
+    print(
+        table(
+            [
+                "path",
+                "rps",
+                f"p50 ms (c={args.connections})",
+                "p50 ms (c=1)",
+                "added p50 ms (c=1)",
+                "errors",
+                "rps / nginx",
+            ],
+            rows,
+        )
+    )
+    ratio = paired(loaded["gateway"], loaded["nginx"])
     added = p50_1["gateway"] - p50_1["direct"]
     wrk_ceiling = median([r.rps for r in ceiling])
+    # The same for each older gateway, and today's against it round by round: a before /
+    # after comparison that the machine's noise hits on both sides alike.
+    refs = {
+        ref: {
+            "ratio": paired(loaded[f"gateway@{ref}"], loaded["nginx"]),
+            "added_p50_ms": p50_1[f"gateway@{ref}"] - p50_1["direct"],
+            "today_vs_ref": paired(loaded["gateway"], loaded[f"gateway@{ref}"]),
+        }
+        for ref in others
+    }
     print()
-    print(table(
-        ["target", "measured", "goal", "met"],
-        [
-            ["gateway rps / nginx rps (median of per-round ratios)", f"{ratio:.2f}", ">= 0.60",
-             ratio >= 0.6],
-            ["gateway added p50 (c=1)", f"{added:.3f} ms", "<= 0.500 ms", added <= 0.5],
-            ["nginx added p50 (c=1)", f"{p50_1['nginx'] - p50_1['direct']:.3f} ms", "-", "-"],
-            ["wrk ceiling (nginx static)", f"{wrk_ceiling:,.0f} rps", "> every cell",
-             wrk_ceiling > max(rps.values())],
-        ],
-    ))  # fmt: skip
+    print(
+        table(
+            ["target", "measured", "goal", "met"],
+            [
+                [
+                    "gateway rps / nginx rps (median of per-round ratios)",
+                    f"{ratio:.2f}",
+                    ">= 0.60",
+                    ratio >= 0.6,
+                ],
+                ["gateway added p50 (c=1)", f"{added:.3f} ms", "<= 0.500 ms", added <= 0.5],
+                ["nginx added p50 (c=1)", f"{p50_1['nginx'] - p50_1['direct']:.3f} ms", "-", "-"],
+                [
+                    "wrk ceiling (nginx static)",
+                    f"{wrk_ceiling:,.0f} rps",
+                    "> every cell",
+                    wrk_ceiling > max(rps.values()),
+                ],
+                *(
+                    row
+                    for ref, seen in refs.items()
+                    for row in (
+                        [f"gateway@{ref} rps / nginx rps", f"{seen['ratio']:.2f}", "-", "-"],
+                        [
+                            f"gateway@{ref} added p50 (c=1)",
+                            f"{seen['added_p50_ms']:.3f} ms",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"gateway rps / gateway@{ref} rps (per-round)",
+                            f"{seen['today_vs_ref']:.2f}",
+                            ">= 0.95 (no regression)",
+                            seen["today_vs_ref"] >= 0.95,
+                        ],
+                    )
+                ),
+            ],
+        )
+    )
     if args.json:
-        args.json.write_text(json.dumps({
-            "rps": rps, "p50_ms": p50, "p50_ms_c1": p50_1, "ratio": ratio,
-            "added_p50_ms": added, "wrk_ceiling_rps": wrk_ceiling, "errors": errors,
-            "args": {k: str(v) for k, v in vars(args).items()},
-        }, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rps": rps,
+                    "p50_ms": p50,
+                    "p50_ms_c1": p50_1,
+                    "ratio": ratio,
+                    "added_p50_ms": added,
+                    "wrk_ceiling_rps": wrk_ceiling,
+                    "errors": errors,
+                    "refs": refs,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                },
+                indent=2,
+            )
+        )
     return 0
+
+
+def paired(runs: list[WrkResult], against: list[WrkResult]) -> float:
+    """Median of per-round rps ratios: each run against the one next to it in its round,
+    robust when other work on the machine slows whole rounds down."""
+    return median([a.rps / b.rps for a, b in zip(runs, against, strict=True)])
 
 
 if __name__ == "__main__":

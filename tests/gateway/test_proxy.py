@@ -43,14 +43,21 @@ def _raw(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
 
 def test_identity_and_hop_by_hop_headers_never_reach_the_upstream(rig: GatewayRig) -> None:
     answer = request(
-        rig.url, "GET", "/api/echo",
+        rig.url,
+        "GET",
+        "/api/echo",
         headers={
-            "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6", "X-User": "admin",
-            "Forwarded": "for=6.6.6.6", "Connection": "keep-alive, X-Secret",
-            "X-Secret": "hop", "Keep-Alive": "timeout=5", "X-Kept": "yes",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Real-IP": "6.6.6.6",
+            "X-User": "admin",
+            "Forwarded": "for=6.6.6.6",
+            "Connection": "keep-alive, X-Secret",
+            "X-Secret": "hop",
+            "Keep-Alive": "timeout=5",
+            "X-Kept": "yes",
             "Host": "evil.example",
         },
-    )  # fmt: skip
+    )
     assert answer.status == 200
     seen = _headers(answer.json())
     assert seen["x-forwarded-for"] == ["127.0.0.1"]
@@ -164,9 +171,9 @@ def test_http10_and_head_requests(rig: GatewayRig) -> None:
 
 def test_no_open_proxy_and_no_detour_to_upstream_internals(rig: GatewayRig) -> None:
     absolute = _raw(
-        rig.port, b"GET http://evil.example/api/echo HTTP/1.1\r\nHost: evil\r\n"
-        b"Connection: close\r\n\r\n"
-    )  # fmt: skip
+        rig.port,
+        b"GET http://evil.example/api/echo HTTP/1.1\r\nHost: evil\r\nConnection: close\r\n\r\n",
+    )
     head, _, body = absolute.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["path"] == "/api/echo"  # our upstream, never evil.example
@@ -187,11 +194,13 @@ def test_parser_level_errors_are_json(rig: GatewayRig) -> None:
     for payload, status, code in [
         (b"\x16\x03\x01 not http\r\n\r\n", b"400", "bad_request"),
         (b"GET /api/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414", "uri_too_long"),
-        (b"GET /api/x HTTP/1.1\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", b"431",
-         "headers_too_large"),
-        (b"GET /api/x HTTP/1.1\r\n" + b"X-A: 1\r\n" * 200 + b"\r\n", b"431",
-         "headers_too_large"),
-    ]:  # fmt: skip
+        (
+            b"GET /api/x HTTP/1.1\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            b"431",
+            "headers_too_large",
+        ),
+        (b"GET /api/x HTTP/1.1\r\n" + b"X-A: 1\r\n" * 200 + b"\r\n", b"431", "headers_too_large"),
+    ]:
         head, _, body = _raw(rig.port, payload).partition(b"\r\n\r\n")
         assert head.split(b" ")[1] == status, head[:60]
         assert json.loads(body)["error"] == code

@@ -35,12 +35,13 @@ from tests.security.conftest import NETWORK_FUZZ
 
 # What a client may never assert: who the user is, where the request came from, which
 # replica it is for. (The contract's view, not a copy of the gateway's own list.)
-IDENTITY_HEADERS = (
-    "X-User", "X-User-Id", "X-Authenticated-User", "X-Forwarded-User", "X-Remote-User",
-    "Remote-User", "X-Auth-User", "X-Real-IP", "X-Client-IP", "True-Client-IP",
-    "Forwarded", "X-Forwarded-Host", "X-Forwarded-Port", "X-Original-Forwarded-For",
-    "X-Replica",
-)  # fmt: skip
+IDENTITY_HEADERS = tuple(
+    """
+    X-User X-User-Id X-Authenticated-User X-Forwarded-User X-Remote-User Remote-User
+    X-Auth-User X-Real-IP X-Client-IP True-Client-IP Forwarded X-Forwarded-Host
+    X-Forwarded-Port X-Original-Forwarded-For X-Replica
+    """.split()
+)
 GATEWAY_SET = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id")
 HOP_BY_HOP = ("Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Authorization")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
@@ -107,14 +108,22 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     upstream = f"http://127.0.0.1:{echo.port}"
     env.update(
-        PYTHONPATH=str(PROJECT_ROOT), HOST="127.0.0.1", PORT=str(base), AUTH_URL=upstream,
-        RESOURCE_URLS=upstream, LOG_LEVEL="DEBUG", HEALTH_INTERVAL_S="0.5",
-    )  # fmt: skip
+        PYTHONPATH=str(PROJECT_ROOT),
+        HOST="127.0.0.1",
+        PORT=str(base),
+        AUTH_URL=upstream,
+        RESOURCE_URLS=upstream,
+        LOG_LEVEL="DEBUG",
+        HEALTH_INTERVAL_S="0.5",
+    )
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway"], env=env, cwd=PROJECT_ROOT,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "gateway"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 30
         while http_status(f"http://127.0.0.1:{base}/readyz") != 200:
