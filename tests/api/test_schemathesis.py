@@ -21,10 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from authbench.cluster import PROJECT_ROOT, LocalCluster
 from tests.api.conftest import SEED_USERS
 
-MAX_EXAMPLES = 30  # per operation and phase: ~25 s here, ~750 requests
+# Per operation and phase: ~500 requests, 20-30 s on a quiet 2-core machine (every login
+# case costs an argon2id verification, so a loaded machine takes longer).
+MAX_EXAMPLES = 25
 SEED = 20261201  # fixed: a CI failure reproduces; change it to explore elsewhere
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -64,6 +68,7 @@ def run_schemathesis(cluster: LocalCluster, report: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.timeout(300)  # the run's own bound is 240 s; a loaded machine needs more than 120
 def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(
     api_cluster: LocalCluster, tmp_path: Path
 ) -> None:
