@@ -284,9 +284,11 @@ class AuthUser(FastHttpUser):
 
     def logout(self) -> None:
         with self.client.post(
-            "/auth/logout", headers=self.credential_headers(), name="/auth/logout",
+            "/auth/logout",
+            headers=self.credential_headers(),
+            name="/auth/logout",
             catch_response=True,
-        ) as response:  # fmt: skip
+        ) as response:
             if response.status_code == 204:
                 response.success()
             else:
@@ -367,9 +369,11 @@ class JwtUser(AuthUser):
     def refresh(self) -> None:
         """Trade the refresh token for a new pair (rotation); start over when refused."""
         with self.client.post(
-            "/auth/refresh", json={"refresh_token": self.refresh_token}, name="/auth/refresh",
+            "/auth/refresh",
+            json={"refresh_token": self.refresh_token},
+            name="/auth/refresh",
             catch_response=True,
-        ) as response:  # fmt: skip
+        ) as response:
             if response.status_code == 200:
                 try:
                     ok = self.accept_login(response.json())

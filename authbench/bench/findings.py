@@ -29,8 +29,13 @@ from authbench.bench.statistics import bucket_quantile
 from authbench.bench.summary import SummaryRow
 from authbench.modes import Login
 
-CPU_COLUMNS = ("cpu_redis_pct", "cpu_auth_pct", "cpu_gateway_pct", "cpu_replicas_pct",
-               "cpu_loadgen_pct")  # fmt: skip
+CPU_COLUMNS = (
+    "cpu_redis_pct",
+    "cpu_auth_pct",
+    "cpu_gateway_pct",
+    "cpu_replicas_pct",
+    "cpu_loadgen_pct",
+)
 
 
 def _f(value: float, digits: int = 1) -> str:

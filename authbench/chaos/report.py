@@ -95,10 +95,15 @@ def chart_timeline(
             if not any(ys):
                 continue
             ax_count.bar(
-                xs, ys, width=1.0, align="edge", bottom=bottom,
-                color=STATUS_COLORS.get(status, "#7f7f7f"), hatch="//",
+                xs,
+                ys,
+                width=1.0,
+                align="edge",
+                bottom=bottom,
+                color=STATUS_COLORS.get(status, "#7f7f7f"),
+                hatch="//",
                 label=str(status) if status else "no answer",
-            )  # fmt: skip
+            )
             bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
         ax_count.set_ylabel(f"{_label(mode)}\nrequests / s", fontsize=9)
         ax_count.legend(loc="lower left", fontsize=7, ncol=4)
@@ -190,19 +195,37 @@ def figures_table(result: dict[str, Any]) -> str:
         statuses = " ".join(f"{k}: {v}" for k, v in f["outage_statuses"].items()) or "-"
         rows.append(
             [
-                _label(mode), f["requests"], f["outage_requests"], _pct(f["outage_error_rate"]),
-                statuses, f["first_error_s"], f["recovery_s"], f["hung"], f["max_latency_ms"],
-                f["p99_before_ms"], f["p99_outage_ms"], f["p99_after_ms"],
+                _label(mode),
+                f["requests"],
+                f["outage_requests"],
+                _pct(f["outage_error_rate"]),
+                statuses,
+                f["first_error_s"],
+                f["recovery_s"],
+                f["hung"],
+                f["max_latency_ms"],
+                f["p99_before_ms"],
+                f["p99_outage_ms"],
+                f["p99_after_ms"],
             ]
-        )  # fmt: skip
+        )
     return _table(
         [
-            "mode", "requests", "during outage", "failed during outage", "statuses",
-            "first error (s)", "recovery (s)", "hung", "max ms", "p99 before", "p99 outage",
+            "mode",
+            "requests",
+            "during outage",
+            "failed during outage",
+            "statuses",
+            "first error (s)",
+            "recovery (s)",
+            "hung",
+            "max ms",
+            "p99 before",
+            "p99 outage",
             "p99 after",
         ],
         rows,
-    )  # fmt: skip
+    )
 
 
 def losses_table(results: Sequence[dict[str, Any]]) -> str:
@@ -213,19 +236,25 @@ def losses_table(results: Sequence[dict[str, Any]]) -> str:
         again = loss["revoked_valid_again"]
         rows.append(
             [
-                r["scenario"]["name"], r["scenario"]["persistence"],
-                f"{loss['sessions_lost']}/{n}", f"{loss['refresh_tokens_lost']}/{n}",
+                r["scenario"]["name"],
+                r["scenario"]["persistence"],
+                f"{loss['sessions_lost']}/{n}",
+                f"{loss['refresh_tokens_lost']}/{n}",
                 "-" if again is None else f"{again}/{n}",
                 loss["unanswered"],
             ]
-        )  # fmt: skip
+        )
     return _table(
         [
-            "scenario", "Redis persistence", "sessions lost", "refresh tokens lost",
-            "logged-out JWTs valid again (denylist)", "no definite answer",
+            "scenario",
+            "Redis persistence",
+            "sessions lost",
+            "refresh tokens lost",
+            "logged-out JWTs valid again (denylist)",
+            "no definite answer",
         ],
         rows,
-    )  # fmt: skip
+    )
 
 
 def revocation_table(results: Sequence[dict[str, Any]]) -> str:

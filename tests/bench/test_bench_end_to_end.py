@@ -16,21 +16,30 @@ from tests.conftest import free_port_block
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHARTS = ("latency.png", "throughput.png", "redis.png", "validation.png", "cpu.png", "errors.png")
 CELL_FILES = (
-    "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
-    "locust_exceptions.csv", "locust.html", "locust_histogram.json", "cell.json",
-)  # fmt: skip
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+    "locust.html",
+    "locust_histogram.json",
+    "cell.json",
+)
 
 
 def authbench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "authbench", *args],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = tmp_path_factory.mktemp("results")
+    # Each flag beside its value, as typed on a command line (hence the fmt: skip).
     done = authbench(
         "bench", "--modes", "session,jwt", "--replicas", "1", "--loads", "4@10",
         "--warmup", "1", "--capture", "3", "--rest", "0", "--accounts", "20",

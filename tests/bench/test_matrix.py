@@ -46,8 +46,10 @@ def test_jwt_algorithm_axis_applies_to_jwt_modes_only() -> None:
     matrix = Matrix(("session", "jwt"), (1,), (Load(5),), ("EdDSA", "RS256"))
     cells = matrix.configs()
     assert sorted((c.mode, c.jwt_alg) for c in cells) == [
-        ("jwt", "EdDSA"), ("jwt", "RS256"), ("session", "EdDSA"),
-    ]  # fmt: skip
+        ("jwt", "EdDSA"),
+        ("jwt", "RS256"),
+        ("session", "EdDSA"),
+    ]
 
 
 @pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "loadtests").rglob("*.py")))

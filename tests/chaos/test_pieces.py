@@ -95,11 +95,15 @@ def test_chaos_cli_has_help_and_refuses_bad_options(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "--scenarios" in shown.stdout and "pause" in shown.stdout
     bad = subprocess.run(
         [*base, "--scenarios", "nope", "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "unknown scenario" in bad.stderr
     margin = subprocess.run(
         [*base, "--aof-margin", "0.5", "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert margin.returncode == 2 and "aof-margin" in margin.stderr
