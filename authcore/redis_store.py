@@ -11,10 +11,12 @@ guarantees the chaos scenarios measure:
 Waiting for a pooled connection is back-pressure, not a Redis failure: a flood of
 requests (say, random session IDs) must not make the service declare a healthy Redis
 down. So calls are admitted by a semaphore as large as the pool: the pool itself never
-waits, and a call that finds every connection busy queues for at most QUEUE_TIMEOUT_S,
-then answers 503 `redis_busy` (StoreBusy) without touching the breaker. Before this, the
-pool's own "No connection available" error opened the breaker, and ~58% of a legitimate
-user's requests got 503 under 300 concurrent junk requests.
+waits, and a call that finds every connection busy queues for at most UPSTREAM_TIMEOUT_S,
+then answers 503 `redis_busy` (StoreBusy) without touching the breaker; so does a call
+that timed out while this process's own event loop was frozen (LoopStallMeter: the reply
+was there, the loop was not running to read it). Before this, the pool's own "No
+connection available" error opened the breaker, and ~58% of a legitimate user's requests
+got 503 under 300 concurrent junk requests.
 """
 
 from __future__ import annotations
@@ -38,10 +40,6 @@ from authcore.errors import StoreBusy, StoreUnavailable
 T = TypeVar("T")
 Redis = aioredis.Redis
 
-# How long a call may queue for a pooled connection before 503 redis_busy. Each Redis
-# call holds a connection for ~0.1 ms on loopback, so a queue that does not move for a
-# second means the process is overloaded: a fast 503 beats piling up more requests.
-QUEUE_TIMEOUT_S = 1.0
 _POOL_EXHAUSTED = "No connection available."  # redis-py's BlockingConnectionPool timeout
 
 
@@ -85,6 +83,41 @@ class CircuitBreaker:
         metrics.REDIS_BREAKER_OPEN.set(1)
 
 
+class LoopStallMeter:
+    """Notices when this process's event loop itself was frozen (CPU starvation: argon2
+    threads, a flood of requests), so a Redis timeout it caused is not blamed on Redis.
+
+    A tick every PERIOD_S records how late it ran. A stall delays every timer alike: the
+    tick due first runs first when the loop wakes, so by the time a Redis call's timeout
+    fires, the stall that caused it is already on record."""
+
+    PERIOD_S = 0.05
+
+    def __init__(self, threshold_s: float) -> None:
+        self._threshold_s = threshold_s
+        self._last_stall_end = -1e9
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._due = self._loop.time() + self.PERIOD_S
+            self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        if now - self._due >= self._threshold_s:
+            self._last_stall_end = now
+        self._due = now + self.PERIOD_S
+        self._loop.call_at(self._due, self._tick)
+
+    def stalled_within(self, window_s: float) -> bool:
+        """Whether the loop froze for at least the threshold in the last `window_s`."""
+        return self._loop is not None and self._loop.time() - self._last_stall_end <= window_s
+
+
 class RedisStore:
     """A pooled redis.asyncio client (hiredis parser) behind a circuit breaker."""
 
@@ -111,15 +144,24 @@ class RedisStore:
         # One slot per pooled connection: each `call` holds at most one connection at a
         # time (a command, a pipeline or a script), so admitted calls never wait on it.
         self._slots = asyncio.Semaphore(size)
+        # How long a call may queue for a connection before 503 redis_busy: as long as
+        # the gateway waits for an answer (UPSTREAM_TIMEOUT_S), after which nobody does.
+        # A queue that slow means an overloaded process, never a Redis failure.
+        self._queue_timeout_s = settings.upstream_timeout_s
+        # A call that timed out while the loop itself froze for 40% of the timeout lost
+        # its time here, not in Redis.
+        self._timeout_s = timeout
+        self._stalls = LoopStallMeter(0.4 * timeout)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
         """Run `operation(client)`; Redis being down becomes StoreUnavailable (503), a
         connection that does not come free in time StoreBusy (503, breaker untouched)."""
         self.breaker.before_call()
+        self._stalls.start()
         slots = self._slots
         if slots.locked():  # the hot path skips the timer: a free slot is taken at once
             try:
-                async with asyncio.timeout(QUEUE_TIMEOUT_S):
+                async with asyncio.timeout(self._queue_timeout_s):
                     await slots.acquire()
             except TimeoutError:
                 self.breaker.on_abandoned()  # proved nothing, frees a probe slot it held
@@ -146,7 +188,15 @@ class RedisStore:
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
-        except (RedisTimeoutError, OSError) as err:
+        except (RedisTimeoutError, TimeoutError) as err:  # TimeoutError: an OSError too
+            if self._stalls.stalled_within(self._timeout_s):
+                self.breaker.on_abandoned()  # our own stall: back-pressure, no verdict
+                metrics.REDIS_QUEUE_TIMEOUTS.inc()
+                raise StoreBusy() from err
+            self.breaker.on_failure()
+            metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
+            raise StoreUnavailable() from err
+        except OSError as err:
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
