@@ -475,6 +475,7 @@ class Model:
     """Everything model.json holds."""
 
     runs: list[str]
+    load_average: dict[str, list[Any]]  # run -> the machine's 1-min load at start and end
     redis: RedisCore
     alt_redis: RedisCore | None
     workload: Workload
@@ -567,6 +568,13 @@ def build(
     proxy = proxy_cost_per_command(all_demands)
     model = Model(
         runs=[str(p) for p in run_dirs],
+        load_average={
+            name: [
+                (m.get("machine", {}).get("loadavg_at_start") or [None])[0],
+                (m.get("machine", {}).get("loadavg_at_end") or [None])[0],
+            ]
+            for name, _, m in runs
+        },
         redis=redis,
         alt_redis=alt,
         workload=workload,
@@ -618,6 +626,7 @@ def to_json(model: Model) -> dict[str, Any]:
     return {
         "kind": "capacity-model",
         "runs": model.runs,
+        "load_average_at_start_and_end": model.load_average,
         "inputs": {
             "redis_cpu_us_per_command": {k: _us(v) for k, v in model.redis.cpu_s_per_cmd.items()},
             "redis_source": model.redis.source,

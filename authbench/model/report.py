@@ -156,10 +156,18 @@ def _fitted_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def _summary(doc: dict[str, Any]) -> str:
     v = doc["validation"]
     n = len(v["cells"]) + len(v.get("latency", []))
+    loads = "; ".join(
+        f"{run}: {_n(a, 1)} at the start, {_n(b, 1)} at the end"
+        for run, (a, b) in doc.get("load_average_at_start_and_end", {}).items()
+    )
     return (
         f"{n} predictions of measured cells ({len(v['cells'])} throughputs, "
         f"{len(v.get('latency', []))} store-distance latencies); {v['flagged']} off by more "
-        f"than {doc['inputs']['flag_pct']:g}% (largest error {v['max_abs_error_pct']:g}%)."
+        f"than {doc['inputs']['flag_pct']:g}% (largest error {v['max_abs_error_pct']:g}%). "
+        f"The machine is shared: its 1-minute load average was {loads}. CPU taken by "
+        "processes outside the run is in no demand, so a cell measured while the machine "
+        "was busy can come out slower than predicted; the bench samples no machine-wide "
+        "CPU, so the model cannot tell (the order-run column says when each cell ran)."
     )
 
 
