@@ -60,6 +60,7 @@ def run_schemathesis(cluster: LocalCluster, report: Path) -> subprocess.Complete
     ]  # fmt: skip
     return subprocess.run(
         argv,
+        cwd=report.parent,  # its reports and any state land in the test's own directory
         env=env,
         capture_output=True,
         text=True,
