@@ -81,6 +81,7 @@ class Mode:
 
     key: str
     label: str
+    checks: str  # what a replica checks on each read, in a few words (reports)
     login: Login
     # Settings the deployment needs for this mode (on top of the defaults); {}: any.
     deployment: Mapping[str, str]
@@ -129,6 +130,7 @@ DEPLOYMENT_DEFAULTS: Mapping[str, str] = MappingProxyType(
 SESSION = Mode(
     key="session",
     label="session",
+    checks="the session lives in Redis",
     login=Login.SESSION,
     deployment={},
     color="#1f77b4",
@@ -142,6 +144,7 @@ SESSION = Mode(
 JWT = Mode(
     key="jwt",
     label="jwt",
+    checks="signature only",
     login=Login.JWT,
     deployment={"JWT_REVOCATION": "none"},
     color="#2ca02c",
@@ -152,6 +155,7 @@ JWT = Mode(
 JWT_DENYLIST = Mode(
     key="jwt+denylist",
     label="jwt+denylist",
+    checks="signature plus a jti lookup, DENYLIST_FAIL=closed",
     login=Login.JWT,
     deployment={"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "closed"},
     color="#d62728",
@@ -168,6 +172,7 @@ JWT_DENYLIST = Mode(
 JWT_DENYLIST_OPEN = Mode(
     key="jwt+denylist-open",
     label="jwt+denylist(open)",
+    checks="the same with DENYLIST_FAIL=open",
     login=Login.JWT,
     deployment={"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"},
     color="#ff7f0e",

@@ -319,6 +319,18 @@ def findings(results: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+_COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
+    """Which modes ran, each with what its replicas check (from the registry)."""
+    shown = [m for m in MODES if any(m.key in r["figures"] for r in results)] or list(MODES)
+    count = _COUNT_WORDS[len(shown)] if len(shown) < len(_COUNT_WORDS) else str(len(shown))
+    parts = [f"<b>{html.escape(m.label)}</b> ({html.escape(m.checks)})" for m in shown]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return f"All {count} modes run at once on one Redis (see the README's chaos section): {listed}."
+
+
 def render(run_dir: Path) -> Path:
     """Draw every chart and write report.html; returns the report's path."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -353,10 +365,7 @@ def render(run_dir: Path) -> Path:
         f"{html.escape(str(manifest.get('started_utc', '?')))}.</p>"
         f"<details><summary>every setting</summary><code>{settings_text}</code></details>",
         "<h2 id=chaos>Chaos: what each mode loses when Redis fails</h2>",
-        "<p>All four modes run at once on one Redis (see the README's chaos section): "
-        "<b>session</b> (the session lives in Redis), <b>jwt</b> (signature only), "
-        "<b>jwt+denylist</b> (signature plus a jti lookup, DENYLIST_FAIL=closed) and "
-        "<b>jwt+denylist(open)</b> (the same with DENYLIST_FAIL=open). Each chart: "
+        f"<p>{_modes_sentence(results)} Each chart: "
         "successes, failures by status and p50/p99 latency per second; the fault is at "
         "t = 0, the shaded band is the outage, the dashed line is Redis back.</p>",
         "<h3>Findings</h3><ul>"

@@ -56,7 +56,7 @@ def test_the_literal_scan_sees_keys_and_labels_wherever_they_are() -> None:
 
 
 def test_records_are_distinct_and_complete() -> None:
-    for attribute in ("key", "label", "color", "slug", "env_name"):
+    for attribute in ("key", "label", "checks", "color", "slug", "env_name"):
         values = [getattr(m, attribute) for m in modes.MODES]
         assert len(set(values)) == len(values), attribute
     all_names = [name for m in modes.MODES for name in (m.key, *m.former_keys)]

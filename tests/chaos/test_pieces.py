@@ -107,3 +107,15 @@ def test_chaos_cli_has_help_and_refuses_bad_options(tmp_path: Path) -> None:
         timeout=60,
     )
     assert margin.returncode == 2 and "aof-margin" in margin.stderr
+
+
+def test_the_chaos_report_names_the_modes_that_ran_with_what_they_check() -> None:
+    from authbench import modes
+    from authbench.chaos.report import _modes_sentence, normalized
+
+    # A compose run serves two modes; an earlier run wrote the denylist as `denylist`.
+    result = normalized({"figures": {"session": {}, "denylist": {}}, "revocation": []})
+    sentence = _modes_sentence([result])
+    assert sentence.startswith("All two modes run at once")
+    assert f"<b>{modes.JWT_DENYLIST.label}</b> ({modes.JWT_DENYLIST.checks})" in sentence
+    assert modes.JWT.label + "</b>" not in sentence
