@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from authbench import modes
+from authbench.bench import latency
 from authbench.bench.statistics import (
     Bucket,
     Spread,
@@ -88,6 +89,7 @@ class Config:
     reads: dict[int, int] = field(default_factory=dict)  # merged Locust buckets
     validation: list[Bucket] = field(default_factory=list)
     redis_commands: dict[str, int] = field(default_factory=dict)  # calls per command
+    hdr_reads: Any = None  # the repeats' µs HdrHistograms of the reads, merged (None: none)
 
     def top_command(self) -> tuple[str, float]:
         """The Redis command sent most, and its share of all commands in the window."""
@@ -111,6 +113,12 @@ class Config:
         """From all repeats' buckets merged: what one long run would have reported."""
         return response_time_percentile(self.reads, fraction) if self.reads else math.nan
 
+    def read_percentile_us(self, fraction: float) -> float:
+        """The same from the µs HdrHistograms (NaN for runs that predate them)."""
+        if self.hdr_reads is None or not self.hdr_reads.get_total_count():
+            return math.nan
+        return float(self.hdr_reads.get_value_at_percentile(100.0 * fraction))
+
 
 def aggregate(run_dir: Path, rows: Sequence[SummaryRow]) -> list[Config]:
     """The measured rows grouped by configuration, repeats merged, in report order."""
@@ -122,6 +130,9 @@ def aggregate(run_dir: Path, rows: Sequence[SummaryRow]) -> list[Config]:
         config = configs.setdefault(key, Config(*key))
         config.rows.append(row)
         config.reads = merge_response_times([config.reads, _read_histogram(run_dir, row.cell_id)])
+        hdr = latency.merge_dir(run_dir / "cells" / row.cell_id / "hdr")["reads"]
+        if hdr.get_total_count():
+            config.hdr_reads = latency.merge([config.hdr_reads or latency.new_histogram(), hdr])
         cell = cell_json(run_dir, row.cell_id)
         config.validation = merge_buckets([config.validation, _validation_buckets(cell)])
         for name, calls in cell.get("redis_per_command", {}).items():

@@ -333,8 +333,8 @@ class CellAxes:
 
     `before(cell)`: set the proxy's delay and Redis's quota for the cell, measure the
     store's PING round trip over the services' own path (through the proxy when there is
-    one), note the quota's throttling counters. `pin_loadgen(pid)`: --pin's generator side. `annotate(row)`: the
-    axes' columns of the cell's summary row.
+    one), note the quota's throttling counters. `pin_loadgen(pid)`: --pin's generator
+    side. `annotate(row)`: the axes' columns of the cell's summary row.
     """
 
     deployment: Deployment

@@ -82,11 +82,17 @@ def _save(fig: Any, path: Path) -> None:
 
 def chart_latency(configs: Sequence[Config], path: Path) -> None:
     loads = sorted({c.load for c in configs})
-    percentiles = (
-        ("p50", 0.50, "read_p50_ms"),
-        ("p95", 0.95, "read_p95_ms"),
-        ("p99", 0.99, "read_p99_ms"),
+    # µs HdrHistograms where the run has them (p50, p99, p99.9); Locust's 1-ms buckets
+    # (p50, p95, p99) for older runs, whose figures they are.
+    hdr = all(c.hdr_reads is not None for c in configs)
+    us = (
+        ("p50", 0.50, "read_p50_us"),
+        ("p99", 0.99, "read_p99_us"),
+        ("p99.9", 0.999, "read_p999_us"),
     )
+    ms = (("p50", 0.50, "read_p50_ms"), ("p95", 0.95, "read_p95_ms"), ("p99", 0.99, "read_p99_ms"))
+    percentiles = us if hdr else ms
+    scale = 1000.0 if hdr else 1.0  # the µs figures are drawn in ms, keeping their resolution
     fig, axes = plt.subplots(len(loads), 3, figsize=(13, 3.8 * len(loads)), squeeze=False)
     for row_index, load in enumerate(loads):
         subset = [c for c in configs if c.load == load]
@@ -97,14 +103,17 @@ def chart_latency(configs: Sequence[Config], path: Path) -> None:
                     (c for c in subset if in_series(c, series)), key=lambda c: c.replicas
                 )
                 xs = [c.replicas for c in points]
-                ys = [c.read_percentile(fraction) for c in points]
+                ys = [
+                    c.read_percentile_us(fraction) / scale if hdr else c.read_percentile(fraction)
+                    for c in points
+                ]
                 spreads = [c.spread_of(key) for c in points]
                 low = [
-                    max(0.0, y - s.low) if s.n > 1 else 0.0
+                    max(0.0, y - s.low / scale) if s.n > 1 else 0.0
                     for y, s in zip(ys, spreads, strict=True)
                 ]
                 high = [
-                    max(0.0, s.high - y) if s.n > 1 else 0.0
+                    max(0.0, s.high / scale - y) if s.n > 1 else 0.0
                     for y, s in zip(ys, spreads, strict=True)
                 ]
                 ax.errorbar(
@@ -121,7 +130,7 @@ def chart_latency(configs: Sequence[Config], path: Path) -> None:
             _replica_axis(ax, [c.replicas for c in subset])
             ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
             _place_labels(ax)
-            ax.set_ylabel("ms")
+            ax.set_ylabel("ms (µs resolution)" if hdr else "ms (Locust's 1-ms buckets)")
             ax.set_title(f"{name} of GET /api/* reads, load {load}", fontsize=10)
     fig.suptitle("Client-side read latency vs replicas (bars: min-max over repeats)", fontsize=11)
     _save(fig, path)

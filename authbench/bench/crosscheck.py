@@ -36,9 +36,9 @@ from typing import Any
 from authbench import modes
 from authbench.bench import latency, locust_runner
 from authbench.bench.runner import wait_quiet
-from authbench.cluster import PROJECT_ROOT, LocalCluster, Ports
-from authbench.process import free_port_block
+from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.provenance import run_head
+from authbench.targets.local import LocalCluster, Ports
 
 H2LOAD_MISSING = "h2load was not found; install it: apt-get install nghttp2-client"
 READ_MIX = ("/api/me",) * 6 + tuple(f"/api/items/{i}" for i in (3, 17, 256, 901))

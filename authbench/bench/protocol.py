@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from authbench import modes
-from authbench.bench import locust_runner
+from authbench.bench import latency, locust_runner
+from authbench.bench.axes import CellAxes
 from authbench.bench.matrix import Cell
 from authbench.bench.samplers import (
     ProcessCpuSampler,
@@ -79,6 +80,7 @@ class Target:
     host: str
     replica_urls: tuple[str, ...]  # checked by the health check (empty: not reachable)
     sampling: Callable[[int], Sampling]
+    axes: CellAxes | None = None  # the store axes around each cell (quota, ping, pinning)
 
 
 def _post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -235,6 +237,10 @@ def cell_row(cell: Cell) -> SummaryRow:
         offered_rps=cell.load.offered_rps,
         jwt_alg=cell.jwt_alg,
         revocation=cell.revocation,
+        store_link=cell.store.kind,
+        store_rtt_ms=cell.store.rtt_ms,
+        redis_cpus=cell.redis_cpus if cell.redis_cpus is not None else math.nan,
+        token_bytes=cell.token_bytes,
     )
 
 
@@ -283,6 +289,15 @@ def _cpu_figures(row: SummaryRow, cpu_pct: dict[str, float]) -> None:
     row.cpu_replicas_pct = round(sum(replica_cpu), 1) if replica_cpu else math.nan
     row.cpu_each_replica_pct = ";".join(f"{v:.1f}" for v in replica_cpu)
     row.cpu_loadgen_pct = round(cpu_pct.get("loadgen", math.nan), 1)
+    row.cpu_proxy_pct = round(cpu_pct.get("proxy", math.nan), 1)
+
+
+def _hdr_figures(row: SummaryRow, hdr_dir: Path) -> None:
+    """µs percentiles from every Locust process's HdrHistograms (authbench.bench.latency)."""
+    figures = latency.row_figures(hdr_dir)
+    for series in ("read_", ""):
+        for name in latency.PERCENTILES:
+            setattr(row, f"{series}{name}_us", figures[f"{series}{name}_us"])
 
 
 def _validation_figures(row: SummaryRow, delta: ValidationSnapshot) -> None:
@@ -312,6 +327,8 @@ def measure(
     problem = health_check(target)
     if problem is not None:
         return _finish(CellResult(cell, cell_dir, base_row, ["health"], problem))
+    if target.axes is not None:
+        target.axes.before(cell)  # Redis's quota for this cell; the store's PING time
 
     job = locust_runner.LocustJob(
         host=target.host,
@@ -325,10 +342,15 @@ def measure(
         accounts=protocol.accounts,
         relogin_prob=protocol.relogin_prob,
         refresh_prob=protocol.refresh_prob,
-        env={"AUTHBENCH_CAPTURE_S": f"{protocol.capture_s:g}"},
+        env={
+            "AUTHBENCH_CAPTURE_S": f"{protocol.capture_s:g}",
+            "AUTHBENCH_HDR_DIR": str(cell_dir / "hdr"),
+        },
         html=protocol.locust_html,
     )
     process = locust_runner.start(job)
+    if target.axes is not None:
+        target.axes.pin_loadgen(process.pid)
     sampling = target.sampling(process.pid)
     try:
         say("warming up")
@@ -338,6 +360,8 @@ def measure(
             return _finish(
                 CellResult(cell, cell_dir, base_row, ["locust"], "Locust ended before capture")
             )
+        if target.axes is not None:
+            target.axes.pin_loadgen(process.pid)  # again: `--processes` workers exist now
         redis_start = sampling.redis()
         cpu_start = sampling.cpu()
         metrics_start = sampling.validation()
@@ -371,6 +395,9 @@ def measure(
     _cpu_figures(row, cpu_pct)
     validation = validation_delta(metrics_end, metrics_start)
     _validation_figures(row, validation)
+    _hdr_figures(row, cell_dir / "hdr")
+    if target.axes is not None:
+        target.axes.annotate(row, cell)
 
     flags += doubts(row, cell, protocol)
     row.flags = ";".join(flags)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from authbench import modes
+from authbench.bench import axes_report
 from authbench.bench.aggregate import Config, aggregate
 from authbench.bench.charts import (
     CHARTS,
@@ -35,9 +36,9 @@ from authbench.bench.summary import SummaryRow, read_summary, rows_in_order, uni
 # The summary columns the HTML table shows (summary.csv holds them all).
 TABLE_COLUMNS = (
     "mode", "replicas", "load", "jwt_alg", "repeat", "requests", "failures", "rps", "read_rps",
-    "p50_ms", "p95_ms", "p99_ms", "max_ms", "read_p50_ms", "read_p99_ms", "redis_ops_s",
-    "redis_cmds_per_req", "redis_cpu_pct", "cpu_replicas_pct", "cpu_gateway_pct",
-    "cpu_auth_pct", "cpu_loadgen_pct", "validation_p50_us", "validation_p99_us",
+    "p50_ms", "p95_ms", "p99_ms", "max_ms", "read_p50_ms", "read_p99_ms", "read_p50_us",
+    "read_p99_us", "redis_ops_s", "redis_cmds_per_req", "redis_cpu_pct", "cpu_replicas_pct",
+    "cpu_gateway_pct", "cpu_auth_pct", "cpu_loadgen_pct", "validation_p50_us", "validation_p99_us",
     "after_logout_status", "flags", "error",
 )  # fmt: skip
 
@@ -127,13 +128,23 @@ def _spread_table(configs: Sequence[Config]) -> str:
     return _table(rows, list(rows[0]) if rows else [])
 
 
+def settings_note(manifest: dict[str, Any]) -> str:
+    """How the store link was made (the manifest's probe of netem), for the findings."""
+    return str(manifest.get("settings", {}).get("store_link", ""))
+
+
 def render(run_dir: Path) -> Path:
     """Draw the charts and report.html of a bench results directory; return the report."""
     run_dir = Path(run_dir)
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
     rows = read_summary(run_dir / "summary.csv")
-    configs = aggregate(run_dir, rows)
-    draw_charts(run_dir, rows, configs)
+    # A run with store axes: the replica charts and findings show the base cells (Redis
+    # direct, uncapped, unpadded); the axes get charts and findings of their own.
+    base = [r for r in rows if not axes_report.on_an_axis(r)] or list(rows)
+    configs = aggregate(run_dir, base)
+    draw_charts(run_dir, base, configs)
+    axes_charts = axes_report.draw(run_dir, rows) if axes_report.has_axes(rows) else []
+    axes_lines = axes_report.findings(rows, settings_note(manifest)) if axes_charts else []
 
     shown = [m for m in modes.MODES if any(r.mode == m.key for r in rows)]
     settings = manifest.get("settings", {})
@@ -158,7 +169,8 @@ def render(run_dir: Path) -> Path:
         f"{matrix.get('seed')}. Per cell: {protocol.get('warmup_s')} s warm-up (excluded), "
         f"{protocol.get('capture_s')} s capture, {protocol.get('rest_s')} s rest.</p>",
         "<h2>Findings</h2><ul>",
-        *(f"<li>{html.escape(line)}</li>" for line in findings(rows, configs, manifest, run_dir)),
+        *(f"<li>{html.escape(line)}</li>" for line in findings(base, configs, manifest, run_dir)),
+        *(f"<li>{html.escape(line)}</li>" for line in axes_lines),
         "</ul>",
         "<h2>Charts</h2>",
         "<p>Colours are fixed per mode: "
@@ -166,7 +178,7 @@ def render(run_dir: Path) -> Path:
         + ". Latency is client-side (Locust) for the authenticated reads GET /api/me and "
         "/api/items/[id]; percentiles merge the repeats' raw response-time buckets.</p>",
     ]
-    for name, title in CHARTS:
+    for name, title in (*CHARTS, *axes_charts):
         data = base64.b64encode((run_dir / name).read_bytes()).decode()
         parts.append(
             f"<h3>{html.escape(title)}</h3><p><a href='{name}'>{name}</a></p>"

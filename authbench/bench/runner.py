@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from authbench.bench import axes
+from authbench.bench.axes import Placement
 from authbench.bench.matrix import Cell, Matrix
 from authbench.bench.protocol import CellResult, Protocol, Target, failed, measure
 from authbench.bench.samplers import Sampling
@@ -41,6 +43,7 @@ class BenchConfig:
     run_id: str = ""
     settings_env: dict[str, str] = field(default_factory=dict)
     render_report: bool = True
+    placement: Placement | None = None  # --pin: the generator's CPUs and the system's
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
@@ -58,6 +61,8 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "port_base": config.port_base if config.target == "local" else None,
             "compose_project": config.compose_project if config.target == "compose" else None,
             "cluster_env": config.settings_env,
+            "store_link": axes.netem_status(),
+            "placement": config.placement.as_dict() if config.placement else None,
         },
         "schedule": [[cell.cell_id for cell in group] for group in schedule],
         "cells": {},
@@ -196,6 +201,27 @@ def wait_quiet(
     return None
 
 
+def _group_axes(
+    config: BenchConfig, group: Sequence[Cell], deployment: Deployment, say: Callable[[str], None]
+) -> axes.CellAxes:
+    """Pin the system and ready the Redis quota; each cell sets its own store distance
+    and quota (CellAxes.before)."""
+    first = group[0]
+    if first.store.proxied:
+        say("  store link: through the delay proxy (its delay is set cell by cell)")
+    if config.placement is not None:
+        config.placement.pin_system(deployment)
+    cap = None
+    if any(cell.redis_cpus is not None for cell in group):
+        cap = axes.RedisCap(deployment, f"authbench-{config.run_id}-{first.cell_id}")
+    return axes.CellAxes(
+        deployment,
+        services_redis_url=getattr(deployment, "services_redis_url", None),
+        cap=cap,
+        placement=config.placement,
+    )
+
+
 def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
     """The deployment a group of cells runs on: the target's, with the group's settings."""
     settings = {
@@ -203,6 +229,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG": "0",
         **config.settings_env,
+        **axes.token_settings(first.token_bytes),
         "JWT_REVOCATION": first.revocation,
         "JWT_ALG": first.jwt_alg,
     }
@@ -212,6 +239,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         port_base=config.port_base,
         workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
         project=config.compose_project,
+        redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
     )
     return open_deployment(config.target, spec)
 
@@ -242,16 +270,19 @@ def _run_group(
             results.append(result)
             progress.cell_done(result)
         return
+    cell_axes: axes.CellAxes | None = None
     try:
         # The auth service hashes the seeded passwords (argon2id) in the background after
         # it is ready; measuring before it is done would measure that, not the cell.
         busy = wait_quiet(deployment)
         if busy is not None:
             say(f"  note: the auth service was still busy ({busy:.0f}% CPU) after the wait")
+        cell_axes = _group_axes(config, group, deployment, say)
         target = Target(
             host=deployment.gateway_url,
             replica_urls=tuple(deployment.replica_urls()),
             sampling=functools.partial(Sampling, deployment),
+            axes=cell_axes,
         )
         for cell in group:
             tick = progress.cell_started(cell)
@@ -261,4 +292,6 @@ def _run_group(
             progress.cell_done(result)
             time.sleep(config.protocol.rest_s)
     finally:
+        if cell_axes is not None:
+            cell_axes.close()  # lift Redis's quota and remove its cgroup
         deployment.stop()

@@ -101,6 +101,41 @@ class SummaryRow:
     )
     flags: str = _text("`;`-separated reasons to read the cell with care (see below)")
     error: str = _text("why the cell was not measured at all")
+    # --- µs client latency: every request in HdrHistograms, merged over Locust processes --
+    read_p50_us: float = _figure("median latency of the authenticated reads (HdrHistogram)", "µs")
+    read_p90_us: float = _figure("90th percentile latency of the authenticated reads", "µs")
+    read_p99_us: float = _figure("99th percentile latency of the authenticated reads", "µs")
+    read_p999_us: float = _figure("99.9th percentile latency of the authenticated reads", "µs")
+    p50_us: float = _figure("median latency of all requests (HdrHistogram)", "µs")
+    p90_us: float = _figure("90th percentile latency of all requests", "µs")
+    p99_us: float = _figure("99th percentile latency of all requests", "µs")
+    p999_us: float = _figure("99.9th percentile latency of all requests", "µs")
+    # --- the store axes -------------------------------------------------------------------
+    store_link: str = _text(
+        "how the services reach Redis: `direct`, or `proxy` (the userspace delay proxy; "
+        "no netem on this kernel)"
+    )
+    store_rtt_ms: float = _column(
+        "round trip added between every service and Redis (half each way)", "ms", 0.0
+    )
+    store_ping_us: float = _figure(
+        "median PING round trip over the services' own path to Redis (through the proxy "
+        "when there is one), measured before the cell",
+        "µs",
+    )
+    redis_cpus: float = _figure("CPU quota of redis-server (empty: uncapped)", "cores")
+    redis_throttled_pct: float = _figure(
+        "share of the quota's CFS periods in which Redis was held back (warm-up included)", "%"
+    )
+    cpu_proxy_pct: float = _figure("CPU of the delay proxy (empty: none)", "% of a core")
+    token_bytes: int = _column("padding in every access token (ACCESS_TOKEN_PAD_BYTES)", "bytes", 0)
+    credential_bytes: int | None = _column(
+        "size of the credential sent with every read: the access token, or the session "
+        "cookie's value",
+        "bytes",
+        None,
+    )
+    pinned: str = _text("with --pin: the CPUs of the load generator and of the system")
 
     # --- conversions ----------------------------------------------------------------------
     def number(self, name: str) -> float:
@@ -174,9 +209,10 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SummaryRow))
 _FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(SummaryRow)}
 
 
-def write_summary(path: Path, rows: Iterable[SummaryRow]) -> None:
+def write_summary(path: Path, rows: Iterable[SummaryRow], columns: Sequence[str] = COLUMNS) -> None:
+    """Write the rows; `columns` (default: all) may name fewer, e.g. an older run's."""
     with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow(row.csv_values())

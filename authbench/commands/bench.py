@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from types import FrameType
 
+from authbench.bench import axes, presets
 from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
 from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
@@ -50,6 +52,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"comma-separated JWT algorithms, an optional axis: {', '.join(JWT_ALGS)}",
     )
     matrix.add_argument(
+        "--store-rtt",
+        default="0",
+        help="store distance, an axis: comma-separated round trips in ms added between every "
+        "service and Redis (half each way) by a userspace delay proxy (no netem on this "
+        "kernel). 0 alone: Redis direct, as always. Any RTT > 0 adds its control pair: "
+        "`direct` (no proxy) and the proxy at 0 ms",
+    )
+    matrix.add_argument(
+        "--redis-cpus",
+        default="none",
+        help="store capacity, an axis: comma-separated CPU quotas for redis-server in cores "
+        "(e.g. 0.05,none; `none`: uncapped). Local: a cgroup (v1 cpu.cfs_quota_us or v2 "
+        "cpu.max, needs root); compose: `docker update --cpus` on the redis container",
+    )
+    matrix.add_argument(
+        "--token-bytes",
+        default="0",
+        help="token size, an axis: comma-separated bytes of padding claim in every access "
+        "token (ACCESS_TOKEN_PAD_BYTES); sessions keep their fixed cookie",
+    )
+    matrix.add_argument(
+        "--preset",
+        choices=sorted(presets.PRESETS),
+        default=None,
+        help="a whole study: `scaling` = store distance (direct, proxy 0/1/5 ms at 30@15) and "
+        "store capacity (Redis 0.05 core vs uncapped, closed loop, 1/2/4 replicas), 3 "
+        "shuffled repeats, about 15 minutes; it sets the matrix, the repeats and the "
+        "cell timings (--seed, --target, --pin, --processes still apply)",
+    )
+    matrix.add_argument(
         "--repeats", type=int, default=1, help="repeats of every cell; the spread is reported"
     )
     matrix.add_argument(
@@ -68,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1,
         help="Locust generator processes (--processes); raise it when a cell "
         "is flagged generator-saturated and cores are free",
+    )
+    protocol.add_argument(
+        "--pin",
+        action="store_true",
+        help="generator placement: Locust on the last CPU, the system under test (Redis, "
+        "proxy, services) on the others (sched_setaffinity; local target); recorded in the "
+        "manifest and the `pinned` column",
     )
     protocol.add_argument(
         "--accounts",
@@ -134,18 +173,41 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         raise ValueError("--repeats >= 1, --capture > 0, --warmup and --rest >= 0")
     from pathlib import Path
 
+    links = axes.parse_store_rtts(args.store_rtt)
+    caps = axes.parse_redis_cpus(args.redis_cpus)
+    pads = axes.parse_token_bytes(args.token_bytes)
+    protocol = Protocol(
+        warmup_s=args.warmup,
+        capture_s=args.capture,
+        rest_s=args.rest,
+        processes=max(1, args.processes),
+        accounts=max(1, args.accounts),
+        relogin_prob=args.relogin_prob,
+        refresh_prob=args.refresh_prob,
+        locust_html=not args.no_locust_html,
+    )
+    matrix = Matrix(
+        modes, replicas, loads, algs, args.repeats, args.seed,
+        store_links=links, redis_cpus=caps, token_bytes=pads,
+    )  # fmt: skip
+    if args.preset:
+        preset = presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
+        matrix = preset.matrix
+        protocol = dataclasses.replace(protocol, **preset.protocol)
+    every_cap = {cell.redis_cpus for cell in matrix.configs()}
+    axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
+    if args.target != "local" and any(cell.store.proxied for cell in matrix.configs()):
+        raise ValueError(
+            "--store-rtt: only with --target local (the compose stack has no delay-proxy "
+            "container yet)"
+        )
+    if args.pin and args.target != "local":
+        raise ValueError("--pin: only with --target local")
+
     return BenchConfig(
-        matrix=Matrix(modes, replicas, loads, algs, args.repeats, args.seed),
-        protocol=Protocol(
-            warmup_s=args.warmup,
-            capture_s=args.capture,
-            rest_s=args.rest,
-            processes=max(1, args.processes),
-            accounts=max(1, args.accounts),
-            relogin_prob=args.relogin_prob,
-            refresh_prob=args.refresh_prob,
-            locust_html=not args.no_locust_html,
-        ),
+        matrix=matrix,
+        protocol=protocol,
+        placement=axes.Placement.split() if args.pin else None,
         target=args.target,
         port_base=args.port_base,
         compose_project=args.compose_project,
