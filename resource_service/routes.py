@@ -32,7 +32,8 @@ async def me(request: web.Request) -> web.Response:
     return _json({"user": principal.user, "auth": principal.mode, "replica": request.app[REPLICA]})
 
 
-@routes.get(r"/api/items/{item_id:\d{1,10}}")
+# ASCII digits only: `\d` would also match other scripts' digits, which int() accepts.
+@routes.get(r"/api/items/{item_id:[0-9]{1,10}}")
 async def item(request: web.Request) -> web.Response:
     principal = await request.app[CHECKER].authenticate(request)
     item_id = int(request.match_info["item_id"])

@@ -3,8 +3,9 @@
 Hypothesis draws each JSON field the services read (`username`, `password`, `mode`,
 `refresh_token`) and each header they read (`Authorization`, `Cookie` with every cookie
 name, `X-CSRF-Token`, `X-Forwarded-For`, `Content-Type`, `Sec-Fetch-Site`) and the
-`scope` of logout: any JSON value, text with lone surrogates and control characters, and
-raw header bytes that are not UTF-8. The requests go straight to the auth port and to a
+`scope` of logout, and what the access log writes (`User-Agent`, `Referer`, odd paths):
+any JSON value, text with lone surrogates and control characters, and raw header bytes
+that are not UTF-8. The requests go straight to the auth port and to a
 replica's port (not through the gateway, which would clean some of them up), with real
 credentials mixed in where a check runs only after one is found (the refresh cookie,
 whose CSRF header is hashed). Every answer must be a JSON 4xx `{"error", "detail"}`,
@@ -74,7 +75,7 @@ hostile_text = st.one_of(
     # A plausible value with one poisoned character: it passes the type checks and
     # reaches the format checks (and, before them, Redis and the hashes).
     st.tuples(
-        st.sampled_from(["user1", "password1", "jwt", "session", "A" * 43, "10.0.0.1", ""]),
+        st.sampled_from(["user1", "not-a-secret", "jwt", "session", "A" * 43, "10.0.0.1", ""]),
         POISON,
         st.integers(min_value=0, max_value=12),
     ).map(lambda t: t[0][: t[2]] + t[1] + t[0][t[2] :]),
@@ -231,10 +232,20 @@ def test_logout_and_admin_answer_any_credential_and_scope_with_a_json_4xx(
 
 @FUZZ
 @given(
-    path=st.sampled_from(["/api/me", "/api/items/1"]),
+    path=st.sampled_from(["/api/me", "/api/items/1", "/api/items/%D9%A1", "/api/items/%ff"]),
     method=st.sampled_from(["GET", "POST", "DELETE"]),
     headers=st.dictionaries(
-        st.sampled_from([b"Authorization", b"X-CSRF-Token", b"Sec-Fetch-Site", b"Cookie"]),
+        st.sampled_from(
+            # User-Agent and Referer: what the access log (ACCESS_LOG=1) writes of a request
+            [
+                b"Authorization",
+                b"X-CSRF-Token",
+                b"Sec-Fetch-Site",
+                b"Cookie",
+                b"User-Agent",
+                b"Referer",
+            ]
+        ),
         header_bytes,
     ),
     cookie=st.one_of(st.none(), st.tuples(st.sampled_from(COOKIE_NAMES), header_bytes)),
