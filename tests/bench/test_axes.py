@@ -94,3 +94,22 @@ def test_a_study_joins_matrices_and_measures_a_shared_cell_once() -> None:
 def test_netem_status_says_what_was_found() -> None:
     status = axes.netem_status()
     assert "netem" in status
+
+
+def test_the_scaling_preset_is_the_whole_study_within_15_minutes() -> None:
+    from authbench.bench.presets import scaling
+
+    preset = scaling()
+    cells = preset.matrix.configs()
+    links = {(c.store.proxied, c.store.rtt_ms) for c in cells}
+    assert links == {(False, 0.0), (True, 0.0), (True, 1.0), (True, 5.0)}  # with control
+    assert {c.redis_cpus for c in cells} == {None, 0.05}
+    assert {c.mode for c in cells if c.redis_cpus} == {"session", "jwt", "jwt+denylist"}
+    assert preset.matrix.repeats == 3
+    groups = preset.matrix.schedule()
+    # Measured here: a cell costs its warm-up, capture and rest plus ~2.8 s (Locust's
+    # start, health check, probes); a cluster start-up ~6 s.
+    p = preset.protocol
+    seconds = preset.matrix.cell_count * (p["warmup_s"] + p["capture_s"] + p["rest_s"] + 2.8)
+    seconds += len(groups) * 6.0
+    assert seconds <= 15 * 60, seconds
