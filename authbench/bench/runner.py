@@ -230,7 +230,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         "ACCESS_LOG": "0",
         **config.settings_env,
         **axes.token_settings(first.token_bytes),
-        "JWT_REVOCATION": first.revocation,
+        **first.deployment,  # what the mode needs (authbench.modes): JWT_REVOCATION, ...
         "JWT_ALG": first.jwt_alg,
     }
     spec = DeploymentSpec(
@@ -294,4 +294,7 @@ def _run_group(
     finally:
         if cell_axes is not None:
             cell_axes.close()  # lift Redis's quota and remove its cgroup
-        deployment.stop()
+        try:
+            deployment.stop()
+        except DeploymentError as err:  # e.g. the engine went away: the cells are measured
+            say(f"  note: stopping the {config.target} deployment failed: {err}")
