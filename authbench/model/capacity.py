@@ -135,11 +135,20 @@ def machine_stations(
     redis_cpus: float | None,
     store_rtt_s: float,
     proxy_s_per_cmd: float = 0.0,
+    pinned: tuple[int, int] | None = None,
 ) -> list[Station]:
     """This machine: every component on `cores` shared cores (the delay proxy too, when the
-    cell had one); a capped Redis on its own; the store RTT as a delay."""
+    cell had one), or with --pin the generator on its CPUs and the rest on theirs; a capped
+    Redis on its own; the store RTT as a delay."""
     proxy = proxy_s_per_cmd * fitted.redis_cmds_per_req
-    stations = [Station("machine CPU", fitted.total_s + proxy, servers=cores)]
+    if pinned is None:
+        stations = [Station("machine CPU", fitted.total_s + proxy, servers=cores)]
+    else:
+        generator = fitted.demand_s.get("loadgen", 0.0)
+        stations = [
+            Station("generator CPU", generator, servers=pinned[0]),
+            Station("system CPU", fitted.total_s - generator + proxy, servers=pinned[1]),
+        ]
     if redis_cpus is not None:
         stations.append(Station("redis (capped)", fitted.demand_s.get("redis", 0.0) / redis_cpus))
     if store_rtt_s > 0:
@@ -283,7 +292,9 @@ def predict_here(
 ) -> tuple[float, str]:
     """This machine's throughput for the cell's setting; the method used."""
     proxy = proxy_s_per_cmd if cell.store_link != DIRECT else 0.0
-    stations = machine_stations(fitted, cores, cell.redis_cpus, cell.store_rtt_s, proxy)
+    stations = machine_stations(
+        fitted, cores, cell.redis_cpus, cell.store_rtt_s, proxy, cell.pinned
+    )
     if cell.closed_loop:
         return solve_closed(stations, max(cell.users, 1)).throughput, "exact MVA"
     ceiling = bounds(stations).max_throughput
@@ -501,8 +512,10 @@ def assumptions_of(model: Model) -> list[str]:
         "Redis, no added RTT, no cell flags); measured demands fall with load (per-request "
         "overheads amortise), so demands from a saturated cell are used for saturation.",
         f"This machine: every process shares its {model.cores_here} cores, modelled as one "
-        f"{model.cores_here}-server station holding all demands (generator included); a "
-        "Redis CPU quota F is a single-server station of demand D_redis / F.",
+        f"{model.cores_here}-server station holding all demands (generator included); with "
+        "--pin, the generator's CPUs and the system's are two such stations. A Redis CPU "
+        "quota F is a single-server station of demand D_redis / F (D_redis from uncapped "
+        "cells); the fit itself uses unpinned cells as well as pinned ones.",
         "Store-distance cells (paced, through the delay proxy) check latency: the delay is "
         "constant, so it shifts every percentile alike, and the predicted read p50 is the "
         "direct cell's plus round trips per read x (RTT + the proxy's CPU per command): "

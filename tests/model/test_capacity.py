@@ -141,3 +141,20 @@ def test_store_distance_latency_is_the_direct_p50_plus_the_round_trips(tmp_path:
     assert checks["j1"].predicted_p50_us == pytest.approx(800.0)
     assert checks["j1"].flagged
     assert capacity.to_json(model)["validation"]["flagged"] >= 1
+
+
+def test_a_pinned_generator_splits_the_machine_in_two(tmp_path: Path) -> None:
+    # 0.5 ms of generator CPU and 1.5 ms of system CPU per request. Sharing 2 cores they
+    # hold 1000 req/s; pinned to one core each, the system's core holds 667.
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.csv").write_text(
+        "mode,users,rps,redis_ops_s,redis_cpu_pct,cpu_replicas_pct,cpu_loadgen_pct,cell_id,"
+        "load,offered_rps,pinned,flags,error\n"
+        "session,48,1000,1000,10,140,50,a,48,0,,,\n"
+        "session,48,667,667,6.67,93.3,33.3,b,48,0,loadgen:1 system:0,,\n"
+    )
+    model = capacity.build([run])
+    by_id = {v.cell_id: v for v in model.validations}
+    assert by_id["a"].predicted_rps == pytest.approx(1000.0, rel=0.02)
+    assert by_id["b"].predicted_rps == pytest.approx(667.0, rel=0.02)
