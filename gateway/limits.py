@@ -40,14 +40,15 @@ def client_budget(reserve: int) -> int:
     """The most client connections this process can hold with `reserve` descriptors kept
     back; raises the soft RLIMIT_NOFILE to the hard limit first."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft == resource.RLIM_INFINITY or soft < hard:
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY:
+        soft = wanted
+    elif soft < wanted:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
         except (ValueError, OSError):
-            soft = hard if soft == resource.RLIM_INFINITY else soft
+            pass  # keep the soft limit we have, and size the caps to it
     kept = min(reserve, soft // 2)  # a tiny limit still leaves clients some room
     return max(1, (soft - kept) // 2)
 

