@@ -348,6 +348,7 @@ class CellAxes:
     def before(self, cell: Any) -> None:
         if cell.store.proxied:  # the cell's store distance on the group's one proxy
             self.deployment.slow_redis(cell.store.one_way_ms)
+            time.sleep(0.3)  # the proxy switches on a signal: let it land before the PING
         if self.cap is not None:
             self.cap.apply(cell.redis_cpus)
         elif cell.redis_cpus is not None:
