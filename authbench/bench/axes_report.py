@@ -193,7 +193,9 @@ def chart_capacity(configs: Sequence[AxisConfig], path: Path) -> bool:
             [y - c.spread_of("read_rps").low for y, c in zip(ys, points, strict=True)],
             [c.spread_of("read_rps").high - y for y, c in zip(ys, points, strict=True)],
         ]
-        top.errorbar(xs, ys, yerr=errs, fmt="o" + style, color=color, capsize=3, label=name)
+        face = color if cpus < 0 else "white"  # capped: hollow markers, dashed line
+        top.errorbar(xs, ys, yerr=errs, fmt="o" + style, color=color, mfc=face, capsize=3,
+                     label=name)  # fmt: skip
         if cpus >= 0:
             bottom.plot(xs, [c.median("redis_cpu_pct") for c in points], "o" + style,
                         color=color, label=f"{mode}: Redis CPU")  # fmt: skip
