@@ -83,6 +83,7 @@ class ModeDemands:
     redis_cmds_per_req: float
     cells: tuple[str, ...]
     basis: str  # which cells: "closed-loop" or "paced"
+    replica_range_s: tuple[float, float] = (math.nan, math.nan)  # min, max over the cells
 
     @property
     def total_s(self) -> float:
@@ -122,6 +123,10 @@ def fit(all_demands: Sequence[CellDemands]) -> dict[str, ModeDemands]:
             redis_cmds_per_req=statistics.median(d.redis_cmds_per_req for d in chosen),
             cells=tuple(f"{d.run}/{d.cell.cell_id}" for d in chosen),
             basis=basis,
+            replica_range_s=(
+                min(d.demand_s.get("replicas", 0.0) for d in chosen),
+                max(d.demand_s.get("replicas", 0.0) for d in chosen),
+            ),
         )
     return fitted
 
@@ -439,6 +444,7 @@ class Saturation:
     rtt_ms: float
     redis_demand_us: float
     crossover_replicas: float  # D_replica / D_redis: the asymptotic bottleneck switch
+    crossover_range: tuple[float, float]  # the same over the reference cells' D_replica
     redis_ceiling_rps: float  # 1 / D_redis
     first_saturated_replicas: int | None  # MVA: first projected R with U_redis >= SATURATED
     rps_there: float | None
@@ -466,6 +472,10 @@ def saturation(
                     rtt_ms=rtt * 1000.0,
                     redis_demand_us=d_redis * 1e6,
                     crossover_replicas=f.demand_s.get("replicas", 0.0) / d_redis,
+                    crossover_range=(
+                        f.replica_range_s[0] / d_redis,
+                        f.replica_range_s[1] / d_redis,
+                    ),
                     redis_ceiling_rps=1.0 / d_redis,
                     first_saturated_replicas=first.replicas if first else None,
                     rps_there=first.mva.throughput if first else None,
@@ -619,6 +629,7 @@ def _sat_dict(s: Saturation) -> dict[str, Any]:
         "redis_demand_us_per_request": round(s.redis_demand_us, 2),
         "redis_ceiling_rps": r(s.redis_ceiling_rps, 0),
         "crossover_replicas": r(s.crossover_replicas, 1),
+        "crossover_replicas_range": [r(s.crossover_range[0], 1), r(s.crossover_range[1], 1)],
         "first_saturated_replicas": s.first_saturated_replicas,
         "rps_at_first_saturated": r(s.rps_there, 0),
         "pool_ceiling_rps_per_replica": r(s.pool_ceiling_rps_per_replica, 0),
@@ -682,6 +693,7 @@ def to_json(model: Model) -> dict[str, Any]:
                     "demand_us": {k: _us(v) for k, v in f.demand_s.items()},
                     "total_us": _us(f.total_s),
                     "redis_cmds_per_req": round(f.redis_cmds_per_req, 3),
+                    "replica_us_range": [_us(f.replica_range_s[0]), _us(f.replica_range_s[1])],
                 }
                 for mode, f in model.fitted.items()
             },

@@ -22,6 +22,11 @@ def _n(value: Any, digits: int = 0) -> str:
     return f"{float(value):,.{digits}f}"
 
 
+def _crossover(s: dict[str, Any]) -> str:
+    low, high = s.get("crossover_replicas_range") or (None, None)
+    return f"{_n(s['crossover_replicas'], 1)} ({_n(low, 1)}-{_n(high, 1)})"
+
+
 def _first_saturated(s: dict[str, Any]) -> str:
     if s["first_saturated_replicas"] is None:
         return "not within 64"
@@ -39,7 +44,7 @@ def _saturation_rows(doc: dict[str, Any]) -> list[list[str]]:
                 _n(s["store_rtt_ms"], 0),
                 _n(s["redis_demand_us_per_request"], 1),
                 _n(s["redis_ceiling_rps"]),
-                _n(s["crossover_replicas"], 1),
+                _crossover(s),
                 _first_saturated(s),
                 f"{_n(a.get('redis_ceiling_rps'))} req/s at {_n(a.get('crossover_replicas'), 1)}"
                 if a
@@ -55,9 +60,9 @@ SATURATION_HEAD = [
     "store RTT ms",
     "Redis µs/request",
     "one Redis core, req/s",
-    "replicas where Redis becomes the bottleneck",
+    "replicas where Redis becomes the bottleneck (range over cells)",
     "first replica count with Redis >= 90% (req/s there)",
-    "same, from the cells' own Redis CPU",
+    "Redis ceiling and bottleneck replicas from the cells' own Redis CPU",
     "RTT caps a replica's pool",
 ]
 VALIDATION_HEAD = [
