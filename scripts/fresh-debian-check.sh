@@ -13,8 +13,9 @@
 # it; FORCE=1 makes it again). Needs root, docker and debootstrap (scripts/setup-docker.sh
 # installs them). The container shares the host's network so that apt and pip reach their
 # mirrors; the host's CA bundle is lent to pip (it holds any TLS-inspecting proxy's CA).
-# apt's and pip's download caches are kept between runs in /var/cache/authbench/fresh-debian
-# (downloads only: every run still installs into a bare root).
+# apt's downloads are kept between runs in /var/cache/authbench/fresh-debian (downloads
+# only: every run still installs into a bare root). pip's are not: through this machine's
+# TLS proxy PyPI's answers were never stored in pip's cache, so it would only pretend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib-debian.sh
@@ -72,14 +73,14 @@ EOF
 )
 name="authbench-fresh-debian-$$"
 CACHE=/var/cache/authbench/fresh-debian
-mkdir -p "$CACHE/apt/partial" "$CACHE/pip"
+mkdir -p "$CACHE/apt/partial"
 # The checkout's files as git sees them (tracked, and new ones not ignored: in CI, a fresh
 # clone holds exactly the tracked ones); no .venv, caches or results of this host.
 git ls-files -z --cached --others --exclude-standard |
   tar --null -T - --ignore-failed-read -c 2>/dev/null |
   timeout "${FRESH_DEBIAN_TIMEOUT_S:-900}" docker run --rm -i --name "$name" --network host \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro \
-    -v "$CACHE/apt:/var/cache/apt/archives" -v "$CACHE/pip:/root/.cache/pip" \
+    -v "$CACHE/apt:/var/cache/apt/archives" \
     -e PIP_CERT=/etc/ssl/host-ca.crt "${proxies[@]}" \
     "$IMAGE" bash -c "$inside" || {
   docker rm -f "$name" >/dev/null 2>&1 || true

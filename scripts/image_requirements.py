@@ -76,7 +76,14 @@ def install(requirements_file: Path, drop_pip: bool) -> None:
         print(f"image-requirements: installing {len(missing)} pins: {' '.join(missing)}")
         has_pip = subprocess.run([str(VENV_PYTHON), "-m", "pip", "--version"], capture_output=True)
         if has_pip.returncode != 0:
-            _run(VENV_PYTHON, "-m", "ensurepip", "--default-pip")
+            ensurepip = [str(VENV_PYTHON), "-m", "ensurepip", "--default-pip"]
+            ensured = subprocess.run(ensurepip, capture_output=True)
+            if ensured.returncode != 0:
+                raise SystemExit(
+                    "image-requirements: the base image lacks these pins and has no pip to "
+                    "install them; a base made by scripts/build-base-images.sh is older than "
+                    "pyproject.toml: run that script again (setup-docker.sh does)"
+                )
         _run(VENV_PYTHON, "-m", "pip", "install", "-q", "-r", requirements_file)
     else:
         print("image-requirements: every pin is already in the venv (nothing to install)")
