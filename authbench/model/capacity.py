@@ -221,6 +221,7 @@ class LatencyCheck:
     base_p50_us: float
     measured_p50_us: float
     predicted_p50_us: float
+    ping_us: float  # the store PING measured over the same path (context, not an input)
 
     @property
     def error_pct(self) -> float:
@@ -243,6 +244,7 @@ class LatencyCheck:
             "predicted_read_p50_us": round(self.predicted_p50_us, 1),
             "error_pct": round(self.error_pct, 1),
             "flagged": self.flagged,
+            "measured_store_ping_us": None if math.isnan(self.ping_us) else round(self.ping_us),
         }
 
 
@@ -279,6 +281,7 @@ def check_latency(
                     base_p50_us=base.read_p50_s * 1e6,
                     measured_p50_us=c.read_p50_s * 1e6,
                     predicted_p50_us=(base.read_p50_s + added) * 1e6,
+                    ping_us=c.store_ping_s * 1e6,
                 )
             )
     return out

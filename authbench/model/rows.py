@@ -36,6 +36,7 @@ class MeasuredCell:
     cpu_cores: dict[str, float]  # component -> cores used (1.0 = one full core)
     replica_cores: tuple[float, ...]  # each replica's cores
     store_rtt_s: float
+    store_ping_s: float  # the store's PING over the services' path, measured (NaN: none)
     store_link: str  # DIRECT, or "proxy" (the delay proxy in the path, even at 0 ms)
     redis_cpus: float | None  # CPU quota of redis-server in cores, None when uncapped
     pinned: tuple[int, int] | None  # --pin: (generator's CPUs, the system's CPUs), counted
@@ -86,6 +87,7 @@ def _cell(row: SummaryRow) -> MeasuredCell:
         cpu_cores=cores,
         replica_cores=each,
         store_rtt_s=_number(row, "store_rtt_ms", 0.0) / 1000.0,
+        store_ping_s=_number(row, "store_ping_us") / 1e6,
         store_link=link,
         redis_cpus=cap if cap > 0 else None,
         pinned=_placement(str(getattr(row, "pinned", ""))),
