@@ -12,7 +12,8 @@
   these rates. 72 cells on 18 cluster start-ups: about 14 minutes on this machine.
 
 Flags given with a preset still win for what the preset does not fix (`--target`,
-`--pin`, `--processes`, `--seed`, `--results-dir`, ...).
+`--pin`, `--processes`, `--seed`, `--results-dir`, ...); `--redis-cpus` replaces the
+capacity axis's quota (e.g. `--preset scaling --redis-cpus 0.02`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ class Preset:
     about: str
 
 
-def scaling(repeats: int = 3, seed: int = 1, jwt_alg: str = "EdDSA") -> Preset:
+def scaling(
+    repeats: int = 3,
+    seed: int = 1,
+    jwt_alg: str = "EdDSA",
+    redis_cpus: tuple[float, ...] = (SCALING_REDIS_CPUS,),
+) -> Preset:
+    """The study; `redis_cpus` (from --redis-cpus) replaces the capacity axis's quota."""
     links = (NO_PROXY, StoreLink(True, 0.0), *(StoreLink(True, r) for r in SCALING_RTTS_MS))
     distance = Matrix(
         modes=MODE_ORDER,
@@ -52,7 +59,7 @@ def scaling(repeats: int = 3, seed: int = 1, jwt_alg: str = "EdDSA") -> Preset:
         replicas=SCALING_REPLICAS,
         loads=(SCALING_CLOSED,),
         jwt_algs=(jwt_alg,),
-        redis_cpus=(SCALING_REDIS_CPUS, None),
+        redis_cpus=(*redis_cpus, None),
     )
     study = Matrix(
         modes=MODE_ORDER,
@@ -68,7 +75,8 @@ def scaling(repeats: int = 3, seed: int = 1, jwt_alg: str = "EdDSA") -> Preset:
         matrix=study,
         protocol={"warmup_s": 3.0, "capture_s": 4.0, "rest_s": 0.5, "accounts": 32},
         about="store distance (direct, proxy 0/1/5 ms; 30@15, x1) and store capacity "
-        f"(Redis {SCALING_REDIS_CPUS:g} core vs uncapped; closed loop 32 users; x1,4), "
+        f"(Redis {'/'.join(f'{c:g}' for c in redis_cpus)} core vs uncapped; closed loop 32 "
+        "users; x1,4), "
         f"{repeats} shuffled repeats",
     )
 

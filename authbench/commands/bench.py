@@ -191,7 +191,12 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         store_links=links, redis_cpus=caps, token_bytes=pads,
     )  # fmt: skip
     if args.preset:
-        preset = presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
+        quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
+        preset = (
+            presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0], redis_cpus=quotas)
+            if quotas
+            else presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
+        )
         matrix = preset.matrix
         protocol = dataclasses.replace(protocol, **preset.protocol)
     every_cap = {cell.redis_cpus for cell in matrix.configs()}

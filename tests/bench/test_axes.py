@@ -113,3 +113,21 @@ def test_the_scaling_preset_is_the_whole_study_within_15_minutes() -> None:
     seconds = preset.matrix.cell_count * (p["warmup_s"] + p["capture_s"] + p["rest_s"] + 2.8)
     seconds += len(groups) * 6.0
     assert seconds <= 15 * 60, seconds
+
+
+def test_redis_cpus_replaces_the_presets_quota() -> None:
+    import argparse
+
+    from authbench import cgroups
+    from authbench.commands import bench
+
+    try:
+        cgroups.detect()
+    except cgroups.CgroupError as err:
+        pytest.skip(str(err))
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--preset", "scaling", "--redis-cpus", "0.02"])
+    config = bench.build_config(args)
+    assert {c.redis_cpus for c in config.matrix.configs()} == {None, 0.02}
+    assert config.matrix.repeats == 3 and config.protocol.capture_s == 4.0
