@@ -43,12 +43,12 @@ if rec.s == 1 then
   return {3, rec.u, rec.f, csrf, 0}
 end
 rec.d = tonumber(rec.d) or (tonumber(ARGV[4]) + tonumber(ARGV[1]))  -- pre-deadline record
-local left = math.floor(rec.d - tonumber(ARGV[4]))
+local left = rec.d - tonumber(ARGV[4])
 if left <= 0 then
   redis.call('DEL', KEYS[1])
   return {5, rec.u, rec.f, csrf, 0}
 end
-local ttl = math.min(tonumber(ARGV[1]), left)
+local ttl = math.min(tonumber(ARGV[1]), math.ceil(left))
 rec.s = 1
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 local successor = cjson.encode({u = rec.u, f = rec.f, s = 0, c = csrf, d = rec.d})
@@ -99,7 +99,7 @@ class RefreshTokenStore:
         family = secrets.token_urlsafe(12)
         token = secrets.token_urlsafe(32)
         now = time.time()
-        deadline = int(now) + self._family_absolute_s
+        deadline = now + self._family_absolute_s
         record = json.dumps({"u": user, "f": family, "s": 0, "c": csrf_hash or "", "d": deadline})
         index = USER_FAMILIES_PREFIX + user
 

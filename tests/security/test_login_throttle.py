@@ -46,18 +46,20 @@ def test_parallel_wrong_passwords_reach_argon2_at_most_the_limit(
     def guess(i: int) -> int:
         body = {"username": "user3", "password": f"guess{i}", "mode": "jwt"}
         start.wait()
-        return request(watched.url, "POST", "/auth/login", body=body, timeout=60).status
+        # Straight to the auth port: behind the gateway, guesses queued for argon2 beyond
+        # UPSTREAM_TIMEOUT_S would be 504s, and the count of 401s would hide how many ran.
+        return request(auth, "POST", "/auth/login", body=body, timeout=120).status
 
     with ThreadPoolExecutor(GUESSES) as pool:
         statuses = list(pool.map(guess, range(GUESSES)))
     wrong = statuses.count(401)
+    failed = _metric(auth, failures) or 0  # failed verifications, as the service counts
+    assert wrong <= LIMIT and failed <= LIMIT, (wrong, failed, statuses.count(429))
     assert set(statuses) <= {401, 429}, statuses
-    assert wrong <= LIMIT, (wrong, statuses.count(429))  # 186 of 200 before the reservation
     assert before is not None, "the auth service counts its argon2 verifications"
     verified = (_metric(auth, verifications) or 0) - before
     assert verified <= LIMIT, verified
     assert wrong >= 1 and statuses.count(429) >= GUESSES - LIMIT
-    assert (_metric(auth, failures) or 0) <= LIMIT
     # The account stays locked for the window, even with the right password.
     right = {"username": "user3", "password": "password3", "mode": "jwt"}
     locked = request(watched.url, "POST", "/auth/login", body=right)
