@@ -553,6 +553,19 @@ CASES = [
 ]  # fmt: skip
 
 
+ANSWERED: list[int] = []  # statuses of the cases that passed, for the summary line
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary() -> Iterator[None]:
+    yield
+    if ANSWERED:
+        print(
+            f"\nhostile table: {len(ANSWERED)} of {len(CASES)} cases run, every one a JSON 4xx "
+            f"({min(ANSWERED)}-{max(ANSWERED)}), none a 5xx"
+        )
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_input_gets_its_documented_json_answer(material: Material, case: Case) -> None:
     answer = case.send(material)
@@ -568,6 +581,7 @@ def test_hostile_input_gets_its_documented_json_answer(material: Material, case:
         assert answer.headers["www-authenticate"].startswith("Bearer realm=")
     for secret in (material.token, material.session, material.csrf, material.access_cookie):
         assert secret.encode() not in answer.body
+    ANSWERED.append(answer.status)
 
 
 def test_the_table_is_large_and_covers_every_surface() -> None:
