@@ -333,6 +333,7 @@ def measure(
     job = locust_runner.LocustJob(
         host=target.host,
         user_classes=(cell.user_class.name,),
+        locustfile=cell.user_class.locustfile,  # where the registry says the user lives
         out_dir=cell_dir,
         users=cell.load.users,
         run_time_s=protocol.warmup_s + protocol.capture_s + 30.0,  # a bound; capture stops it

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from authbench import modes
 from authbench.bench import locust_runner
-from authbench.process import PROJECT_ROOT
 
-LOCUSTFILE = PROJECT_ROOT / "loadtests" / "chaos_locustfile.py"
+# Where the registry's chaos users live (one file: Locust runs them side by side).
+(LOCUSTFILE,) = {mode.chaos_user.locustfile for mode in modes.CHAOS_MODES}
 
 
 class LoadError(RuntimeError):
