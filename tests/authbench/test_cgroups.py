@@ -51,9 +51,12 @@ def test_a_burner_capped_at_a_fifth_of_a_core_uses_no_more(
         # The cap, from the cgroup's own accounting: 0.2 core, with 0.1 core of slack.
         assert 0.05 < capped <= 0.2 + 0.1, capped
         assert throttled["throttled_periods"] > 0  # the kernel really held it back
-        quota.set_cores(1.0)  # lifted: the same burner now runs well above the old cap
-        lifted = _cores_used(quota, 2.0)
-        assert lifted > capped + 0.15, (capped, lifted)
+        # Lifted to a whole core, which one thread cannot exceed: the kernel stops holding
+        # it back (how much more it then gets depends on the machine's other load).
+        quota.set_cores(1.0)
+        before = quota.throttling()["throttled_periods"]
+        _cores_used(quota, 1.5)
+        assert quota.throttling()["throttled_periods"] - before <= 1
         directory = quota.cpu_dir
     assert not directory.exists()  # removed, and the burner is back where it came from
     assert burner.poll() is None
