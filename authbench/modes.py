@@ -6,7 +6,7 @@ README name: how the load user logs in (`login`), what the deployment must run w
 bench and in chaos, its colour on every chart, and the replica group chaos serves it from.
 Adding a mode is one `Mode(...)` entry below plus its behaviour (server settings, a Locust
 user class); everything else (matrix, topology, reports, locustfiles) reads it from here.
-`tests/test_modes.py` fails when a mode's key or label is written as a literal elsewhere.
+`tests/authbench/test_modes.py` fails when a mode's key or label is written as a literal elsewhere.
 
 Locust user classes without importing Locust. A locustfile imports gevent-patched Locust,
 which must never be imported by the harness (it runs asyncio, and gevent's monkey
