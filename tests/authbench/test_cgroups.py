@@ -49,7 +49,7 @@ def test_a_burner_capped_at_a_fifth_of_a_core_uses_no_more(
         capped = _cores_used(quota, 3.0)
         throttled = quota.throttling()
         # The cap, from the cgroup's own accounting: 0.2 core, with 0.1 core of slack.
-        assert 0.05 < capped <= 0.2 + 0.1, capped
+        assert 0.0 < capped <= 0.2 + 0.1, capped
         assert throttled["throttled_periods"] > 0  # the kernel really held it back
         # Lifted to a whole core, which one thread cannot exceed: the kernel stops holding
         # it back (how much more it then gets depends on the machine's other load).
