@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=sorted(presets.PRESETS),
         default=None,
         help="a whole study: `scaling` = store distance (direct, proxy 0/1/5 ms at 30@15) and "
-        "store capacity (Redis 0.05 core vs uncapped, closed loop, 1 and 4 replicas), 3 "
+        "store capacity (Redis 0.02 core vs uncapped, closed loop, 1 and 4 replicas), 3 "
         "shuffled repeats, about 14 minutes; it sets the matrix, the repeats and the "
         "cell timings (--seed, --target, --pin, --processes still apply)",
     )

@@ -103,7 +103,7 @@ def test_the_scaling_preset_is_the_whole_study_within_15_minutes() -> None:
     cells = preset.matrix.configs()
     links = {(c.store.proxied, c.store.rtt_ms) for c in cells}
     assert links == {(False, 0.0), (True, 0.0), (True, 1.0), (True, 5.0)}  # with control
-    assert {c.redis_cpus for c in cells} == {None, 0.05}
+    assert {c.redis_cpus for c in cells} == {None, 0.02}
     assert {c.mode for c in cells if c.redis_cpus} == {"session", "jwt", "jwt+denylist"}
     assert preset.matrix.repeats == 3
     groups = preset.matrix.schedule()
@@ -127,7 +127,7 @@ def test_redis_cpus_replaces_the_presets_quota() -> None:
         pytest.skip(str(err))
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())
-    args = parser.parse_args(["bench", "--preset", "scaling", "--redis-cpus", "0.02"])
+    args = parser.parse_args(["bench", "--preset", "scaling", "--redis-cpus", "0.05"])
     config = bench.build_config(args)
-    assert {c.redis_cpus for c in config.matrix.configs()} == {None, 0.02}
+    assert {c.redis_cpus for c in config.matrix.configs()} == {None, 0.05}
     assert config.matrix.repeats == 3 and config.protocol.capture_s == 4.0
