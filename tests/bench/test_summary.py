@@ -22,8 +22,20 @@ COMMITTED = sorted((PROJECT_ROOT / "results").glob("*/summary.csv"))
 BENCH_RUNS = [p for p in COMMITTED if (p.parent / "cells").is_dir()]
 # The contract (summary.csv: mode, replicas, users, requests, failures, rps, percentiles,
 # Redis ops/s and CPU, CPU of each service and of the load generator) comes first.
-CONTRACT = ("mode", "replicas", "users", "requests", "failures", "rps", "p50_ms", "p95_ms",
-            "p99_ms", "max_ms", "redis_ops_s", "redis_cpu_pct")  # fmt: skip
+CONTRACT = (
+    "mode",
+    "replicas",
+    "users",
+    "requests",
+    "failures",
+    "rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "redis_ops_s",
+    "redis_cpu_pct",
+)
 
 
 @pytest.mark.parametrize("path", BENCH_RUNS, ids=lambda p: p.parent.name)
