@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed, no GUI toolkit imported
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
 from authbench import modes
 from authbench.bench.aggregate import Config, in_series, mode_validation, series_of
@@ -25,9 +26,9 @@ from authbench.bench.summary import SummaryRow, rows_in_order
 
 # (file, title) of every chart, in the report's order.
 CHARTS = (
-    ("latency.png", "Read latency (p50, p95, p99) vs replicas"),
+    ("latency.png", "Read latency percentiles vs replicas"),
     ("throughput.png", "Read throughput vs replicas"),
-    ("redis.png", "The cost of central storage: Redis ops/s and CPU vs throughput"),
+    ("redis.png", "The cost of central storage: Redis commands and CPU per request"),
     ("validation.png", "Server-side credential validation time, per mode"),
     ("cpu.png", "Where the CPU went, per cell"),
     ("errors.png", "Error rate per cell"),
@@ -180,42 +181,76 @@ def chart_throughput(configs: Sequence[Config], path: Path) -> None:
         ax.set_ylim(0, max(ax.get_ylim()[1], offered) * 1.2)
         _place_labels(ax)
         ax.set_ylabel("reads per second (median of repeats)")
-        ax.set_title(f"Throughput of authenticated reads, load {load}", fontsize=10)
+        if offered > 0:
+            title = f"Load {load}: paced, {offered:.0f} reads/s offered"
+        else:  # closed loop: every user sends as soon as its answer comes, so this is the ceiling
+            title = f"Load {load}: closed loop, each mode's ceiling here"
+        ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 
+LOAD_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def through_origin_slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of y = k x (a line through the origin): per request, what the
+    points say; NaN without a point away from x = 0."""
+    finite = [(x, y) for x, y in points if not (math.isnan(x) or math.isnan(y))]
+    sxx = sum(x * x for x, _ in finite)
+    return sum(x * y for x, y in finite) / sxx if sxx else math.nan
+
+
+def spans_load(xs: Sequence[float], ratio: float = 1.5) -> bool:
+    """Whether throughputs spread enough (max over min) for a slope to be a trend."""
+    finite = [x for x in xs if not math.isnan(x) and x > 0]
+    return len(finite) > 1 and max(finite) / min(finite) >= ratio
+
+
 def chart_redis(configs: Sequence[Config], path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    """Redis commands/s and Redis CPU against throughput: every configuration (replicas x
+    load level) a point, marker per load level. Left, per mode, the line through the origin
+    that fits its points best: its slope is the mode's Redis commands per request. Right,
+    the points alone (Redis has a CPU floor at no load, so no line through 0 is claimed)."""
+    loads = sorted({c.load for c in configs})
+    trend = spans_load([c.median("rps") for c in configs])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.0))
     for ax, key, ylabel in (
         (axes[0], "redis_ops_s", "Redis commands per second"),
         (axes[1], "redis_cpu_pct", "Redis CPU, % of one core"),
     ):
+        handles = []
         for series in series_of(configs):
             points = [c for c in configs if in_series(c, series)]
-            xs = [c.median("rps") for c in points]
-            ys = [c.median(key) for c in points]
-            ax.scatter(xs, ys, color=series.color, s=40, label=series.label, zorder=3)
-            for c, x, y in zip(points, xs, ys, strict=True):
-                ax.annotate(
-                    f"x{c.replicas}",
-                    (x, y),
-                    xytext=(4, 3),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=series.color,
-                )
-            finite = [(x, y) for x, y in zip(xs, ys, strict=True) if not math.isnan(y)]
-            if finite:
-                x, y = max(finite)
-                _label_end(ax, [x], [y], series.label, series.color)
-        ax.set_xlabel("throughput, all requests per second")
+            xy = [(c.median("rps"), c.median(key)) for c in points]
+            for c, (x, y) in zip(points, xy, strict=True):
+                marker = LOAD_MARKERS[loads.index(c.load) % len(LOAD_MARKERS)]
+                ax.scatter([x], [y], color=series.color, marker=marker, s=36, zorder=3)
+            label = series.label
+            finite = [x for x, y in xy if not (math.isnan(x) or math.isnan(y))]
+            slope = through_origin_slope(xy)
+            if key == "redis_ops_s" and finite and not math.isnan(slope):
+                end = max(finite)
+                ax.plot([0, end], [0, slope * end], color=series.color, linewidth=1.2, alpha=0.8)
+                label = f"{series.label}: {slope:.2g} commands per request"
+            handles.append(Line2D([], [], color=series.color, marker="o", label=label))
+        handles += [
+            Line2D([], [], color="#444444", marker=LOAD_MARKERS[i % len(LOAD_MARKERS)],
+                       linestyle="", label=f"load {load}")
+            for i, load in enumerate(loads)
+        ]  # fmt: skip
+        ax.set_xlabel("throughput, all requests per second (median of repeats)")
         ax.set_ylabel(ylabel)
-        ax.set_xlim(0, ax.get_xlim()[1] * 1.25)  # room for the labels right of the points
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.05)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
-        _place_labels(ax, dx_points=24.0)  # past the "xN" replica notes
+        # upper left: above the steepest line through 0, where no point can be
+        ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=True, framealpha=0.9)
         ax.grid(True, alpha=0.3)
-    axes[0].set_title("Redis load grows with traffic for sessions and the denylist", fontsize=10)
-    axes[1].set_title("...and so does Redis CPU (xN: replicas)", fontsize=10)
+    if trend:
+        axes[0].set_title("Redis commands/s vs throughput (line: fit through 0)", fontsize=10)
+        axes[1].set_title("Redis CPU vs throughput", fontsize=10)
+    else:  # one throughput: the slope is a ratio at one point, not a trend
+        axes[0].set_title("Redis commands/s at one load level: a ratio, not a trend", fontsize=10)
+        axes[1].set_title("Redis CPU at one load level: a level, not a trend", fontsize=10)
     _save(fig, path)
 
 
@@ -284,6 +319,8 @@ def chart_validation(configs: Sequence[Config], path: Path) -> None:
 
 
 def chart_cpu(rows: Sequence[SummaryRow], path: Path) -> None:
+    """Stacked horizontal bars, one per cell: the figure grows downwards with the cells,
+    so its labels keep their size however many cells a run has."""
     parts = (
         ("cpu_redis_pct", "redis", "#9467bd"),
         ("cpu_auth_pct", "auth", "#8c564b"),
@@ -292,19 +329,20 @@ def chart_cpu(rows: Sequence[SummaryRow], path: Path) -> None:
         ("cpu_loadgen_pct", "load generator", "#17becf"),
     )
     good = rows_in_order([r for r in rows if not r.error])
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(good) + 3), 4.6))
-    bottoms = [0.0] * len(good)
-    xs = list(range(len(good)))
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(good) + 1.8))
+    lefts = [0.0] * len(good)
+    ys = list(range(len(good)))
     for key, name, color in parts:
         values = [_zero_if_nan(r.number(key)) for r in good]
-        ax.bar(xs, values, bottom=bottoms, color=color, label=name, width=0.7)
-        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
-    ax.set_xticks(xs, [short_name(r) for r in good], rotation=35, ha="right", fontsize=8)
-    for tick, row in zip(ax.get_xticklabels(), good, strict=True):
+        ax.barh(ys, values, left=lefts, color=color, label=name, height=0.7)
+        lefts = [b + v for b, v in zip(lefts, values, strict=True)]
+    ax.set_yticks(ys, [short_name(r) for r in good], fontsize=8)
+    for tick, row in zip(ax.get_yticklabels(), good, strict=True):
         tick.set_color(modes.color(row.mode, "black"))
-    ax.set_ylabel("% of one core (machine total = 100 x cores)")
-    ax.legend(loc="upper left", fontsize=8, ncol=5, frameon=False, bbox_to_anchor=(0, 1.12))
-    ax.grid(True, axis="y", alpha=0.3)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of one core over the capture window (machine total = 100 x cores)")
+    ax.legend(loc="lower left", fontsize=8, ncol=5, frameon=False, bbox_to_anchor=(0, 1.0))
+    ax.grid(True, axis="x", alpha=0.3)
     _save(fig, path)
 
 

@@ -143,34 +143,47 @@ def validation_time(run: RunView) -> list[str]:
 
 
 def scaling(run: RunView) -> list[str]:
+    """Per load level (a paced one says whether each mode kept up, a closed-loop one where
+    its ceiling went): read throughput from the fewest replicas to the most."""
     if run.top <= run.low:
         return []
-    scale = []
-    for mode, b in run.at_top.items():
-        a = next(
-            (
-                c
-                for c in run.primary
-                if c.mode == mode and c.replicas == run.low and c.load == run.load
-            ),
-            None,
+    out = []
+    for load in sorted({c.load for c in run.primary}):
+        scale = []
+        for mode in dict.fromkeys(c.mode for c in run.primary):
+            a, b = (
+                next(
+                    (
+                        c
+                        for c in run.primary
+                        if c.mode == mode and c.replicas == n and c.load == load
+                    ),
+                    None,
+                )
+                for n in (run.low, run.top)
+            )
+            if a and b and a.median("read_rps") > 0:
+                change = 100 * (b.median("read_rps") / a.median("read_rps") - 1)
+                doubtful = any(r.flags for r in (*a.rows, *b.rows))
+                scale.append(
+                    f"{mode} {a.median('read_rps'):.0f} to {b.median('read_rps'):.0f} reads/s "
+                    f"({change:+.0f}%{', a flagged cell' if doubtful else ''})"
+                )
+        if not scale:
+            continue
+        offered = max((c.median("offered_rps") for c in run.configs if c.load == load), default=0.0)
+        note = (
+            f" (every cell was offered {offered:.0f} reads/s: a flat line means the mode kept up)"
+            if offered > 0
+            else " (closed loop: each mode ran as fast as answers came back, its ceiling here)"
         )
-        if a and a.median("read_rps") > 0:
-            change = 100 * (b.median("read_rps") / a.median("read_rps") - 1)
-            doubtful = any(r.flags for r in (*a.rows, *b.rows))
-            scale.append(f"{mode} {change:+.0f}%" + (" (a flagged cell)" if doubtful else ""))
-    offered = max((c.median("offered_rps") for c in run.configs if c.load == run.load), default=0.0)
-    note = (
-        f" (every cell was offered {offered:.0f} reads/s: a flat line means the mode kept up)"
-        if offered > 0
-        else " (closed loop: each mode ran as fast as answers came back)"
-    )
-    return [
-        f"From {run.low} to {run.top} replicas, read throughput changed by: "
-        + ", ".join(scale)
-        + note
-        + "."
-    ]
+        out.append(
+            f"From {run.low} to {run.top} replicas at load {load}, read throughput went: "
+            + ", ".join(scale)
+            + note
+            + "."
+        )
+    return out
 
 
 def revocation(run: RunView) -> list[str]:

@@ -33,20 +33,24 @@ from authbench.bench.charts import (
 from authbench.bench.findings import findings
 from authbench.bench.summary import SummaryRow, read_summary, rows_in_order, unit
 
-# The summary columns the HTML table shows (summary.csv holds them all).
+# The summary columns the HTML table shows, few enough to fit the page (summary.csv holds
+# them all). Latency in µs where the run has the HdrHistograms, else Locust's ms; the store
+# axes' columns only in runs that measured them.
 TABLE_COLUMNS = (
-    "mode", "replicas", "load", "jwt_alg", "repeat", "requests", "failures", "rps", "read_rps",
-    "p50_ms", "p95_ms", "p99_ms", "max_ms", "read_p50_ms", "read_p99_ms", "read_p50_us",
-    "read_p99_us", "redis_ops_s", "redis_cmds_per_req", "redis_cpu_pct", "cpu_replicas_pct",
-    "cpu_gateway_pct", "cpu_auth_pct", "cpu_loadgen_pct", "validation_p50_us", "validation_p99_us",
-    "after_logout_status", "flags", "error",
+    "mode", "replicas", "load", "jwt_alg", "repeat", "read_rps", "read_p50_us", "read_p99_us",
+    "read_p50_ms", "read_p99_ms", "fail_pct", "redis_ops_s", "redis_cpu_pct", "cpu_replicas_pct",
+    "cpu_loadgen_pct", "store_rtt_ms", "redis_cpus", "token_bytes", "after_logout_status",
+    "flags", "error",
 )  # fmt: skip
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em} h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.table-wrap{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;font-size:.8em}
-td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom}
+td.long{white-space:normal;max-width:18em;overflow-wrap:anywhere;text-align:left}
 th{background:#f4f4f4} td.t{text-align:left} tr.flag{background:#fff4e0}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}
@@ -78,7 +82,9 @@ def _cell(value: Any) -> str:
         if math.isnan(value):
             return "<td></td>"
         return f"<td>{value:,.1f}</td>" if value != int(value) else f"<td>{int(value):,}</td>"
-    return f'<td class="t">{html.escape(str(value))}</td>'
+    text = str(value)
+    # long text (flags, errors) wraps in its own column; names stay on one line
+    return f'<td class="t{" long" if len(text) > 24 else ""}">{html.escape(text)}</td>'
 
 
 def _summary_cells(row: SummaryRow) -> dict[str, Any]:
@@ -95,19 +101,44 @@ def _summary_cells(row: SummaryRow) -> dict[str, Any]:
     return shown
 
 
+def table_columns(rows: Sequence[SummaryRow]) -> list[str]:
+    """The TABLE_COLUMNS this run has something in: no column empty in every row, Locust's
+    ms latency only where there are no µs figures, an axis only when it varies."""
+    cells = [_summary_cells(r) for r in rows]
+
+    def empty(column: str) -> bool:
+        return all(c[column] in ("", None) or c[column] != c[column] for c in cells)  # NaN
+
+    def constant(column: str) -> bool:
+        return len({str(c[column]) for c in cells}) <= 1
+
+    hidden = {c for c in TABLE_COLUMNS if empty(c)}
+    if "read_p50_us" not in hidden:
+        hidden |= {"read_p50_ms", "read_p99_ms"}
+    hidden |= {c for c in ("jwt_alg", "repeat", "store_rtt_ms", "token_bytes") if constant(c)}
+    return [c for c in TABLE_COLUMNS if c not in hidden or c in ("mode", "replicas", "load")]
+
+
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    # a long column name may break after its underscores, so headers stay narrow
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns)
     body = []
     for row in rows:
         css = ' class="flag"' if row.get("flags") or row.get("error") else ""
         body.append(f"<tr{css}>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    # The wrapper scrolls sideways rather than letting a wide table push past the page.
+    return f"<div class='table-wrap'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 def _spread_table(configs: Sequence[Config]) -> str:
     rows = []
     for c in configs:
-        rps, p99 = c.spread_of("read_rps"), c.spread_of("read_p99_ms")
+        rps = c.spread_of("read_rps")
+        # µs from the HdrHistograms where the run has them, else Locust's 1-ms buckets
+        us = c.hdr_reads is not None
+        p99 = c.spread_of("read_p99_us" if us else "read_p99_ms")
+        p99_merged = c.read_percentile_us(0.99) if us else c.read_percentile(0.99)
+        unit_name = "µs" if us else "ms"
         rows.append(
             {
                 "mode": c.mode,
@@ -119,9 +150,9 @@ def _spread_table(configs: Sequence[Config]) -> str:
                 "reads/s stdev": rps.stdev,
                 "reads/s min": rps.low,
                 "reads/s max": rps.high,
-                "read p99 ms (merged)": c.read_percentile(0.99),
-                "read p99 ms min": p99.low,
-                "read p99 ms max": p99.high,
+                f"read p99 {unit_name} (merged)": p99_merged,
+                f"read p99 {unit_name} min": p99.low,
+                f"read p99 {unit_name} max": p99.high,
                 "cv of reads/s %": 100 * rps.relative if rps.n > 1 else math.nan,
             }
         )
@@ -187,7 +218,7 @@ def render(run_dir: Path) -> Path:
         )
     parts += [
         "<h2>Summary (one row per cell; all columns in <a href='summary.csv'>summary.csv</a>)</h2>",
-        _table([_summary_cells(r) for r in rows_in_order(rows)], TABLE_COLUMNS),
+        _table([_summary_cells(r) for r in rows_in_order(rows)], table_columns(rows)),
         "<p>CPU is % of one core over the capture window; redis_cmds_per_req counts every "
         "Redis command during the window (logins and refreshes included) per Locust request.</p>",
         "<h2>Spread across repeats</h2>",
@@ -206,7 +237,9 @@ def render(run_dir: Path) -> Path:
         )
     parts += [
         "</ul><h2>Manifest</h2>",
-        f"<pre>{html.escape(json.dumps(manifest, indent=2))}</pre>",
+        "<details><summary>manifest.json: versions, machine, settings, schedule (click to "
+        "open)</summary>",
+        f"<pre>{html.escape(json.dumps(manifest, indent=2))}</pre></details>",
         "</body></html>",
     ]
     out = run_dir / "report.html"
