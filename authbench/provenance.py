@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 PACKAGES = ("authbench", "locust", "aiohttp", "redis", "hiredis", "PyJWT", "matplotlib")
 RUN_ID_TIME = "%Y%m%dT%H%M%SZ"

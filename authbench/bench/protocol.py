@@ -49,8 +49,8 @@ from authbench.bench.statistics import (
     response_time_percentile,
 )
 from authbench.bench.summary import READ_PREFIX, SummaryRow
-from authbench.cluster import http_status
 from authbench.modes import Login
+from authbench.targets.base import http_status
 
 
 @dataclass(frozen=True)

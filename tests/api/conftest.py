@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from authbench.cluster import LocalCluster, Ports
+from authbench.targets.local import LocalCluster, Ports
 from tests.client import request
 from tests.conftest import free_port_block
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from auth_service.routes import routes as auth_routes
-from authbench.cluster import LocalCluster
+from authbench.targets.local import LocalCluster
 from resource_service.routes import routes as resource_routes
 from tests.api.conftest import served_document
 from tests.client import request

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from authbench.cluster import PROJECT_ROOT, LocalCluster
+from authbench.process import PROJECT_ROOT
+from authbench.targets.local import LocalCluster
 from tests.api.conftest import SEED_USERS
 
 # Per operation and phase: ~500 requests, 20-30 s on a quiet 2-core machine (every login

@@ -12,7 +12,7 @@ import pytest
 
 from authbench import modes
 from authbench.bench.matrix import JWT_ALGS, Cell, Load
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 # Where a mode's name may be written as a literal: the registry itself. Tests and docs are
 # not scanned (they say what the names are, on purpose).

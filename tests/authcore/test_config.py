@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 from authcore.config import Settings, documented_settings
 from authcore.errors import ConfigError
 

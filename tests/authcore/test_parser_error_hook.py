@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from authbench.cluster import LocalCluster, Ports
+from authbench.targets.local import LocalCluster, Ports
 from authcore.http import JsonErrorAppRunner, JsonErrorRequestHandler, _JsonErrorServer
 from tests.conftest import free_port_block
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 from tests.conftest import free_port_block
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,7 @@ from authbench.bench.findings import (
     scaling,
 )
 from authbench.bench.summary import read_summary
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 RUN = PROJECT_ROOT / "results" / "20261130-062753-bench"  # paced, replicas 1/2/4, 2 repeats
 

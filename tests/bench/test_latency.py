@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from authbench.bench import latency
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 
 def histogram_of(values: range | list[int]) -> latency.HdrHistogram:

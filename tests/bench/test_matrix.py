@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from authbench.bench.matrix import Load, Matrix
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 
 def test_load_levels_parse_closed_loop_and_constant_arrival() -> None:

@@ -16,7 +16,7 @@ from authbench.bench.summary import (
     read_summary,
     write_summary,
 )
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 
 COMMITTED = sorted((PROJECT_ROOT / "results").glob("*/summary.csv"))
 BENCH_RUNS = [p for p in COMMITTED if (p.parent / "cells").is_dir()]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from authbench.chaos.delay_proxy import DelayLink, DelayProxy
 from authbench.chaos.timeline import FaultWindow, Record, buckets, mode_figures
+from authbench.delay_proxy import DelayLink, DelayProxy
 
 
 def _median_ping_ms(client: redis.Redis, n: int = 15) -> float:

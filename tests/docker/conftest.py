@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from authbench.compose import ComposeTarget
+from authbench.targets.compose import ComposeTarget
 from tests.conftest import free_port_block
 
 PROJECT = "authbench-test"

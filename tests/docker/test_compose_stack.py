@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from authbench.compose import ComposeTarget
+from authbench.targets.compose import ComposeTarget
 from tests.client import bearer, login, request, session_cookie
 from tests.docker.conftest import GATEWAY_PORT, PROJECT, SEED_USERS, in_ci
 

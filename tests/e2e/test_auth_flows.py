@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from authbench.cluster import LocalCluster
+from authbench.targets.local import LocalCluster
 from tests.client import Answer, bearer, login, request, session_cookie
 from tests.conftest import ClusterFactory
 

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from authbench.cluster import LocalCluster
+from authbench.targets.local import LocalCluster
 from tests.client import access_claims, login, request
 from tests.conftest import ClusterFactory
 
@@ -114,7 +114,7 @@ def test_forged_and_broken_tokens_are_401(
 
 @pytest.fixture(scope="module")
 def hs256_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    from authbench.cluster import Ports
+    from authbench.targets.local import Ports
     from tests.conftest import free_port_block
 
     cluster = LocalCluster(

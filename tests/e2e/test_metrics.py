@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authbench.cluster import LocalCluster
+from authbench.targets.local import LocalCluster
 from tests.client import bearer, login, request, session_cookie
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from authbench.cluster import LocalCluster
+from authbench.targets.local import LocalCluster
 from authcore.config import Settings
 from authcore.errors import InvalidCredential
 from authcore.tokens import KeyRing, TokenIssuer, TokenVerifier, UnknownKeyId

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from authbench.cluster import LocalCluster, Ports
+from authbench.targets.local import LocalCluster, Ports
 from tests.conftest import free_port_block
 
 # Fuzzing stays inside CI's time budget: ~150 examples per property at unit level, fewer

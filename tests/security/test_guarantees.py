@@ -18,7 +18,7 @@ import jwt
 import pytest
 import redis
 
-from authbench.cluster import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT
 from authcore.config import Settings
 from authcore.errors import ConfigError
 from tests.client import Answer, request
