@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import selectors
 import signal
 import socket
 import subprocess
@@ -168,6 +169,10 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _precise_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.SelectorEventLoop(selectors.SelectSelector())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m authbench.delay_proxy",
@@ -186,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     link = DelayLink(args.delay_ms / 1000, args.control_file)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.listen, args.upstream, link))
+        # select(), not epoll: its timeout has µs resolution, where epoll rounds every
+        # wait up to a whole ms (a 0.5 ms delay would become 1 ms, and 1 ms RTT over 2).
+        with asyncio.Runner(loop_factory=_precise_loop) as runner:
+            runner.run(serve(args.listen, args.upstream, link))
     return 0
 
 
