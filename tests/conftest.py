@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from authbench.cluster import LocalCluster, Ports, free_port_base
-
-BLOCK = 40  # ports per cluster: gateway, auth, redis, up to ~19 replicas
-
-
-def free_port_block() -> int:
-    """A block of BLOCK free loopback ports (authbench.cluster.free_port_base)."""
-    return free_port_base(BLOCK)
-
+from authbench.process import free_port_block
+from authbench.targets.local import LocalCluster, Ports
 
 ClusterFactory = Callable[..., LocalCluster]
 

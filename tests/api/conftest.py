@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from authbench.process import free_port_block
 from authbench.targets.local import LocalCluster, Ports
 from tests.client import request
-from tests.conftest import free_port_block
 
 SEED_USERS = 50
 

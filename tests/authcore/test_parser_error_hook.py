@@ -23,9 +23,9 @@ import pytest
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from authbench.process import free_port_block
 from authbench.targets.local import LocalCluster, Ports
 from authcore.http import JsonErrorAppRunner, JsonErrorRequestHandler, _JsonErrorServer
-from tests.conftest import free_port_block
 
 BROKEN = "aiohttp changed the internals authcore.http relies on (see its JsonErrorAppRunner)"
 

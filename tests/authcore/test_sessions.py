@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from authbench.process import free_port_block
 from authcore.config import Settings
 from authcore.errors import ExpiredCredential, InvalidCredential
 from authcore.redis_store import RedisStore
 from authcore.sessions import SessionStore
-from tests.conftest import free_port_block
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from authbench.process import PROJECT_ROOT
-from tests.conftest import free_port_block
+from authbench.process import PROJECT_ROOT, free_port_block
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHARTS = ("latency.png", "throughput.png", "redis.png", "validation.png", "cpu.png", "errors.png")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port_block
+from authbench.process import free_port_block
 
 
 class RedisProcess:

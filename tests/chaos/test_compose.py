@@ -18,8 +18,8 @@ from authbench.chaos.load import LoadShape
 from authbench.chaos.run import run_chaos
 from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing, cannot_run, modes_served
 from authbench.modes import JWT_DENYLIST, SESSION
+from authbench.process import free_port_block
 from authbench.targets.compose import ComposeTarget
-from tests.conftest import free_port_block
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
 

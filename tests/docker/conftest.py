@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from authbench.process import free_port_block
 from authbench.targets.compose import ComposeTarget
-from tests.conftest import free_port_block
 
 PROJECT = "authbench-test"
 # This session's own tags of the two images (removed at the end).

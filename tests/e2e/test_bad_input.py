@@ -114,8 +114,8 @@ def test_forged_and_broken_tokens_are_401(
 
 @pytest.fixture(scope="module")
 def hs256_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    from authbench.process import free_port_block
     from authbench.targets.local import Ports
-    from tests.conftest import free_port_block
 
     cluster = LocalCluster(
         replicas=1,

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from authbench.process import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.targets.base import http_status
 from tests.client import bearer, login, request
-from tests.conftest import free_port_block
 
 
 def _wait_for(proc: subprocess.Popen[str], text: str, lines: list[str], timeout: float) -> None:

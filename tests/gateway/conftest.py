@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from authbench.process import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.targets.base import http_status
-from tests.conftest import free_port_block
 
 ADMIN_OFFSET = 30  # the operator port: block base + 30 (upstreams sit right after base)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from authbench.process import free_port_block
 from authbench.targets.local import LocalCluster, Ports
-from tests.conftest import free_port_block
 
 # Fuzzing stays inside CI's time budget: ~150 examples per property at unit level, fewer
 # through a real gateway; no per-example deadline (a loaded 2-core box makes timings

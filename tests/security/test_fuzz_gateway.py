@@ -28,9 +28,8 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authbench.process import PROJECT_ROOT
+from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.targets.base import http_status
-from tests.conftest import free_port_block
 from tests.security import rawhttp
 from tests.security.conftest import NETWORK_FUZZ
 
