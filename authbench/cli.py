@@ -13,7 +13,7 @@ import sys
 
 from authbench import __version__
 
-COMMANDS = ("up", "bench", "chaos", "report", "rotate_keys", "model")
+COMMANDS = ("up", "bench", "chaos", "report", "rotate_keys", "model", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

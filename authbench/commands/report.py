@@ -1,7 +1,8 @@
 """`authbench report DIR`: redraw the charts and report.html of a results directory.
 
-The directory's `manifest.json` says what made it ("kind": "bench" or "chaos"); each kind
-has its own renderer (`authbench.bench.report.render`, `authbench.chaos.report.render`),
+The directory's `manifest.json` says what made it ("kind": "bench", "chaos" or "compare");
+each kind has its own renderer (`authbench.bench.report.render`, `authbench.chaos.report.render`,
+`authbench.bench.compare.render`, which reads the compared runs' folders again),
 imported only when needed (matplotlib is slow to import). A renderer that cannot be
 imported is a packaging bug: it raises, it is never skipped.
 """
@@ -16,16 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RENDERERS = {"bench": "authbench.bench.report", "chaos": "authbench.chaos.report"}
+RENDERERS = {
+    "bench": "authbench.bench.report",
+    "chaos": "authbench.chaos.report",
+    "compare": "authbench.bench.compare",
+}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "report",
         help="(re)draw the charts and report.html of a results directory",
-        description="Read a results directory written by `authbench bench` or `authbench "
-        "chaos` (manifest.json, summary.csv, raw CSVs) and draw its PNG charts and its "
-        "self-contained report.html again. Nothing is measured; the files are the only input.",
+        description="Read a results directory written by `authbench bench`, `authbench "
+        "chaos` or `authbench compare` (manifest.json, summary.csv, raw CSVs) and draw its "
+        "PNG charts and its self-contained report.html again. Nothing is measured; the files "
+        "are the only input.",
     )
     parser.add_argument("dir", type=Path, help="results/<run-id> directory")
     parser.set_defaults(func=main)
