@@ -49,8 +49,9 @@ from authbench.bench.statistics import (
     response_time_percentile,
 )
 from authbench.bench.summary import READ_PREFIX, SummaryRow
+from authbench.cgroups import CgroupError
 from authbench.modes import Login
-from authbench.targets.base import http_status
+from authbench.targets.base import DeploymentError, http_status
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,10 @@ def measure(
     if problem is not None:
         return _finish(CellResult(cell, cell_dir, base_row, ["health"], problem))
     if target.axes is not None:
-        target.axes.before(cell)  # Redis's quota for this cell; the store's PING time
+        try:
+            target.axes.before(cell)  # the proxy's delay and Redis's quota; the store's PING
+        except (DeploymentError, CgroupError, OSError) as err:
+            return _finish(CellResult(cell, cell_dir, base_row, ["axes"], str(err)))
 
     job = locust_runner.LocustJob(
         host=target.host,
