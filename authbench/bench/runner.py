@@ -216,7 +216,10 @@ def _group_axes(
         cap = axes.RedisCap(deployment, f"authbench-{config.run_id}-{first.cell_id}")
     return axes.CellAxes(
         deployment,
-        services_redis_url=getattr(deployment, "services_redis_url", None),
+        # The store PING runs from here: only where Redis is reachable from the harness.
+        services_redis_url=(
+            deployment.services_redis_url if deployment.redis_address is not None else None
+        ),
         cap=cap,
         placement=config.placement,
     )

@@ -16,10 +16,11 @@ What an implementation provides:
   `stop()` (stop what `start` started; leave what it found running, Redis running again);
   it is a context manager over the two;
 - where it is: `gateway_url`, `auth_url`, `redis_address` (host:port for INFO sampling,
-  None when unreachable), `replica_urls()` (asked directly, empty when not reachable), and
-  `groups()`: each gateway with the settings its replicas run (a deployment may serve
-  several settings side by side, as the chaos cluster does); `settings` is what was
-  asked for (JWT_REVOCATION, ...);
+  None when unreachable), `services_redis_url` (the Redis URL the services are given,
+  through the delay proxy when there is one), `replica_urls()` (asked directly, empty
+  when not reachable), and `groups()`: each gateway with the settings its replicas run
+  (a deployment may serve several settings side by side, as the chaos cluster does);
+  `settings` is what was asked for (JWT_REVOCATION, ...);
 - `scale(replicas)` where the engine can;
 - Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
   `wait_redis`, `slow_redis(delay_ms)` (0: off);
@@ -141,6 +142,13 @@ class Deployment(ABC):
     @abstractmethod
     def redis_address(self) -> str | None:
         """host:port of Redis as seen from the harness; None when not reachable."""
+
+    @property
+    @abstractmethod
+    def services_redis_url(self) -> str | None:
+        """The Redis URL the services are given: through the delay proxy when there is
+        one, else Redis itself, as the services' network names it (reachable from the
+        harness only where `redis_address` is); None when the target does not know it."""
 
     def replica_urls(self) -> list[str]:
         """The replicas behind `gateway_url`, asked directly (empty: not reachable)."""

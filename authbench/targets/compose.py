@@ -146,6 +146,12 @@ class ComposeTarget(Deployment):
     def redis_address(self) -> str | None:
         return None  # not published; INFO goes through redis-cli in the container
 
+    @property
+    def services_redis_url(self) -> str | None:
+        """Redis's service address on the stack's network, as the services are given it
+        (docker-compose.yml's REDIS_URL; a store-delay container would go in between)."""
+        return self.settings.get("REDIS_URL")
+
     @functools.cached_property
     def config(self) -> dict[str, Any]:
         """The stack's resolved configuration (`docker compose config`): every variable as

@@ -37,6 +37,10 @@ class UrlOnly(Deployment):
         return None
 
     @property
+    def services_redis_url(self) -> str | None:
+        return None
+
+    @property
     def settings(self) -> Mapping[str, str]:
         return {"JWT_REVOCATION": "none"}
 
@@ -103,3 +107,23 @@ def test_only_the_single_store_is_built_yet() -> None:
     assert str(StoreTopology.parse("single")) == "single"
     with pytest.raises(ValueError, match="not built yet"):
         StoreTopology.parse("cluster:3")
+
+
+def test_the_services_redis_url_is_the_proxy_only_when_a_store_delay_is_set(
+    tmp_path: Path,
+) -> None:
+    direct = LocalCluster(replicas=1, ports=Ports.block(22000), workdir=tmp_path)
+    proxied = LocalCluster(
+        replicas=1, ports=Ports.block(22000), workdir=tmp_path, redis_delay_ms=0.0
+    )
+    assert direct.services_redis_url == "redis://127.0.0.1:22010/0" == direct.redis_url
+    assert proxied.services_redis_url == "redis://127.0.0.1:22011/0"
+    # What the services are started with is the same URL (plan() is what start() runs).
+    proxied.children = proxied.plan()
+    envs = [c.env for c in proxied.children if c.argv[-1] != "gateway"]
+    assert len(envs) == 2  # auth and the one replica
+    assert {env["REDIS_URL"] for env in envs} == {proxied.services_redis_url}
+
+
+def test_a_target_must_say_where_its_services_reach_redis() -> None:
+    assert "services_redis_url" in Deployment.__abstractmethods__
