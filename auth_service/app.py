@@ -61,7 +61,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[state.THROTTLE] = LoginThrottle(store, settings)
     app[state.USERS] = users
     # Logout accepts either credential; a revoked token cannot log out twice.
-    denylist = revocations if settings.jwt_revocation == "denylist" else None
+    denylist = revocations if settings.denylist_enabled else None
     app[state.CHECKER] = CredentialChecker(settings, sessions, verifier, denylist)
     app[READINESS_CHECKS].append(store.ping)
 

@@ -178,7 +178,7 @@ async def logout(request: web.Request) -> web.Response:
     if everywhere:
         await app[state.SESSIONS].delete_all(principal.user)
         await app[state.REFRESH_TOKENS].revoke_all(principal.user)
-        if app[state.SETTINGS].jwt_revocation == "denylist":
+        if app[state.SETTINGS].denylist_enabled:
             await app[state.REVOCATIONS].revoke_user(principal.user)
     response = web.Response(status=204, headers={"Cache-Control": "no-store"})
     checker = app[state.CHECKER]
@@ -199,7 +199,7 @@ async def _revoke_token(request: web.Request, principal: Principal) -> None:
     family = claims.get(FAMILY_CLAIM)
     if isinstance(family, str):
         await app[state.REFRESH_TOKENS].revoke_family(family)
-    if app[state.SETTINGS].jwt_revocation == "denylist":
+    if app[state.SETTINGS].denylist_enabled:
         await app[state.REVOCATIONS].revoke(claims["jti"], float(claims["exp"]))
 
 

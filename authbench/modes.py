@@ -15,8 +15,8 @@ class's name, which is what `locust -f FILE CLASS` needs, and `UserClass.load()`
 the class itself, in a process where that is allowed (Locust's own, or a test, which
 checks that every record resolves to a real class bound back to the same mode). Each
 user class says which mode it plays (`mode = modes.SESSION`), so the binding is checked
-in both directions. This module itself imports only the standard library and
-`authcore.config` (no aiohttp, no redis.asyncio), so locustfiles can import it too.
+in both directions. This module itself imports only the standard library, `authcore.config`
+and `authcore.modes` (no aiohttp, no redis.asyncio), so locustfiles can import it too.
 """
 
 from __future__ import annotations
@@ -26,25 +26,13 @@ import importlib.util
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
 from authcore.config import ALGORITHMS, documented_settings
+from authcore.modes import Login as Login  # what a load user logs in for (the contract's)
 
 JWT_ALGORITHMS: tuple[str, ...] = ALGORITHMS  # the one list: what the services accept
-
-
-class Login(StrEnum):
-    """What a load user logs in for: the `mode` field of `POST /auth/login` (the contract).
-
-    The services define the same three names in `authcore.credentials`; a test pins them
-    equal (that module imports aiohttp, which a locustfile must not).
-    """
-
-    SESSION = "session"
-    JWT = "jwt"
-    JWT_COOKIE = "jwt-cookie"
 
 
 @dataclass(frozen=True, slots=True)

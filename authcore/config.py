@@ -275,6 +275,11 @@ class Settings:
         return tuple(networks)
 
     @property
+    def denylist_enabled(self) -> bool:
+        """Whether replicas check each JWT's jti against the denylist in Redis."""
+        return self.jwt_revocation == "denylist"
+
+    @property
     def redis_timeout_s(self) -> float:
         return self.redis_timeout_ms / 1000
 

@@ -38,6 +38,7 @@ from authcore.errors import (
     RevokedCredential,
     StoreUnavailable,
 )
+from authcore.modes import Login
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
 from authcore.tokens import CSRF_CLAIM, FAMILY_CLAIM, TokenVerifier, UnknownKeyId
@@ -63,9 +64,9 @@ BEARER_PATTERN = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)"
 JWT_PATTERN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-MODE_SESSION = "session"
-MODE_JWT = "jwt"
-MODE_JWT_COOKIE = "jwt-cookie"
+MODE_SESSION = Login.SESSION
+MODE_JWT = Login.JWT
+MODE_JWT_COOKIE = Login.JWT_COOKIE
 
 
 def session_cookie_name(settings: Settings) -> str:

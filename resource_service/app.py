@@ -39,11 +39,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     verifier = TokenVerifier(settings)
     client = aiohttp.ClientSession()
     fetcher = KeySetFetcher(settings, verifier, client)
-    denylist = (
-        RevocationList(store, settings.jwt_leeway_s)
-        if settings.jwt_revocation == "denylist"
-        else None
-    )
+    denylist = RevocationList(store, settings.jwt_leeway_s) if settings.denylist_enabled else None
     app[CHECKER] = CredentialChecker(
         settings,
         SessionStore(store, settings),
