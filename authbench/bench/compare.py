@@ -335,7 +335,7 @@ def _draw_by_replicas(
     many_algs = len({k[3] for k in keys}) > 1
     mode_keys = list(dict.fromkeys(k[0] for k in keys))
     nrows, ncols = len(panels), len(figures)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.9 * nrows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.9 * nrows + 0.6), squeeze=False)
     for row_index, panel in enumerate(panels):
         in_panel = [k for k in keys if _in_panel(k, panel)]
         for col, figure in enumerate(figures):
@@ -369,7 +369,7 @@ def _draw_by_replicas(
             ax.grid(True, alpha=0.3)
             ax.set_title(f"{figure.label}, {_panel_title(panel, many_algs)}", fontsize=10)
     _legend(fig, runs, mode_keys)
-    fig.tight_layout(rect=(0, 0.9 / (3.9 * nrows + 0.9) + 0.02, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (3.9 * nrows + 0.6), 1, 1))  # the legend's 0.6 inch
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -384,7 +384,8 @@ def chart_throughput(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> No
 def chart_latency(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> None:
     figures = [f for f in FIGURES if f.key in ("read_p50_us", "read_p99_us")]
     coarse = [run.name for run in runs if ms_resolution(run.rows)]
-    unit = "ms" + (f" ({', '.join(coarse)}: 1-ms buckets)" if coarse else " (µs resolution)")
+    # which runs have only Locust's 1-ms buckets is said under the chart in report.html
+    unit = "ms (some runs: 1-ms buckets)" if coarse else "ms (µs resolution)"
     _draw_by_replicas(runs, keys, figures, path, lambda f: unit, scale=1000.0)
 
 
@@ -419,7 +420,7 @@ def chart_redis(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> None:
         "Redis commands/s vs throughput (each point: one shared configuration)", fontsize=10
     )
     _legend(fig, runs, mode_keys)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / 5.4, 1, 1))  # the legend's 0.6 inch
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

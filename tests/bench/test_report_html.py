@@ -140,3 +140,29 @@ def test_the_default_run_finds_each_modes_ceiling_in_about_five_minutes() -> Non
     assert any(load.rate == 0 for load in loads), "a closed-loop level: the ceiling"
     assert any(load.rate > 0 for load in loads), "a paced level: latency without omission"
     assert config.estimate_s() <= 6 * 60
+
+
+def test_a_run_with_store_axes_gets_their_charts_referenced_and_on_disk(tmp_path: Path) -> None:
+    rows = []
+    for repeat in (1, 2):
+        for mode, per_req in (("session", 1.1), ("jwt", 0.1)):
+            rows.append(row(mode, 1, "30@15", repeat, 449.0, 900.0, per_req))  # direct
+            for rtt in (0.0, 1.0, 5.0):
+                proxied = row(mode, 1, "30@15", repeat, 449.0, 900.0 + 1000 * rtt, per_req)
+                proxied.store_link, proxied.store_rtt_ms = "proxy", rtt
+                proxied.cell_id += f"-rtt{rtt:g}ms"
+                rows.append(proxied)
+            for replicas in (1, 2):
+                rows.append(row(mode, replicas, "32", repeat, 800.0 * replicas, 9000.0, per_req))
+                capped = row(mode, replicas, "32", repeat, 300.0, 20000.0, per_req)
+                capped.redis_cpus = 0.05
+                capped.cell_id += "-cpu0.05"
+                rows.append(capped)
+    run_dir = write_run(tmp_path / "axes", rows)
+    page = _parse(report.render(run_dir))
+    drawn = {attrs["data-file"] for attrs, _ in page.elements("img")}
+    assert {"distance.png", "capacity.png"} <= drawn
+    for name in drawn:
+        assert (run_dir / name).read_bytes().startswith(b"\x89PNG"), name
+    shown = report.table_columns(report.read_summary(run_dir / "summary.csv"))
+    assert {"store_rtt_ms", "redis_cpus"} <= set(shown)  # the axes the run varied
