@@ -14,6 +14,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from authcore.config import Settings
+
 ROTATE_PATH = "/auth/admin/rotate-keys"
 
 
@@ -25,10 +27,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Tokens signed by retired keys keep working until they expire. The admin secret "
         "is read from AUTH_ADMIN_TOKEN (never from the command line, where `ps` shows it).",
     )
+    default_url = Settings().auth_url  # the services' own default
     parser.add_argument(
         "--auth-url",
-        default=os.environ.get("AUTH_URL", "http://127.0.0.1:8081"),
-        help="auth service base URL (default: $AUTH_URL or http://127.0.0.1:8081)",
+        default=os.environ.get("AUTH_URL", default_url),
+        help=f"auth service base URL (default: $AUTH_URL or {default_url})",
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     parser.set_defaults(func=run)

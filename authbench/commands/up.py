@@ -8,7 +8,11 @@ import sys
 import time
 from types import FrameType
 
+from authbench.targets.base import REDIS_PERSISTENCE
 from authbench.targets.local import ClusterError, LocalCluster, Ports
+from authcore.config import ALGORITHMS, REVOCATION_MODES, Settings
+
+DEFAULTS = Settings()  # the services' own defaults, so `up` starts what they would
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,22 +27,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--replicas", type=int, default=3, help="resource replicas (default 3)")
     parser.add_argument(
         "--jwt-revocation",
-        choices=("none", "denylist"),
-        default="none",
+        choices=REVOCATION_MODES,
+        default=DEFAULTS.jwt_revocation,
         help="none: a logged-out JWT works until it expires; denylist: replicas check its jti",
     )
     parser.add_argument(
-        "--jwt-alg", choices=("EdDSA", "ES256", "RS256", "HS256"), default="EdDSA",
-        help="access-token signature algorithm (default EdDSA)",
+        "--jwt-alg", choices=ALGORITHMS, default=DEFAULTS.jwt_algorithm,
+        help=f"access-token signature algorithm (default {DEFAULTS.jwt_algorithm})",
     )  # fmt: skip
     parser.add_argument(
-        "--redis-persistence", choices=("none", "aof"), default="none",
+        "--redis-persistence", choices=REDIS_PERSISTENCE, default=REDIS_PERSISTENCE[0],
         help="none, or an append-only file fsynced every second",
     )  # fmt: skip
     parser.add_argument("--gateway-port", type=int, default=Ports.gateway)
     parser.add_argument("--redis-port", type=int, default=Ports.redis)
     parser.add_argument(
-        "--target", choices=("local",), default="local",
+        "--target", choices=(LocalCluster.target,), default=LocalCluster.target,
         help="`up` runs the local cluster; for containers use `docker compose up`",
     )  # fmt: skip
     parser.set_defaults(func=run)

@@ -87,6 +87,9 @@ class StoreTopology:
 
 SINGLE_REDIS = StoreTopology()
 
+# How Redis keeps its data: none, or an append-only file fsynced every second.
+REDIS_PERSISTENCE: tuple[str, ...] = ("none", "aof")
+
 
 @dataclass(frozen=True, slots=True)
 class Group:
@@ -161,7 +164,7 @@ class Deployment(ABC):
 
     @property
     def redis_persistence(self) -> str:
-        """none | aof (Redis's append-only file, fsynced every second)."""
+        """One of REDIS_PERSISTENCE: none | aof (an append-only file, fsynced every second)."""
         return "none"
 
     def groups(self) -> list[Group]:
