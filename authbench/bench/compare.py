@@ -188,6 +188,16 @@ class Difference:
             return "one repeat"
         return "beyond spread" if a.high < b.low or b.high < a.low else "within spread"
 
+    def chance(self, index: int) -> float:
+        """How often two runs that measure the same thing still land `beyond spread`: of
+        all orders of their n_a + n_b repeats, the share that puts one run's all below the
+        other's (2 / C(n_a + n_b, n_a); 1/3 for 2 repeats each, 1/10 for 3 each). NaN
+        where the verdict is not `beyond spread`."""
+        if self.verdict(index) != "beyond spread":
+            return math.nan
+        a, b = self.spreads[0].n, self.spreads[index].n
+        return 2.0 / math.comb(a + b, a)
+
 
 def shared_keys(runs: Sequence[Run]) -> list[Key]:
     """The configurations every run measured, in report order; NoOverlap when none."""
@@ -444,7 +454,7 @@ def _spread_text(s: Spread, unit: str) -> str:
 def write_csv(path: Path, runs: Sequence[Run], diffs: Sequence[Difference]) -> None:
     columns = ["mode", "replicas", "load", "jwt_alg", "store", "redis_cpus", "token_bytes",
                "figure", "unit", "run", "repeats", "median", "min", "max", "stdev",
-               "diff_from_first", "diff_pct", "verdict"]  # fmt: skip
+               "diff_from_first", "diff_pct", "verdict", "chance_if_equal"]  # fmt: skip
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(columns)
@@ -455,12 +465,13 @@ def write_csv(path: Path, runs: Sequence[Run], diffs: Sequence[Difference]) -> N
                     "" if math.isnan(v) else round(v, 3) for v in (s.median, s.low, s.high, s.stdev)
                 ]
                 if index == 0:
-                    cells += ["", "", "baseline"]
+                    cells += ["", "", "baseline", ""]
                 else:
                     cells += [
                         "" if math.isnan(d.diff(index)) else round(d.diff(index), 3),
                         "" if math.isnan(d.diff_pct(index)) else round(d.diff_pct(index), 1),
                         d.verdict(index),
+                        "" if math.isnan(d.chance(index)) else round(d.chance(index), 3),
                     ]
                 writer.writerow(cells)
 
@@ -493,6 +504,7 @@ def _difference_table(runs: Sequence[Run], diffs: Sequence[Difference], figure: 
                 f"{_fmt(d.diff(index), figure.unit)}"
                 + ("" if math.isnan(pct) else f" ({pct:+.0f}%)")
                 + f", {verdict}"
+                + ("" if math.isnan(d.chance(index)) else f" (chance {d.chance(index):.2g})")
             )
             css = ' class="beyond"' if verdict == "beyond spread" else ""
             cells.append(f"<td{css}>{html.escape(text)}</td>")
@@ -574,8 +586,10 @@ def render(out_dir: Path) -> Path:
         f"minus the first ({html.escape(runs[0].name)}), with a verdict: <b>beyond spread</b> "
         "when the two runs' min-max ranges do not overlap (highlighted), <b>within spread</b> "
         "when they do, <b>one repeat</b> when a run has a single repeat, so its spread is "
-        "unknown and the difference may be noise. More figures in <a href='compare.csv'>"
-        "compare.csv</a>.</p>"
+        "unknown and the difference may be noise. <i>chance</i>: how often two runs of the "
+        "same system would still land beyond spread with these repeat counts (1/3 with 2 "
+        "repeats each, 1/10 with 3): few repeats make a weak verdict. More figures in "
+        "<a href='compare.csv'>compare.csv</a>.</p>"
     )
     for figure in FIGURES:
         if figure.headline:

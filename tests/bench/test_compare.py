@@ -70,10 +70,13 @@ def test_compare_writes_its_folder_with_differences_and_verdicts(tmp_path: Path)
     assert float(session[1]["diff_from_first"]) == pytest.approx(0.3 * 1015.0)
     assert float(session[1]["diff_pct"]) == pytest.approx(30.0)
     assert session[1]["verdict"] == "beyond spread"
+    # 2 repeats each: one order in 3 separates two equal runs, so the verdict says so
+    assert float(session[1]["chance_if_equal"]) == pytest.approx(1 / 3, abs=1e-3)
     assert session[0]["verdict"] == "baseline"
     jwt = lines[("jwt", "1", "32", "read_rps")]
     assert float(jwt[1]["diff_from_first"]) == pytest.approx(1.0)
     assert jwt[1]["verdict"] == "within spread"
+    assert jwt[1]["chance_if_equal"] == ""
 
     page = report.read_text()
     assert "only in run-a" in page and "only in run-b" in page  # the unshared loads, named
