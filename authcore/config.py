@@ -66,7 +66,10 @@ class Settings:
         "After a Redis failure, calls fail fast (503) for this long before one probe is tried.",
     )
     redis_pool_size: int = _setting(
-        "REDIS_POOL_SIZE", 0, "Max pooled Redis connections per process; 0 derives it from CPUs."
+        "REDIS_POOL_SIZE",
+        0,
+        "Max pooled Redis connections per process, so also Redis calls in flight (more queue, "
+        "then 503 redis_busy; never the breaker); 0 derives it from CPUs.",
     )
 
     # --- users and passwords ----------------------------------------------------------
