@@ -25,7 +25,7 @@ import importlib
 import importlib.util
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -156,19 +156,18 @@ JWT_DENYLIST = Mode(
     former_keys=("denylist",),
 )
 # Chaos only: the denylist failing open when Redis is down (the bench measures the
-# denylist's cost, which is the same either way).
-JWT_DENYLIST_OPEN = Mode(
+# denylist's cost, which is the same either way). The same login and store use as
+# JWT_DENYLIST; only its failure policy, its name and where chaos serves it differ.
+JWT_DENYLIST_OPEN = replace(
+    JWT_DENYLIST,
     key="jwt+denylist-open",
     label="jwt+denylist(open)",
     checks="the same with DENYLIST_FAIL=open",
-    login=Login.JWT,
-    deployment={"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"},
+    deployment={**JWT_DENYLIST.deployment, "DENYLIST_FAIL": "open"},
     color="#ff7f0e",
+    bench_user=None,
     chaos_user=UserClass(CHAOS_LOCUSTFILE, "DenylistOpenChaosUser"),
     chaos_group="open",
-    store_on_read=True,
-    store_role="a denylist",
-    read_command="EXISTS",
     former_keys=("denylist_open",),
 )
 
