@@ -55,8 +55,6 @@ def test_a_4ms_store_puts_4ms_on_every_session_read_and_none_on_jwt(tmp_path: Pa
     assert session.read_p50_us >= jwt.read_p50_us + 3000, (session.read_p50_us, jwt.read_p50_us)
     assert session.store_ping_us >= 4000  # the distance as the services' own path sees it
     assert by(rows, "session", "direct", 0.0).store_ping_us < 2000
-    # JWT's reads never wait for the store: 4 ms away changes its p50 by far less than 4 ms.
-    assert jwt.read_p50_us < by(rows, "jwt", "direct", 0.0).read_p50_us + 3000
     assert session.cpu_proxy_pct > 0 and by(rows, "session", "direct", 0.0).store_link == "direct"
     manifest = json.loads((run / "manifest.json").read_text())
     assert "proxy" in manifest["settings"]["store_link"]
