@@ -27,6 +27,7 @@ from harness import (
     Processes,
     WrkResult,
     check_ports,
+    cpu_seconds,
     median,
     nginx,
     say,
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             "LOG_LEVEL": "WARNING",
             "REDIS_URL": "redis://127.0.0.1:1/0",
         }
-        procs.spawn("gateway", [PYTHON, "-m", "gateway"], {**gateway_env, "PORT": str(gateway)})
+        gateway_pids = {
+            "gateway": procs.spawn(
+                "gateway", [PYTHON, "-m", "gateway"], {**gateway_env, "PORT": str(gateway)}
+            ).pid
+        }
         for ref, port in others.items():
             # That commit's gateway/ package, on top of today's authbench/ package.
             src = procs.logdir / f"src-{ref}"
@@ -88,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                 ["git", "-C", str(ROOT), "archive", ref, "gateway"], capture_output=True, check=True
             ).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-            procs.spawn(
+            gateway_pids[f"gateway@{ref}"] = procs.spawn(
                 f"gateway-{ref}",
                 [PYTHON, "-m", "gateway"],
                 {**gateway_env, "PORT": str(port), "PYTHONPATH": f"{src}:{ROOT}"},
                 cwd=src,  # `python -m` puts the working directory first on sys.path
-            )
+            ).pid
         for port in (gateway, *others.values()):
             wait_http(f"http://127.0.0.1:{port}/readyz")
         say(f"logs in {procs.logdir}")
@@ -109,15 +114,24 @@ def main(argv: list[str] | None = None) -> int:
         loaded: dict[str, list[WrkResult]] = {k: [] for k in targets}
         single: dict[str, list[WrkResult]] = {k: [] for k in targets}
         ceiling: list[WrkResult] = []
+        # CPU time a gateway spends per request: unlike rps, hardly moved by other work on
+        # the machine, so the steadiest before/after measure of the gateway's own cost.
+        cpu_us: dict[str, list[float]] = {k: [] for k in gateway_pids}
         for r in range(args.rounds):
-            for name, url in targets.items():
+            # Every other round in reverse: no path always runs right after the same one.
+            order = list(targets.items())[:: -1 if r % 2 else 1]
+            for name, url in order:
+                pid = gateway_pids.get(name)
+                cpu_before = tree_cpu_seconds(pid) if pid else 0.0
                 res = wrk(url, duration_s=args.duration, connections=args.connections)
                 loaded[name].append(res)
+                if pid and res.requests:
+                    cpu_us[name].append((tree_cpu_seconds(pid) - cpu_before) / res.requests * 1e6)
                 say(
                     f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
                     f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}"
                 )
-            for name, url in targets.items():
+            for name, url in order:
                 res = wrk(url, duration_s=args.duration, connections=1)
                 single[name].append(res)
                 say(
@@ -177,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": paired(loaded[f"gateway@{ref}"], loaded["nginx"]),
             "added_p50_ms": p50_1[f"gateway@{ref}"] - p50_1["direct"],
             "today_vs_ref": paired(loaded["gateway"], loaded[f"gateway@{ref}"]),
+            "cpu_us_per_request": median(cpu_us[f"gateway@{ref}"]),
+            "cpu_today_vs_ref": median(
+                [a / b for a, b in zip(cpu_us["gateway"], cpu_us[f"gateway@{ref}"], strict=True)]
+            ),
         }
         for ref in others
     }
@@ -193,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 ["gateway added p50 (c=1)", f"{added:.3f} ms", "<= 0.500 ms", added <= 0.5],
                 ["nginx added p50 (c=1)", f"{p50_1['nginx'] - p50_1['direct']:.3f} ms", "-", "-"],
+                [
+                    f"gateway CPU per request (c={args.connections})",
+                    f"{median(cpu_us['gateway']):.1f} µs",
+                    "-",
+                    "-",
+                ],
                 [
                     "wrk ceiling (nginx static)",
                     f"{wrk_ceiling:,.0f} rps",
@@ -211,10 +235,22 @@ def main(argv: list[str] | None = None) -> int:
                             "-",
                         ],
                         [
+                            f"gateway@{ref} CPU per request",
+                            f"{seen['cpu_us_per_request']:.1f} µs",
+                            "-",
+                            "-",
+                        ],
+                        [
                             f"gateway rps / gateway@{ref} rps (per-round)",
                             f"{seen['today_vs_ref']:.2f}",
                             ">= 0.95 (no regression)",
                             seen["today_vs_ref"] >= 0.95,
+                        ],
+                        [
+                            f"gateway CPU per request / gateway@{ref}'s (per-round)",
+                            f"{seen['cpu_today_vs_ref']:.2f}",
+                            "<= 1.05 (no regression)",
+                            seen["cpu_today_vs_ref"] <= 1.05,
                         ],
                     )
                 ),
@@ -229,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     "p50_ms": p50,
                     "p50_ms_c1": p50_1,
                     "ratio": ratio,
+                    "cpu_us_per_request": {k: median(v) for k, v in cpu_us.items()},
                     "added_p50_ms": added,
                     "wrk_ceiling_rps": wrk_ceiling,
                     "errors": errors,
@@ -239,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (GATEWAY_WORKERS forks them)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(child) for child in (task / "children").read_text().split()]
+    return sum(cpu_seconds(p) for p in pids)
 
 
 def paired(runs: list[WrkResult], against: list[WrkResult]) -> float:
