@@ -91,9 +91,23 @@ class ModeDemands:
 
 
 def _reference(d: CellDemands) -> bool:
+    """Measured with Redis uncapped and reached directly: the plain system."""
     c = d.cell
     direct = c.store_link == DIRECT and c.store_rtt_s == 0
-    return c.usable and c.redis_cpus is None and direct and not c.flags
+    return c.usable and c.redis_cpus is None and direct
+
+
+def _chosen(pool: Sequence[CellDemands]) -> tuple[list[CellDemands], str]:
+    """The cells a mode's demands come from, best first: closed loop (demands at
+    saturation) before paced, and cells without flags before flagged ones. A flag (the
+    generator saturated, the pacing slipped, failures) says the cell is no clean ceiling;
+    its CPU per request is still a measurement, so it is used when nothing else exists."""
+    for closed, clean in ((True, True), (True, False), (False, True), (False, False)):
+        cells = [d for d in pool if d.cell.closed_loop == closed and (not d.cell.flags) == clean]
+        if cells:
+            load = "closed-loop" if closed else "paced"
+            return cells, load if clean else f"{load}, flagged cells only"
+    return [], ""
 
 
 def proxy_cost_per_command(all_demands: Sequence[CellDemands]) -> float:
@@ -111,9 +125,7 @@ def fit(all_demands: Sequence[CellDemands]) -> dict[str, ModeDemands]:
     """Per mode, the median of each demand over its reference cells."""
     fitted: dict[str, ModeDemands] = {}
     for mode in sorted({d.cell.mode for d in all_demands}):
-        pool = [d for d in all_demands if d.cell.mode == mode and _reference(d)]
-        closed = [d for d in pool if d.cell.closed_loop]
-        chosen, basis = (closed, "closed-loop") if closed else (pool, "paced")
+        chosen, basis = _chosen([d for d in all_demands if d.cell.mode == mode and _reference(d)])
         if not chosen:
             continue
         names = sorted({n for d in chosen for n in d.demand_s})
@@ -253,17 +265,18 @@ def check_latency(
 ) -> list[LatencyCheck]:
     """Paced cells through the delay proxy: a constant delay shifts every percentile by the
     same amount, so the predicted read p50 is the direct cell's (same mode, replicas, load,
-    repeat) plus round trips x (RTT + the proxy's own time per command)."""
+    repeat and Redis cap) plus round trips x (RTT + the proxy's own time per command)."""
     out: list[LatencyCheck] = []
     for run, cells, _ in runs:
+        # The base differs from the cell in the store link only (the same Redis cap too).
         direct = {
-            (d.cell.mode, d.cell.replicas, d.cell.users, d.cell.repeat): d.cell
+            (d.cell.mode, d.cell.replicas, d.cell.users, d.cell.repeat, d.cell.redis_cpus): d.cell
             for d in cells
-            if d.cell.store_link == DIRECT and not d.cell.closed_loop and d.cell.redis_cpus is None
+            if d.cell.store_link == DIRECT and not d.cell.closed_loop
         }
         for d in cells:
             c = d.cell
-            base = direct.get((c.mode, c.replicas, c.users, c.repeat))
+            base = direct.get((c.mode, c.replicas, c.users, c.repeat, c.redis_cpus))
             if c.store_link == DIRECT or c.closed_loop or base is None:
                 continue
             if not (math.isfinite(c.read_p50_s) and math.isfinite(base.read_p50_s)):
@@ -521,8 +534,9 @@ def assumptions_of(model: Model) -> list[str]:
         "Utilisation law: a component's demand is its measured CPU (cores) divided by the "
         "cell's throughput (all requests, logins and logouts included); CPU that no sampled "
         "process accounts for (kernel, other tenants of the machine) is in no demand.",
-        "Demands are per mode the median over the reference cells (closed loop, uncapped "
-        "Redis, no added RTT, no cell flags); measured demands fall with load (per-request "
+        "Demands are per mode the median over the reference cells (uncapped Redis reached "
+        "directly; closed loop before paced, unflagged before flagged, as each mode's "
+        "'basis' says); measured demands fall with load (per-request "
         "overheads amortise), so demands from a saturated cell are used for saturation.",
         f"This machine: every process shares its {model.cores_here} cores, modelled as one "
         f"{model.cores_here}-server station holding all demands (generator included); with "
@@ -578,7 +592,10 @@ def build(
     all_demands = [d for _, cells, _ in runs for d in cells]
     fitted = fit(all_demands)
     if not fitted:
-        raise ValueError("no usable cell: every row has an error or no throughput")
+        raise ValueError(
+            "no cell to fit: every row has an error or no throughput, or every measured "
+            "cell had its Redis capped or behind the delay proxy"
+        )
     from_cells = redis_core_from_cells(fitted)
     if redis_capacity is not None:
         redis = redis_core_from_benchmark(redis_capacity, redis_capacity_path)

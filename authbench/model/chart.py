@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
 from authbench import modes
-from authbench.model.capacity import FLAG_PCT, ModeDemands, Model, Validation, machine_stations
-from authbench.model.mva import solve_closed
+from authbench.model.capacity import FLAG_PCT, Model, Validation
 
 
 def _color(mode: str) -> str:
@@ -69,114 +69,121 @@ def _projection_panels(model: Model, ax_x: Any, ax_r: Any) -> None:
 
 
 def _machine_panel(model: Model, ax: Any) -> None:
-    """Closed-loop cells here (uncapped, no RTT): measured points over the model's line."""
+    """Closed-loop cells here (Redis direct): measured points over the model's lines, one
+    line per mode and Redis cap (solid uncapped, dashed capped)."""
     cells = [
         v
         for v in model.validations
-        if v.method == "exact MVA" and v.redis_cpus is None and v.store_rtt_ms == 0
+        if v.method == "exact MVA" and v.store_rtt_ms == 0 and v.closed_loop
     ]
-    replicas = sorted({v.replicas for v in cells}) or [1]
+    if not cells:
+        ax.text(0.5, 0.5, "no closed-loop cell in these runs", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    replicas = sorted({v.replicas for v in cells})
+    caps = sorted({v.redis_cpus for v in cells}, key=lambda c: -1.0 if c is None else c)
+    label_order = len(cells) <= 12  # beyond that, run-order labels would hide the points
     for index, mode in enumerate(_modes(model)):
-        mine = [v for v in cells if v.mode == mode]
-        if not mine:
-            continue
-        users = mine[0].users
-        fitted: ModeDemands = model.fitted[mode]
-        stations = machine_stations(fitted, model.cores_here, None, 0.0)
-        x_model = solve_closed(stations, users).throughput
-        ax.plot(
-            replicas, [x_model] * len(replicas), "-", color=_color(mode), label=f"{mode}: model"
-        )
-        ax.fill_between(
-            replicas,
-            x_model * (1 - FLAG_PCT / 100),
-            x_model * (1 + FLAG_PCT / 100),
-            color=_color(mode),
-            alpha=0.08,
-        )
-        ax.plot(
-            [v.replicas for v in mine],
-            [v.measured_rps for v in mine],
-            "o",
-            color=_color(mode),
-            label=f"{mode}: measured",
-        )
-        for v in mine:
-            if v.schedule_position is not None:
-                ax.annotate(
-                    f"#{v.schedule_position}",
-                    (v.replicas, v.measured_rps),
-                    # Alternate sides and heights per mode, so near points' labels never stack.
-                    xytext=(6 if index % 2 == 0 else -18, 6 - 8 * index),
-                    textcoords="offset points",
-                    fontsize=7,
+        for cap in caps:
+            mine = [v for v in cells if v.mode == mode and v.redis_cpus == cap]
+            if not mine:
+                continue
+            x_model = statistics.median(v.predicted_rps for v in mine)
+            what = mode if cap is None else f"{mode}, Redis {cap:g} core"
+            ax.plot(
+                replicas,
+                [x_model] * len(replicas),
+                "-" if cap is None else "--",
+                color=_color(mode),
+                label=f"{what}: model",
+            )
+            if cap is None:
+                ax.fill_between(
+                    replicas,
+                    x_model * (1 - FLAG_PCT / 100),
+                    x_model * (1 + FLAG_PCT / 100),
                     color=_color(mode),
+                    alpha=0.08,
                 )
+            ax.plot(
+                [v.replicas for v in mine],
+                [v.measured_rps for v in mine],
+                "o" if cap is None else "s",
+                color=_color(mode),
+                linestyle="none",
+                label=f"{what}: measured",
+            )
+            for v in mine if label_order else []:
+                if v.schedule_position is not None:
+                    ax.annotate(
+                        f"#{v.schedule_position}",
+                        (v.replicas, v.measured_rps),
+                        # Alternate sides and heights per mode: near points' labels never stack.
+                        xytext=(6 if index % 2 == 0 else -18, 6 - 8 * index),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color=_color(mode),
+                    )
     ax.set_xticks(replicas)
     ax.set_xlabel("replicas (all on this machine's shared cores)")
     ax.set_ylabel("throughput, req/s")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0, top=max(max(v.measured_rps, v.predicted_rps) for v in cells) * 1.35)
+    order = "; #n = order run" if label_order else ""
     ax.set_title(
         f"This machine, closed loop: measured vs model ({model.cores_here} shared cores, "
-        f"band ±{FLAG_PCT:g}%; #n = order run)",
+        f"band ±{FLAG_PCT:g}%{order})",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+
+
+KINDS = ("closed loop", "capped Redis", "paced (bound)", "distance latency")
 
 
 def _kind(v: Validation) -> str:
     if v.redis_cpus is not None:
         return "capped Redis"
-    return "closed loop" if v.closed_loop else "paced"
+    return "closed loop" if v.closed_loop else "paced (bound)"
 
 
-def _scatter_panel(model: Model, ax: Any) -> None:
-    vals = model.validations
-    if not vals:
+def _error_panel(model: Model, ax: Any) -> None:
+    """Every prediction's error in %, by kind: throughput and latency alike."""
+    points = [(_kind(v), v.mode, v.error_pct) for v in model.validations]
+    points += [("distance latency", c.mode, c.error_pct) for c in model.latency_checks]
+    if not points:
         ax.text(0.5, 0.5, "no measured cell to validate", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
         return
-    top = max(max(v.measured_rps, v.predicted_rps) for v in vals) * 1.1
-    ax.plot([0, top], [0, top], color="black", linewidth=0.8)
-    ax.fill_between(
-        [0, top],
-        [0, top * (1 - FLAG_PCT / 100)],
-        [0, top * (1 + FLAG_PCT / 100)],
-        color="grey",
-        alpha=0.15,
-        label=f"±{FLAG_PCT:g}%",
+    kinds = [k for k in KINDS if any(p[0] == k for p in points)]
+    ax.axhspan(-FLAG_PCT, FLAG_PCT, color="grey", alpha=0.15, label=f"within ±{FLAG_PCT:g}%")
+    ax.axhline(0, color="black", linewidth=0.8)
+    for i, kind in enumerate(kinds):
+        mine = [p for p in points if p[0] == kind]
+        for j, (_, mode, err) in enumerate(mine):
+            # Spread a kind's points across its slot, in the order they were listed.
+            x = i + (j + 0.5) / len(mine) * 0.8 - 0.4
+            ax.plot(x, err, "o", color=_color(mode))
+    for mode in sorted({p[1] for p in points}, key=lambda m: (modes.rank(m), m)):
+        ax.plot([], [], "o", color=_color(mode), label=mode)  # legend entries in mode order
+    flagged = sum(abs(p[2]) > FLAG_PCT for p in points)
+    ax.set_xticks(
+        range(len(kinds)), labels=[f"{k}\n({sum(p[0] == k for p in points)})" for k in kinds]
     )
-    for kind, marker in (("closed loop", "o"), ("paced", "^"), ("capped Redis", "s")):
-        for mode in _modes(model):
-            mine = [v for v in vals if v.mode == mode and _kind(v) == kind]
-            if mine:
-                ax.plot(
-                    [v.predicted_rps for v in mine],
-                    [v.measured_rps for v in mine],
-                    marker,
-                    color=_color(mode),
-                    linestyle="none",
-                    label=f"{mode}, {kind}",
-                    markerfacecolor="none" if kind == "paced" else _color(mode),
-                )
-    flagged = sum(v.flagged for v in vals)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("predicted req/s")
-    ax.set_ylabel("measured req/s")
+    ax.set_xlim(-0.6, len(kinds) - 0.4)
+    ax.set_ylabel("error of the prediction, % of measured")
     ax.set_title(
-        f"Every validated cell: {flagged} of {len(vals)} off by more than {FLAG_PCT:g}%",
-        fontsize=10,
+        f"Every prediction's error: {flagged} of {len(points)} beyond ±{FLAG_PCT:g}%", fontsize=10
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="best")
 
 
 def draw(model: Model, path: Path) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     _projection_panels(model, axes[0][0], axes[0][1])
     _machine_panel(model, axes[1][0])
-    _scatter_panel(model, axes[1][1])
+    _error_panel(model, axes[1][1])
     fig.suptitle(
         "Capacity model: projected beyond this machine (top), checked against it (bottom)",
         fontsize=12,

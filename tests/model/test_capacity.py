@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from authbench.model import capacity
+from authbench.model import capacity, chart
 from authbench.model.rows import read_cells
 
 HEAD = (
@@ -158,3 +158,35 @@ def test_a_pinned_generator_splits_the_machine_in_two(tmp_path: Path) -> None:
     by_id = {v.cell_id: v for v in model.validations}
     assert by_id["a"].predicted_rps == pytest.approx(1000.0, rel=0.02)
     assert by_id["b"].predicted_rps == pytest.approx(667.0, rel=0.02)
+
+
+def test_flagged_cells_are_used_only_when_nothing_clean_exists(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "r", [
+        "session,1,48,1000,1000,10,10,40,50,50,50,50,a,48,0,failures>1%,,",
+        "jwt,1,48,1000,100,1,1,40,50,50,50,50,b,48,0,failures>1%,,",
+        "jwt,1,48,500,50,1,1,40,50,50,50,50,c,48,0,,,",
+    ])  # fmt: skip
+    fitted = capacity.fit([capacity.demands_of(c, "r") for c in read_cells(run)])
+    assert fitted["session"].basis == "closed-loop, flagged cells only"
+    assert fitted["jwt"].basis == "closed-loop"
+    assert fitted["jwt"].cells == ("r/c",)
+
+
+def test_the_chart_draws_capped_and_distance_cells(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.csv").write_text(
+        "mode,replicas,users,rps,redis_ops_s,redis_cpu_pct,cpu_replicas_pct,cpu_loadgen_pct,"
+        "cpu_proxy_pct,cell_id,load,offered_rps,store_link,store_rtt_ms,read_p50_us,"
+        "redis_cpus,repeat,flags,error\n"
+        "session,1,32,1000,1000,10,140,50,,a,32,0,direct,0,,,1,,\n"
+        "session,2,32,1000,1000,10,140,50,,b,32,0,direct,0,,,1,,\n"
+        "session,1,32,200,200,2,28,10,,c,32,0,direct,0,,0.02,1,,\n"
+        "session,1,30,450,450,1,20,10,,d,30@15,450,direct,0,800,,1,,\n"
+        "session,1,30,450,450,1,20,10,2,e,30@15,450,proxy,1,1850,,1,,\n"
+    )
+    model = capacity.build([run])
+    assert {v.redis_cpus for v in model.validations} == {None, 0.02}
+    assert len(model.latency_checks) == 1
+    out = chart.draw(model, tmp_path / "projection.png")
+    assert out.read_bytes().startswith(b"\x89PNG")
