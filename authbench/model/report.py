@@ -8,6 +8,7 @@ never left out.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -178,8 +179,9 @@ def _summary(doc: dict[str, Any]) -> str:
     )
 
 
-def section_html(doc: dict[str, Any]) -> str:
-    """The section as an HTML fragment (h2, assumptions, three tables, the chart's name)."""
+def section_html(doc: dict[str, Any], image_src: str | None = None) -> str:
+    """The section as an HTML fragment: h2, the chart when `image_src` is given (a URL or a
+    data: URI), the assumptions and the tables."""
 
     def table(head: list[str], rows: list[list[str]], marks: list[bool] | None = None) -> str:
         th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -198,6 +200,14 @@ def section_html(doc: dict[str, Any]) -> str:
         "law), checked against this machine's own cells, then used to project one core per "
         "replica and one Redis core. <code>model.json</code> holds every input and output; "
         "<code>projection.png</code> draws it.</p>",
+        *(
+            [
+                f'<img src="{html.escape(image_src)}" alt="capacity model: projection and '
+                'validation" style="max-width:100%">'
+            ]
+            if image_src
+            else []
+        ),
         "<h3>Assumptions</h3><ul>",
         *[f"<li>{html.escape(a)}</li>" for a in doc["assumptions"]],
         "</ul><h3>Fitted demands (CPU per request)</h3>",
@@ -240,8 +250,15 @@ def section_text(doc: dict[str, Any]) -> str:
 
 
 def section_for(run_dir: Path) -> str | None:
-    """The HTML section of a run that has a model.json, else None."""
+    """The HTML section of a run that has a model.json (its projection.png embedded, so
+    the page stays self-contained), else None."""
     path = run_dir / "model.json"
     if not path.exists():
         return None
-    return section_html(json.loads(path.read_text()))
+    png = run_dir / "projection.png"
+    image = (
+        "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+        if png.exists()
+        else None
+    )
+    return section_html(json.loads(path.read_text()), image)

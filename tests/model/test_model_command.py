@@ -10,7 +10,7 @@ import pytest
 
 from authbench.cli import main
 from authbench.model import redis_capacity
-from authbench.model.report import section_html
+from authbench.model.report import section_for, section_html
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOSED_LOOP_RUN = ROOT / "results" / "20261130-064011-bench"
@@ -81,3 +81,13 @@ def test_redis_capacity_is_measured_with_a_real_redis(tmp_path: Path) -> None:
     assert main(["model", str(run), "--redis-capacity", str(out)]) == 0
     doc = json.loads((run / "model.json").read_text())
     assert "redis-benchmark" in doc["inputs"]["redis_source"]
+
+
+def test_the_report_section_embeds_the_chart(tmp_path: Path) -> None:
+    run = _copy_run(CLOSED_LOOP_RUN, tmp_path / "run")
+    assert section_for(run) is None  # no model yet: nothing to add to the report
+    assert main(["model", str(run)]) == 0
+    section = section_for(run)
+    assert section is not None
+    assert section.startswith("<h2>What this predicts beyond this machine</h2>")
+    assert 'src="data:image/png;base64,' in section
