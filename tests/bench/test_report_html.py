@@ -7,6 +7,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from authbench.bench import charts, report
 from authbench.bench.summary import COLUMNS
 from authbench.cli import build_parser
@@ -66,15 +68,21 @@ def _run(tmp_path: Path) -> Path:
     return write_run(tmp_path / "run", rows)
 
 
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Structure]:
+    """The run folder, drawn once for the tests that only read it (drawing takes seconds)."""
+    run_dir = _run(tmp_path_factory.mktemp("report"))
+    return run_dir, _parse(report.render(run_dir))
+
+
 def _parse(path: Path) -> Structure:
     page = Structure()
     page.feed(path.read_text())
     return page
 
 
-def test_every_chart_is_referenced_and_on_disk(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path)
-    page = _parse(report.render(run_dir))
+def test_every_chart_is_referenced_and_on_disk(rendered: tuple[Path, Structure]) -> None:
+    run_dir, page = rendered
     drawn = {attrs["data-file"] for attrs, _ in page.elements("img")}
     assert {name for name, _ in charts.CHARTS} <= drawn
     for name in drawn:
@@ -85,8 +93,10 @@ def test_every_chart_is_referenced_and_on_disk(tmp_path: Path) -> None:
             assert (run_dir / href).exists(), href
 
 
-def test_every_table_scrolls_inside_a_container_that_fits_the_page(tmp_path: Path) -> None:
-    page = _parse(report.render(_run(tmp_path)))
+def test_every_table_scrolls_inside_a_container_that_fits_the_page(
+    rendered: tuple[Path, Structure],
+) -> None:
+    _, page = rendered
     tables = page.elements("table")
     assert len(tables) >= 2  # the summary and the spread across repeats
     for _attrs, parents in tables:
@@ -101,9 +111,10 @@ def test_every_table_scrolls_inside_a_container_that_fits_the_page(tmp_path: Pat
     assert re.search(r"td\.long\{[^}]*white-space:normal", style)
 
 
-def test_the_summary_table_shows_a_few_columns_and_the_csv_all(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path)
-    page = _parse(report.render(run_dir))
+def test_the_summary_table_shows_a_few_columns_and_the_csv_all(
+    rendered: tuple[Path, Structure],
+) -> None:
+    run_dir, page = rendered
     shown = report.table_columns(report.read_summary(run_dir / "summary.csv"))
     assert page.headers[0] == shown  # the first table is the summary
     assert len(shown) <= 16 < len(COLUMNS)
@@ -116,8 +127,8 @@ def test_the_summary_table_shows_a_few_columns_and_the_csv_all(tmp_path: Path) -
     assert header == list(COLUMNS)
 
 
-def test_the_manifest_is_folded_in_details(tmp_path: Path) -> None:
-    page = _parse(report.render(_run(tmp_path)))
+def test_the_manifest_is_folded_in_details(rendered: tuple[Path, Structure]) -> None:
+    _, page = rendered
     pres = page.elements("pre")
     assert pres, "the manifest is in the page"
     for _attrs, parents in pres:
