@@ -466,6 +466,7 @@ class Saturation:
     rps_there: float | None
     pool_ceiling_rps_per_replica: float | None  # pool / (cmds x RTT): RTT's throughput cap
     replica_capacity_rps: float  # 1 / D_replica: one replica on its own core
+    pool_binding_rtt_ms: float  # the RTT from which the pool caps a replica below its CPU
 
 
 def saturation(
@@ -499,6 +500,10 @@ def saturation(
                         workload.pool_per_replica / cmds_rtt if cmds_rtt > 0 else None
                     ),
                     replica_capacity_rps=1.0 / f.demand_s.get("replicas", math.inf),
+                    pool_binding_rtt_ms=1000.0
+                    * workload.pool_per_replica
+                    * f.demand_s.get("replicas", 0.0)
+                    / f.redis_cmds_per_req,
                 )
             )
     return out
@@ -557,7 +562,9 @@ def assumptions_of(model: Model) -> list[str]:
         "outside the system.",
         "Store RTT is a pure delay per Redis command (commands per request x RTT); it adds "
         "latency, and caps a replica's throughput only through its Redis connection pool "
-        f"({w.pool_per_replica} connections per one-core replica: pool / (commands x RTT)).",
+        f"({w.pool_per_replica} connections: authcore's max(8, 8 x CPUs) where the replica "
+        "sees one CPU; a container on a bigger host sees the host's CPUs and gets more), at "
+        "pool / (commands x RTT) requests/s.",
         f"Redis CPU per command: {model.redis.source}. It falls as more connections send at "
         "once (Redis serves several per wake-up); a Redis near saturation serves many "
         "replicas' pools, so the benchmark's 50-client figure is used. The figure from the "
@@ -658,6 +665,8 @@ def _sat_dict(s: Saturation) -> dict[str, Any]:
             s.pool_ceiling_rps_per_replica is not None
             and s.pool_ceiling_rps_per_replica < s.replica_capacity_rps
         ),
+        # From this RTT on, a replica's pool, not its CPU, limits it: pool / (cmds x X_rep).
+        "rtt_ms_from_which_pool_binds": r(s.pool_binding_rtt_ms, 2),
     }
 
 

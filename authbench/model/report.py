@@ -50,7 +50,8 @@ def _saturation_rows(doc: dict[str, Any]) -> list[list[str]]:
                 f"{_n(a.get('redis_ceiling_rps'))} req/s at {_n(a.get('crossover_replicas'), 1)}"
                 if a
                 else "—",
-                "yes" if s.get("pool_binds") else "no",
+                ("yes" if s.get("pool_binds") else "no")
+                + f" (from {_n(s.get('rtt_ms_from_which_pool_binds'), 2)} ms)",
             ]
         )
     return rows
@@ -64,7 +65,7 @@ SATURATION_HEAD = [
     "replicas where Redis becomes the bottleneck (range over cells)",
     "first replica count with Redis >= 90% (req/s there)",
     "Redis ceiling and bottleneck replicas from the cells' own Redis CPU",
-    "RTT caps a replica's pool",
+    "the RTT caps a replica through its Redis pool",
 ]
 VALIDATION_HEAD = [
     "run",
