@@ -5,7 +5,9 @@
   EJECT_AFTER_FAILURES in a row); requests go to the next one.
 - Active health checks: every HEALTH_INTERVAL_S each upstream's /healthz (liveness, not
   readiness: a replica whose Redis is down still serves JWTs) is asked; a healthy answer
-  brings an ejected upstream back, a failed one ejects it.
+  brings an ejected upstream back; HEALTH_FALL failed probes in a row eject it (one slow
+  probe on a busy machine is not a dead upstream: HAProxy's `fall 3`, Envoy's
+  unhealthy_threshold). A refused connection still ejects at once, passively.
 - Discovery: `dns://NAME:PORT` resolves every address behind NAME (compose's service DNS
   answers with every replica) and re-resolves on each health round, so scaling up or down
   takes effect without a restart.
@@ -27,6 +29,7 @@ from authcore import metrics
 log = logging.getLogger("gateway.upstreams")
 
 HEALTH_PATH = "/healthz"
+HEALTH_FALL = 3  # failed active probes in a row that eject an upstream
 MAX_IDLE_PER_UPSTREAM = 512
 
 
@@ -47,6 +50,7 @@ class Upstream(Generic[C]):
     base_url: str
     healthy: bool = True
     failures: int = 0
+    failed_probes: int = 0  # failed active health probes in a row
     # Where to connect, and the Host line every request to it carries (precomputed).
     host: str = field(init=False)
     port: int = field(init=False)
@@ -176,14 +180,22 @@ class UpstreamPool(Generic[C]):
         )
         changed = False
         for upstream, ok in zip(self._upstreams, results, strict=True):
-            alive = ok is True
-            if alive and not upstream.healthy:
-                log.info("upstream %s is back", upstream.base_url)
-                upstream.failures = 0
-            if alive != upstream.healthy:
-                upstream.healthy = alive
-                if not alive:
-                    metrics.UPSTREAM_EJECTIONS.labels(upstream.base_url).inc()
+            if ok is True:
+                upstream.failed_probes = 0
+                if not upstream.healthy:
+                    log.info("upstream %s is back", upstream.base_url)
+                    upstream.failures = 0
+                    upstream.healthy = changed = True
+                continue
+            upstream.failed_probes += 1
+            if upstream.healthy and upstream.failed_probes >= HEALTH_FALL:
+                upstream.healthy = False
+                metrics.UPSTREAM_EJECTIONS.labels(upstream.base_url).inc()
+                log.warning(
+                    "ejected %s: %d health probes failed in a row",
+                    upstream.base_url,
+                    upstream.failed_probes,
+                )
                 changed = True
         if changed:
             self._rebuild()
