@@ -55,6 +55,7 @@ CHARTS = (
     ("compare_latency.png", "Read latency (p50, p99) vs replicas, per run"),
     ("compare_redis.png", "Redis commands/s vs throughput, per run"),
 )
+DISTANCE_CHART = ("compare_distance.png", "Store distance: read p50 vs the store's round trip")
 # The dimensions of a configuration, in the order messages name them.
 DIMENSIONS = ("mode", "replicas", "load", "jwt_alg", "store", "redis_cpus", "token_bytes")
 
@@ -159,6 +160,9 @@ FIGURES = (
 )
 
 
+_P50 = next(f for f in FIGURES if f.key == "read_p50_us")
+
+
 def ms_resolution(rows: Sequence[SummaryRow]) -> bool:
     """Whether a run's read latency only has Locust's 1-ms buckets (no µs figures)."""
     return all(math.isnan(r.read_p50_us) for r in rows)
@@ -206,7 +210,13 @@ def shared_keys(runs: Sequence[Run]) -> list[Key]:
         common &= set(run.configs)
     if not common:
         raise NoOverlap(what_differs(runs))
-    return sorted(common, key=lambda k: (modes.rank(k[0]), k[2], k[4], k[5], k[6], k[3], k[1]))
+    return sorted(
+        common,
+        key=lambda k: (
+            modes.rank(k[0]), k[2], k[4] != "direct", k[4], k[5] != "uncapped", k[5], k[6],
+            k[3], k[1],
+        ),
+    )  # fmt: skip
 
 
 def _dimension_values(run: Run) -> dict[str, list[str]]:
@@ -435,6 +445,66 @@ def chart_redis(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> None:
     plt.close(fig)
 
 
+def rtt_of(store: str) -> float:
+    """The RTT of a key's store text: NaN for `direct`, else the proxy's ms."""
+    parts = store.split()
+    return float(parts[1]) if len(parts) == 3 and parts[0] == "proxy" else math.nan
+
+
+def distance_keys(keys: Sequence[Key]) -> list[Key]:
+    """The keys of the store-distance axis: every store setting of a (mode, replicas, load,
+    algorithm, quota, padding) that was measured through the proxy too."""
+    proxied = {(k[0], k[1], k[2], k[3], k[5], k[6]) for k in keys if k[4] != "direct"}
+    chosen = [k for k in keys if (k[0], k[1], k[2], k[3], k[5], k[6]) in proxied]
+    # Redis uncapped and tokens unpadded where the run has those: one line per mode
+    plain = [k for k in chosen if k[5] == "uncapped" and not k[6]]
+    return plain or chosen
+
+
+def chart_distance(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> bool:
+    """Read p50 against the store's round trip (direct drawn left of 0 ms), colour per mode,
+    style per run; False (nothing drawn) when no shared configuration went through the
+    proxy."""
+    chosen = distance_keys(keys)
+    if not chosen:
+        return False
+    mode_keys = list(dict.fromkeys(k[0] for k in chosen))
+    fig, ax = plt.subplots(figsize=(9, 5.4))
+    ticks: set[float] = set()
+    for run_index, run in enumerate(runs):
+        lines: dict[tuple[Any, ...], list[Key]] = {}
+        for k in chosen:
+            lines.setdefault((k[0], k[1], k[2], k[3], k[5], k[6]), []).append(k)
+        for line_keys in lines.values():
+            points = sorted(
+                ((-0.6 if math.isnan(rtt_of(k[4])) else rtt_of(k[4]), k) for k in line_keys),
+                key=lambda p: p[0],
+            )
+            xs = [x for x, _ in points]
+            ticks.update(xs)
+            spreads = [spread([_P50.read(r) for r in run.configs[k]]) for _, k in points]
+            ys = [s.median / 1000 for s in spreads]
+            low = [y - s.low / 1000 if s.n > 1 else 0.0 for y, s in zip(ys, spreads, strict=True)]
+            high = [s.high / 1000 - y if s.n > 1 else 0.0 for y, s in zip(ys, spreads, strict=True)]
+            ax.errorbar(
+                xs, ys, yerr=[low, high], color=modes.color(line_keys[0][0]),
+                linestyle=RUN_STYLES[run_index % len(RUN_STYLES)],
+                marker=RUN_MARKERS[run_index % len(RUN_MARKERS)], capsize=3, linewidth=1.6,
+            )  # fmt: skip
+    ax.set_xticks(sorted(ticks))
+    ax.set_xticklabels(["direct" if t < 0 else f"{t:g}" for t in sorted(ticks)])
+    ax.set_xlabel("round trip added to the store (ms)")
+    ax.set_ylabel("read p50, ms (median; bars: min-max of repeats)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Read p50 vs the store's round trip, per run", fontsize=10)
+    _legend(fig, runs, mode_keys)
+    fig.tight_layout(rect=(0, 0.6 / 5.4, 1, 1))  # the legend's 0.6 inch
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 # --- the folder ------------------------------------------------------------------------
 def _fmt(value: float, unit: str) -> str:
     if math.isnan(value):
@@ -526,9 +596,14 @@ def render(out_dir: Path) -> Path:
     keys = shared_keys(runs)
     diffs = differences(runs, keys)
     write_csv(out_dir / "compare.csv", runs, diffs)
-    chart_throughput(runs, keys, out_dir / "compare_throughput.png")
-    chart_latency(runs, keys, out_dir / "compare_latency.png")
+    # the replica charts over the cells at Redis direct; the distance axis has its own
+    direct = [k for k in keys if k[4] == "direct"] or list(keys)
+    chart_throughput(runs, direct, out_dir / "compare_throughput.png")
+    chart_latency(runs, direct, out_dir / "compare_latency.png")
     chart_redis(runs, keys, out_dir / "compare_redis.png")
+    charts = list(CHARTS)
+    if chart_distance(runs, keys, out_dir / "compare_distance.png"):
+        charts.append(DISTANCE_CHART)
 
     only = []
     for run in runs:
@@ -574,7 +649,7 @@ def render(out_dir: Path) -> Path:
         "run's repeats (none for a single repeat). Runs are drawn side by side at each "
         "replica count.</p>"
     )
-    for name, title in CHARTS:
+    for name, title in charts:
         data = base64.b64encode((out_dir / name).read_bytes()).decode()
         parts.append(
             f"<h3>{html.escape(title)}</h3><p><a href='{name}'>{name}</a></p>"

@@ -168,3 +168,36 @@ def test_authbench_report_redraws_a_compare_folder(tmp_path: Path) -> None:
     report.unlink()
     assert main(["report", str(report.parent)]) == 0
     assert report.exists() and (report.parent / "compare.csv").exists()
+
+
+def test_runs_with_the_distance_axis_get_latency_against_the_round_trip(tmp_path: Path) -> None:
+    folders = []
+    for name, extra_us in (("near", 0.0), ("far", 500.0)):
+        rows = []
+        for repeat in (1, 2):
+            rows.append(row("session", 1, "30@15", repeat, 449.0, 900.0, 1.1))
+            for rtt in (0.0, 1.0):
+                proxied = row(
+                    "session", 1, "30@15", repeat, 449.0, 900 + 1000 * rtt + extra_us, 1.1
+                )
+                proxied.store_link, proxied.store_rtt_ms = "proxy", rtt
+                rows.append(proxied)
+        folders.append(write_run(tmp_path / name, rows, name))
+    report = compare.compare(folders, tmp_path / "results", "distance")
+    assert (report.parent / "compare_distance.png").read_bytes().startswith(b"\x89PNG")
+    assert "data-file='compare_distance.png'" in report.read_text()
+    lines = _verdicts(report.parent)
+    stores = {line["store"] for ls in lines.values() for line in ls}
+    assert stores == {"direct", "proxy 0 ms", "proxy 1 ms"}
+    with (report.parent / "compare.csv").open() as f:
+        p50 = [
+            line for line in csv.DictReader(f)
+            if line["figure"] == "read_p50_us" and line["store"] == "proxy 1 ms"
+        ]  # fmt: skip
+    assert float(p50[1]["diff_from_first"]) == pytest.approx(500.0)
+
+
+def test_runs_without_the_distance_axis_draw_no_distance_chart(tmp_path: Path) -> None:
+    a, b = _runs(tmp_path)
+    report = compare.compare([a, b], tmp_path / "results", "plain")
+    assert not (report.parent / "compare_distance.png").exists()
