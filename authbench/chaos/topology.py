@@ -63,6 +63,7 @@ class ChaosPorts:
             resource_base=self.base + 10,
             redis=self.base + 2,
             redis_proxy=self.proxy,
+            gateway_admin=self.base + 9,  # group gateways take base+4…, at most 3 groups
         )
 
     @property

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\nauthbench is up: gateway {cluster.gateway_url}  (auth {cluster.auth_url}, "
         f"{args.replicas} replicas from :{cluster.ports.resource_base})\n"
+        f"metrics (operator port): {cluster.gateway_admin_url}/metrics\n"
         f"Redis: {cluster.redis_address}   logs: {cluster.workdir / 'logs'}\n"
         f"JWT revocation: {args.jwt_revocation}   algorithm: {args.jwt_alg}\n"
         "Press Ctrl-C to stop everything.",

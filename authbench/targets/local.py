@@ -55,6 +55,7 @@ class Ports:
     resource_base: int = 8101
     redis: int = 6390
     redis_proxy: int = 6391  # the delay proxy, when the cluster runs one
+    gateway_admin: int = 9080  # the gateway's operator port (/metrics), loopback only
 
     @classmethod
     def block(cls, base: int) -> Ports:
@@ -62,7 +63,7 @@ class Ports:
         `base`): tests and benchmarks never clash with `up`; up to 29 replicas."""
         return cls(
             gateway=base, auth=base + 1, resource_base=base + 21, redis=base + 10,
-            redis_proxy=base + 11,
+            redis_proxy=base + 11, gateway_admin=base + 2,
         )  # fmt: skip
 
 
@@ -104,6 +105,11 @@ class LocalCluster(Deployment):
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def gateway_admin_url(self) -> str:
+        """The gateway's operator port: /metrics (with upstream addresses), never public."""
+        return f"http://127.0.0.1:{self.ports.gateway_admin}"
 
     @property
     def auth_url(self) -> str:
@@ -204,7 +210,8 @@ class LocalCluster(Deployment):
                     {"REPLICA_ID": f"replica-{i + 1}"},
                 )
             )
-        children.append(self._python_child("gateway", "gateway", self.ports.gateway, {}))
+        admin = {"GATEWAY_ADMIN_PORT": str(self.ports.gateway_admin)}
+        children.append(self._python_child("gateway", "gateway", self.ports.gateway, admin))
         return children
 
     # --- lifecycle --------------------------------------------------------------------

@@ -17,6 +17,9 @@ def test_every_service_answers_healthz_readyz_and_metrics(shared_cluster: LocalC
             # The gateway's metrics name upstream addresses: operator port only
             # (tests/gateway/test_operator_port.py), never the public one.
             assert metrics.status == 404
+            operator = request(shared_cluster.gateway_admin_url, "GET", "/metrics")
+            assert operator.status == 200
+            assert "authbench_gateway_upstream_healthy" in operator.body.decode()
             continue
         assert metrics.status == 200
         assert metrics.headers["content-type"].startswith("text/plain")
