@@ -48,6 +48,7 @@ LOAD_PROFILE = "load"
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
+    "LOAD_BASE_IMAGE": "authbench/base-python-load:local",
     "REDIS_IMAGE": "authbench/redis:local",
 }
 
@@ -271,8 +272,9 @@ class ComposeTarget(Deployment):
     ) -> None:
         """`docker compose up -d [--wait]`: the stack without the load profile.
 
-        With `build`, the one image every Python service shares is (re)built first, once:
-        `up --build` would build it once per service that declares it (five times).
+        With `build`, the service image is (re)built first: `auth` builds it and `resource`
+        and `gateway` run the same `image:` (with `pull_policy: never`, a plain `up` would
+        build only a missing image and run stale code).
         """
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
@@ -442,6 +444,8 @@ class ComposeTarget(Deployment):
             **(extra_env or {}),
         }
         with self._extra_env(env):
+            # The load image is built by locust-master; `up` alone would keep a stale one.
+            self.compose("build", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=900)
             # Old runs' containers would otherwise be reused with their old settings.
             self.compose(
                 "rm", "-f", "-s", "locust-master", "locust-worker", profiles=(LOAD_PROFILE,)
