@@ -39,8 +39,8 @@ from authbench.bench.summary import SummaryRow, read_summary, rows_in_order, uni
 TABLE_COLUMNS = (
     "mode", "replicas", "load", "jwt_alg", "repeat", "read_rps", "read_p50_us", "read_p99_us",
     "read_p50_ms", "read_p99_ms", "fail_pct", "redis_ops_s", "redis_cpu_pct", "cpu_replicas_pct",
-    "cpu_loadgen_pct", "store_rtt_ms", "redis_cpus", "token_bytes", "after_logout_status",
-    "flags", "error",
+    "cpu_loadgen_pct", "store_link", "store_rtt_ms", "redis_cpus", "token_bytes",
+    "after_logout_status", "flags", "error",
 )  # fmt: skip
 
 STYLE = """
@@ -81,7 +81,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "<td></td>"
-        return f"<td>{value:,.1f}</td>" if value != int(value) else f"<td>{int(value):,}</td>"
+        if value == int(value):
+            return f"<td>{int(value):,}</td>"
+        # three significant digits below 10: a 0.05-core quota must not read as 0.1
+        return f"<td>{value:.3g}</td>" if abs(value) < 10 else f"<td>{value:,.1f}</td>"
     text = str(value)
     # long text (flags, errors) wraps in its own column; names stay on one line
     return f'<td class="t{" long" if len(text) > 24 else ""}">{html.escape(text)}</td>'
@@ -115,7 +118,9 @@ def table_columns(rows: Sequence[SummaryRow]) -> list[str]:
     hidden = {c for c in TABLE_COLUMNS if empty(c)}
     if "read_p50_us" not in hidden:
         hidden |= {"read_p50_ms", "read_p99_ms"}
-    hidden |= {c for c in ("jwt_alg", "repeat", "store_rtt_ms", "token_bytes") if constant(c)}
+    hidden |= {
+        c for c in ("jwt_alg", "repeat", "store_link", "store_rtt_ms", "token_bytes") if constant(c)
+    }
     return [c for c in TABLE_COLUMNS if c not in hidden or c in ("mode", "replicas", "load")]
 
 

@@ -176,4 +176,5 @@ def test_a_run_with_store_axes_gets_their_charts_referenced_and_on_disk(tmp_path
     for name in drawn:
         assert (run_dir / name).read_bytes().startswith(b"\x89PNG"), name
     shown = report.table_columns(report.read_summary(run_dir / "summary.csv"))
-    assert {"store_rtt_ms", "redis_cpus"} <= set(shown)  # the axes the run varied
+    assert {"store_link", "store_rtt_ms", "redis_cpus"} <= set(shown)  # the axes it varied
+    assert "<td>0.05</td>" in (run_dir / "report.html").read_text()  # the quota, not "0.1"
