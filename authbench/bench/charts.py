@@ -171,20 +171,12 @@ def chart_throughput(configs: Sequence[Config], path: Path) -> None:
         if offered > 0:
             ax.axhline(offered, color="#555555", linestyle="--", linewidth=1)
         _replica_axis(ax, [c.replicas for c in subset])
-        if offered > 0:  # label the offered rate at the left edge, above its line
-            ax.annotate(
-                f"offered {offered:.0f} reads/s",
-                (ax.get_xlim()[0], offered),
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontsize=8,
-                color="#555555",
-            )
         ax.set_ylim(0, max(ax.get_ylim()[1], offered) * 1.2)
         _place_labels(ax)
         ax.set_ylabel("reads per second (median of repeats)")
         if offered > 0:
-            title = f"Load {load}: paced, {offered:.0f} reads/s offered"
+            # the title names the dashed line: a label on it would sit on the points
+            title = f"Load {load}: paced, {offered:.0f} reads/s offered (dashed)"
         else:  # closed loop: every user sends as soon as its answer comes, so this is the ceiling
             title = f"Load {load}: closed loop, each mode's ceiling here"
         ax.set_title(title, fontsize=10)
