@@ -248,14 +248,20 @@ def findings(rows: Sequence[SummaryRow], store_note: str = "") -> list[str]:
         if direct is None:
             continue
         base = direct.median("read_p50_us")
+        control = next((c for c in points if c.link == "proxy" and c.rtt_ms == 0), None)
         parts = [f"direct {_m(direct.spread_of('read_p50_us'))} µs"]
         for c in points:
             if c.link != "proxy":
                 continue
             rise = c.median("read_p50_us") - base
+            paired = ""
+            if control is not None and c is not control:
+                # Per repeat, against the control cell of the same repeat (same cluster,
+                # minutes apart at most): what drift on a shared machine cancels out of.
+                paired = f", {_m(_paired_rise(c, control))} µs over the proxy at 0 ms"
             parts.append(
-                f"{c.rtt_ms:g} ms: {_m(c.spread_of('read_p50_us'))} µs (+{rise:.0f} µs; store "
-                f"PING {_m(c.spread_of('store_ping_us'))} µs)"
+                f"{c.rtt_ms:g} ms: {_m(c.spread_of('read_p50_us'))} µs ({rise:+.0f} µs over "
+                f"direct{paired}; store PING {_m(c.spread_of('store_ping_us'))} µs)"
             )
         lines.append(f"Store distance, {mode} read p50 (median, min-max over repeats): "
                      + "; ".join(parts) + ".")  # fmt: skip
@@ -278,6 +284,12 @@ def findings(rows: Sequence[SummaryRow], store_note: str = "") -> list[str]:
         lines.append(text + ".")
     lines += disagreements(configs)
     return lines
+
+
+def _paired_rise(config: AxisConfig, control: AxisConfig) -> Spread:
+    """read p50 of `config` minus that of `control`, repeat by repeat."""
+    base = {r.repeat: r.read_p50_us for r in control.rows}
+    return spread([r.read_p50_us - base[r.repeat] for r in config.rows if r.repeat in base])
 
 
 def disagreements(configs: Sequence[AxisConfig], threshold: float = DISAGREE) -> list[str]:

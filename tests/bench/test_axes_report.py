@@ -42,7 +42,8 @@ def test_distance_finding_quotes_median_spread_and_rise(tmp_path: Path) -> None:
     lines = axes_report.findings(rows)
     session = next(line for line in lines if line.startswith("Store distance, session"))
     assert "direct 902 (901-903) µs" in session
-    assert "5 ms: 6202 (6201-6203) µs (+5300 µs" in session
+    assert "5 ms: 6202 (6201-6203) µs (+5300 µs over direct" in session
+    assert "5100 (5100-5100) µs over the proxy at 0 ms" in session  # paired per repeat
     assert not [line for line in lines if line.startswith("Repeats disagree")]
     drawn = axes_report.draw(tmp_path, rows)
     assert [name for name, _ in drawn] == ["distance.png"]
