@@ -186,6 +186,7 @@ class Validation:
     closed_loop: bool
     redis_cpus: float | None
     store_rtt_ms: float
+    store_link: str
     method: str
     measured_rps: float
     predicted_rps: float
@@ -210,6 +211,7 @@ class Validation:
             "load": "closed loop" if self.closed_loop else "paced",
             "redis_cpus": self.redis_cpus,
             "store_rtt_ms": self.store_rtt_ms,
+            "store_link": self.store_link,
             "method": self.method,
             "measured_rps": round(self.measured_rps, 1),
             "predicted_rps": round(self.predicted_rps, 1),
@@ -264,25 +266,29 @@ def check_latency(
     runs: Sequence[tuple[str, list[CellDemands], dict[str, Any]]], proxy_s_per_cmd: float
 ) -> list[LatencyCheck]:
     """Paced cells through the delay proxy: a constant delay shifts every percentile by the
-    same amount, so the predicted read p50 is the direct cell's (same mode, replicas, load,
-    repeat and Redis cap) plus round trips x (RTT + the proxy's own time per command)."""
+    same amount. A cell at RTT r is predicted from the proxy-at-0 control cell of the same
+    mode, replicas, load, repeat and Redis cap (same proxy, measured next to it) plus round
+    trips x r; the control cell itself from the direct cell plus round trips x the proxy's
+    CPU per command. Where a run has no control cell, the direct cell is the base."""
     out: list[LatencyCheck] = []
     for run, cells, _ in runs:
-        # The base differs from the cell in the store link only (the same Redis cap too).
-        direct = {
-            (d.cell.mode, d.cell.replicas, d.cell.users, d.cell.repeat, d.cell.redis_cpus): d.cell
-            for d in cells
-            if d.cell.store_link == DIRECT and not d.cell.closed_loop
-        }
-        for d in cells:
-            c = d.cell
-            base = direct.get((c.mode, c.replicas, c.users, c.repeat, c.redis_cpus))
-            if c.store_link == DIRECT or c.closed_loop or base is None:
+        paced = [d.cell for d in cells if not d.cell.closed_loop]
+
+        def key(c: MeasuredCell) -> tuple[Any, ...]:
+            return (c.mode, c.replicas, c.users, c.repeat, c.redis_cpus)
+
+        direct = {key(c): c for c in paced if c.store_link == DIRECT}
+        control = {key(c): c for c in paced if c.store_link != DIRECT and c.store_rtt_s == 0}
+        for c in paced:
+            if c.store_link == DIRECT:
                 continue
-            if not (math.isfinite(c.read_p50_s) and math.isfinite(base.read_p50_s)):
+            base = control.get(key(c)) if c.store_rtt_s > 0 else None
+            base = base or direct.get(key(c))
+            if base is None or not (math.isfinite(c.read_p50_s) and math.isfinite(base.read_p50_s)):
                 continue
             trips = 1.0 if read_command(c.mode) else 0.0
-            added = trips * (c.store_rtt_s + proxy_s_per_cmd)
+            proxy = proxy_s_per_cmd if base.store_link == DIRECT else 0.0
+            added = trips * (c.store_rtt_s - base.store_rtt_s + proxy)
             out.append(
                 LatencyCheck(
                     run=run,
@@ -346,6 +352,7 @@ def validate(
                     closed_loop=c.closed_loop,
                     redis_cpus=c.redis_cpus,
                     store_rtt_ms=c.store_rtt_s * 1000.0,
+                    store_link=c.store_link,
                     method=method,
                     measured_rps=c.rps,
                     predicted_rps=predicted,
@@ -549,9 +556,10 @@ def assumptions_of(model: Model) -> list[str]:
         "quota F is a single-server station of demand D_redis / F (D_redis from uncapped "
         "cells); the fit itself uses unpinned cells as well as pinned ones.",
         "Store-distance cells (paced, through the delay proxy) check latency: the delay is "
-        "constant, so it shifts every percentile alike, and the predicted read p50 is the "
-        "direct cell's plus round trips per read x (RTT + the proxy's CPU per command): "
-        "one round trip for a mode whose reads consult Redis, none otherwise.",
+        "constant, so it shifts every percentile alike. A cell at RTT r is predicted as the "
+        "proxy-at-0 control cell's read p50 plus round trips per read x r; the control "
+        "cell as the direct cell's plus round trips x the proxy's CPU per command. One "
+        "round trip for a mode whose reads consult Redis, none otherwise.",
         "Closed-loop cells are solved with exact MVA (think time 0, the cell's user count); "
         "for them mean latency is N / X by Little's law, so only throughput is validated.",
         f"Projection: each replica is a single-threaded process on a core of its own; one "
@@ -670,6 +678,44 @@ def _sat_dict(s: Saturation) -> dict[str, Any]:
     }
 
 
+def medians_over_repeats(model: Model) -> list[dict[str, Any]]:
+    """Each configuration's median measured and median predicted figure over its repeats
+    (a run's repeats differ in the repeat number only): what a findings table quotes."""
+    groups: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
+    for v in model.validations:
+        what = "req/s (closed loop)" if v.closed_loop else "req/s (paced, bound)"
+        k = (v.run, v.mode, v.replicas, v.users, v.redis_cpus, v.store_link, v.store_rtt_ms, what)
+        groups.setdefault(k, []).append((v.measured_rps, v.predicted_rps))
+    for c in model.latency_checks:
+        k = (c.run, c.mode, 1, 0, None, "proxy", c.store_rtt_ms, "read p50 µs (distance)")
+        groups.setdefault(k, []).append((c.measured_p50_us, c.predicted_p50_us))
+    out = []
+    for (run, mode, replicas, users, cap, link, rtt, what), pairs in groups.items():
+        measured = statistics.median(m for m, _ in pairs)
+        predicted = statistics.median(p for _, p in pairs)
+        error = (predicted - measured) / measured * 100.0 if measured else math.nan
+        out.append(
+            {
+                "run": run,
+                "mode": mode,
+                "replicas": replicas,
+                "users": users,
+                "redis_cpus": cap,
+                "store_link": link,
+                "store_rtt_ms": rtt,
+                "figure": what,
+                "repeats": len(pairs),
+                "measured_median": round(measured, 1),
+                "predicted_median": round(predicted, 1),
+                "measured_min": round(min(m for m, _ in pairs), 1),
+                "measured_max": round(max(m for m, _ in pairs), 1),
+                "error_pct": round(error, 1),
+                "flagged": abs(error) > FLAG_PCT,
+            }
+        )
+    return out
+
+
 def to_json(model: Model) -> dict[str, Any]:
     """The model as model.json's document."""
     flagged = [v for v in model.validations if v.flagged]
@@ -730,6 +776,7 @@ def to_json(model: Model) -> dict[str, Any]:
         "validation": {
             "cells": [v.as_dict() for v in model.validations],
             "latency": [v.as_dict() for v in model.latency_checks],
+            "medians_over_repeats": medians_over_repeats(model),
             "flagged": len(flagged) + len(flagged_latency),
             "max_abs_error_pct": round(max(errors, default=0.0), 1),
         },

@@ -111,8 +111,8 @@ LATENCY_HEAD = [
     "cell",
     "store RTT ms",
     "store PING µs (measured)",
-    "direct cell",
-    "direct read p50 µs",
+    "base cell",
+    "base read p50 µs",
     "round trips/read",
     "measured read p50 µs",
     "predicted read p50 µs",
@@ -140,6 +140,45 @@ def _latency_rows(doc: dict[str, Any]) -> list[tuple[list[str], bool]]:
                     err,
                 ],
                 bool(v["flagged"]),
+            )
+        )
+    return rows
+
+
+MEDIANS_HEAD = [
+    "run",
+    "mode",
+    "replicas",
+    "Redis cap",
+    "RTT ms (store link)",
+    "figure",
+    "repeats",
+    "measured median (min-max)",
+    "predicted median",
+    "error",
+]
+
+
+def _median_rows(doc: dict[str, Any]) -> list[tuple[list[str], bool]]:
+    flag = doc["inputs"]["flag_pct"]
+    rows = []
+    for m in doc["validation"].get("medians_over_repeats", []):
+        err = f"{m['error_pct']:+.1f}%" + (f"  FLAGGED (> {flag:g}%)" if m["flagged"] else "")
+        rows.append(
+            (
+                [
+                    m["run"],
+                    m["mode"],
+                    str(m["replicas"]),
+                    "none" if m["redis_cpus"] is None else f"{m['redis_cpus']:g} core",
+                    f"{_n(m['store_rtt_ms'], 1)} ({m.get('store_link', '')})",
+                    m["figure"],
+                    str(m["repeats"]),
+                    f"{_n(m['measured_median'])} ({_n(m['measured_min'])}-{_n(m['measured_max'])})",
+                    _n(m["predicted_median"]),
+                    err,
+                ],
+                bool(m["flagged"]),
             )
         )
     return rows
@@ -216,6 +255,9 @@ def section_html(doc: dict[str, Any], image_src: str | None = None) -> str:
         "<h3>Where one Redis core runs out</h3>",
         table(SATURATION_HEAD, _saturation_rows(doc)),
         f"<h3>Validation on this machine</h3><p>{html.escape(_summary(doc))}</p>",
+        "<h4>Medians over repeats</h4>",
+        table(MEDIANS_HEAD, [r for r, _ in _median_rows(doc)], [f for _, f in _median_rows(doc)]),
+        "<h4>Every cell</h4>",
         table(VALIDATION_HEAD, [r for r, _ in vrows], [f for _, f in vrows]),
     ]
     lrows = _latency_rows(doc)
@@ -242,6 +284,8 @@ def section_text(doc: dict[str, Any]) -> str:
     lines += ["", "Where one Redis core runs out:"]
     lines += table(SATURATION_HEAD, _saturation_rows(doc))
     lines += ["", "Validation on this machine: " + _summary(doc)]
+    lines += ["", "Medians over repeats:", *table(MEDIANS_HEAD, [r for r, _ in _median_rows(doc)])]
+    lines += ["", "Every cell:"]
     lines += table(VALIDATION_HEAD, [r for r, _ in _validation_rows(doc)])
     lrows = _latency_rows(doc)
     if lrows:
