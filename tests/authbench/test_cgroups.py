@@ -53,10 +53,18 @@ def test_a_burner_capped_at_a_fifth_of_a_core_uses_no_more(
         assert throttled["throttled_periods"] > 0  # the kernel really held it back
         # Lifted to a whole core, which one thread cannot exceed: the kernel stops holding
         # it back (how much more it then gets depends on the machine's other load).
+        # Measured as the share of CFS periods throttled: under the 0.2 cap nearly every
+        # period is; at a whole core a rare period may still be (per-CPU runtime slices on
+        # a busy machine), so the test asks for a clear drop, not for zero.
+        capped_share = throttled["throttled_periods"] / max(1.0, throttled["periods"])
         quota.set_cores(1.0)
-        before = quota.throttling()["throttled_periods"]
+        before = quota.throttling()
         _cores_used(quota, 1.5)
-        assert quota.throttling()["throttled_periods"] - before <= 1
+        after = quota.throttling()
+        periods = max(1.0, after["periods"] - before["periods"])
+        lifted_share = (after["throttled_periods"] - before["throttled_periods"]) / periods
+        assert capped_share > 0.5, capped_share
+        assert lifted_share < capped_share / 4, (lifted_share, capped_share)
         directory = quota.cpu_dir
     assert not directory.exists()  # removed, and the burner is back where it came from
     assert burner.poll() is None
