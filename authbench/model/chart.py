@@ -81,61 +81,67 @@ def _machine_panel(model: Model, ax: Any) -> None:
         ax.set_axis_off()
         return
     replicas = sorted({v.replicas for v in cells})
+    slots = range(len(replicas))  # replica counts evenly spaced, whatever their values
     caps = sorted({v.redis_cpus for v in cells}, key=lambda c: -1.0 if c is None else c)
+    names = [m for m in _modes(model) if any(v.mode == m for v in cells)]
     label_order = len(cells) <= 12  # beyond that, run-order labels would hide the points
-    for index, mode in enumerate(_modes(model)):
+    for index, mode in enumerate(names):
+        dodge = (index - (len(names) - 1) / 2) * 0.1  # modes side by side at each count
         for cap in caps:
             mine = [v for v in cells if v.mode == mode and v.redis_cpus == cap]
             if not mine:
                 continue
             x_model = statistics.median(v.predicted_rps for v in mine)
-            what = mode if cap is None else f"{mode}, Redis {cap:g} core"
-            ax.plot(
-                replicas,
-                [x_model] * len(replicas),
-                "-" if cap is None else "--",
-                color=_color(mode),
-                label=f"{what}: model",
-            )
+            ends = [-0.3, len(replicas) - 0.7]
+            ax.plot(ends, [x_model] * 2, "-" if cap is None else "--", color=_color(mode))
             if cap is None:
                 ax.fill_between(
-                    replicas,
+                    ends,
                     x_model * (1 - FLAG_PCT / 100),
                     x_model * (1 + FLAG_PCT / 100),
                     color=_color(mode),
                     alpha=0.08,
                 )
+            xs = [replicas.index(v.replicas) + dodge for v in mine]
             ax.plot(
-                [v.replicas for v in mine],
+                xs,
                 [v.measured_rps for v in mine],
                 "o" if cap is None else "s",
                 color=_color(mode),
                 linestyle="none",
-                label=f"{what}: measured",
             )
-            for v in mine if label_order else []:
+            for x, v in zip(xs, mine if label_order else [], strict=False):
                 if v.schedule_position is not None:
                     ax.annotate(
                         f"#{v.schedule_position}",
-                        (v.replicas, v.measured_rps),
-                        # Alternate sides and heights per mode: near points' labels never stack.
-                        xytext=(6 if index % 2 == 0 else -18, 6 - 8 * index),
+                        (x, v.measured_rps),
+                        xytext=(5, 0),
                         textcoords="offset points",
                         fontsize=7,
                         color=_color(mode),
+                        va="center",
                     )
-    ax.set_xticks(replicas)
-    ax.set_xlabel("replicas (all on this machine's shared cores)")
+    # One legend entry per colour and per style, not per combination.
+    for mode in names:
+        ax.plot([], [], "o", color=_color(mode), label=mode)
+    ax.plot([], [], "-", color="black", label="model, Redis uncapped")
+    ax.plot([], [], "o", color="black", label="measured, uncapped")
+    for cap in (c for c in caps if c is not None):
+        ax.plot([], [], "--", color="black", label=f"model, Redis {cap:g} core")
+        ax.plot([], [], "s", color="black", label=f"measured, {cap:g} core")
+    ax.set_xticks(list(slots), labels=[str(r) for r in replicas])
+    ax.set_xlim(-0.5, len(replicas) - 0.5)
+    order = "; #n: the order cells ran" if label_order else ""
+    ax.set_xlabel(f"replicas (all on this machine's shared cores){order}")
     ax.set_ylabel("throughput, req/s")
-    ax.set_ylim(bottom=0, top=max(max(v.measured_rps, v.predicted_rps) for v in cells) * 1.35)
-    order = "; #n = order run" if label_order else ""
+    ax.set_ylim(bottom=0, top=max(max(v.measured_rps, v.predicted_rps) for v in cells) * 1.45)
     ax.set_title(
         f"This machine, closed loop: measured vs model ({model.cores_here} shared cores, "
-        f"band ±{FLAG_PCT:g}%{order})",
+        f"band ±{FLAG_PCT:g}%)",
         fontsize=10,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
 
 
 KINDS = ("closed loop", "capped Redis", "paced (bound)", "distance latency")
