@@ -39,6 +39,7 @@ def _cores_used(quota: cgroups.CpuQuota, seconds: float) -> float:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_a_burner_capped_at_a_fifth_of_a_core_uses_no_more(
     burner: subprocess.Popen[bytes],
 ) -> None:
