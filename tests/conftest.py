@@ -16,6 +16,20 @@ from authbench.targets.local import LocalCluster, Ports
 
 ClusterFactory = Callable[..., LocalCluster]
 
+# A test that needs a whole cluster (Redis, auth, replicas, gateway: seconds to start, and
+# argon2 logins) is `slow`, as are the few long ones marked by hand, so that
+# `pytest -m "not slow and not docker"` is the inner loop README promises in under a minute:
+# the units, real redis-server alone, and the gateway against echo upstreams.
+CLUSTER_FIXTURES = frozenset(
+    {"make_cluster", "shared_cluster", "watched_cluster", "hostile_cluster", "api_cluster"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:

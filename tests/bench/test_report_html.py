@@ -15,6 +15,8 @@ from authbench.cli import build_parser
 from authbench.commands.bench import build_config
 from tests.bench.runs import row, write_run
 
+pytestmark = pytest.mark.slow  # draws whole bench reports
+
 
 class Structure(HTMLParser):
     """The elements of a page with the chain of their open ancestors."""

@@ -89,6 +89,7 @@ def test_buckets_are_seconds_relative_to_the_fault_with_gaps_filled() -> None:
     assert [(b.ok, dict(b.failures)) for b in seconds] == [(1, {}), (0, {}), (0, {503: 1}), (1, {})]
 
 
+@pytest.mark.slow
 def test_chaos_cli_has_help_and_refuses_bad_options(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "authbench", "chaos"]
     shown = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=60)

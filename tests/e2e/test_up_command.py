@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.targets.base import http_status
 from tests.client import bearer, login, request
+
+pytestmark = pytest.mark.slow  # runs `authbench up` as a user does, start to stop
 
 
 def _wait_for(proc: subprocess.Popen[str], text: str, lines: list[str], timeout: float) -> None:

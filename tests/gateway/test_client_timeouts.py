@@ -13,6 +13,8 @@ import pytest
 
 from tests.gateway.conftest import GatewayRig, start_rig, stop_rig
 
+pytestmark = pytest.mark.slow  # waits out the gateway's client timeouts
+
 
 @pytest.fixture(scope="module")
 def strict_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayRig]:

@@ -26,6 +26,8 @@ import pytest
 from tests.client import request
 from tests.gateway.conftest import GatewayRig, start_rig, stop_rig
 
+pytestmark = pytest.mark.slow  # thousands of slow sockets and a body timeout to wait out
+
 ATTACKER = "127.0.0.2"  # every slow connection comes from here; the normal client is .1
 HEAD = (
     b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -12,6 +12,8 @@ from authbench.cli import main
 from authbench.model import redis_capacity
 from authbench.model.report import section_for, section_html
 
+pytestmark = pytest.mark.slow  # fits and draws whole model reports
+
 ROOT = Path(__file__).resolve().parents[2]
 CLOSED_LOOP_RUN = ROOT / "results" / "20261130-064011-bench"
 

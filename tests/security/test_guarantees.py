@@ -273,6 +273,7 @@ def _rotate(watched: WatchedCluster, token: str = ADMIN_TOKEN) -> subprocess.Com
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_key_rotation_reaches_every_replica_and_old_tokens_keep_working(
     cluster: WatchedCluster,
 ) -> None:

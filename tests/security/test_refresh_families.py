@@ -15,6 +15,8 @@ import pytest
 from tests.client import Answer, request
 from tests.security.conftest import WatchedCluster, start_watched, stop_and_scan
 
+pytestmark = pytest.mark.slow  # waits out token and family lifetimes
+
 TOKEN_TTL_S = 2
 FAMILY_S = 6
 
