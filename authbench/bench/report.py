@@ -32,6 +32,7 @@ from authbench.bench.charts import (
 )
 from authbench.bench.findings import findings
 from authbench.bench.summary import SummaryRow, read_summary, rows_in_order, unit
+from authbench.model import report as model_report
 
 # The summary columns the HTML table shows, few enough to fit the page (summary.csv holds
 # them all). Latency in µs where the run has the HdrHistograms, else Locust's ms; the store
@@ -221,6 +222,10 @@ def render(run_dir: Path) -> Path:
             f"<img alt='{html.escape(title)}' data-file='{name}' "
             f"src='data:image/png;base64,{data}'>"
         )
+    # `authbench model RUN` leaves model.json beside the run: its projection and validation.
+    model_section = model_report.section_for(run_dir)
+    if model_section is not None:
+        parts.append(model_section)
     parts += [
         "<h2>Summary (one row per cell; all columns in <a href='summary.csv'>summary.csv</a>)</h2>",
         _table([_summary_cells(r) for r in rows_in_order(rows)], table_columns(rows)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,18 @@ def test_report_takes_no_target(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path), "--target", "local"])
     assert "unrecognized arguments: --target" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_with_a_model_gets_the_projection_section_and_one_without_does_not(
+    tmp_path: Path,
+) -> None:
+    committed = Path(__file__).resolve().parents[2] / "results" / "20261130-064011-bench"
+    run = tmp_path / "run"
+    shutil.copytree(committed, run)
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "What this predicts beyond this machine" in page
+    (run / "model.json").unlink()
+    assert main(["report", str(run)]) == 0
+    assert "What this predicts beyond this machine" not in (run / "report.html").read_text()
