@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from authbench import modes
-from authbench.bench.aggregate import Config, in_series, mode_validation, series_of
-from authbench.bench.statistics import bucket_densities, bucket_quantile
+from authbench.bench.aggregate import Config, Series, in_series, mode_validation, series_of
+from authbench.bench.statistics import Spread, bucket_densities, bucket_quantile
 from authbench.bench.summary import SummaryRow, rows_in_order
 
 # (file, title) of every chart, in the report's order.
@@ -33,6 +33,32 @@ CHARTS = (
     ("cpu.png", "Where the CPU went, per cell"),
     ("errors.png", "Error rate per cell"),
 )
+
+
+def _draw_series(
+    ax: Any,
+    series: Series,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    spreads: Sequence[Spread],
+    scale: float = 1.0,
+) -> None:
+    """One mode's line with min-max bars over repeats (`scale` divides the spreads' units
+    into the drawn ones, e.g. µs drawn in ms), labelled at its end."""
+    pairs = list(zip(ys, spreads, strict=True))
+    low = [max(0.0, y - s.low / scale) if s.n > 1 else 0.0 for y, s in pairs]
+    high = [max(0.0, s.high / scale - y) if s.n > 1 else 0.0 for y, s in pairs]
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[low, high],
+        color=series.color,
+        linestyle=series.style,
+        marker="o",
+        capsize=3,
+        linewidth=2,
+    )
+    _label_end(ax, xs, ys, series.label, series.color)
 
 
 def _label_end(ax: Any, xs: Sequence[float], ys: Sequence[float], text: str, color: str) -> None:
@@ -109,25 +135,7 @@ def chart_latency(configs: Sequence[Config], path: Path) -> None:
                     for c in points
                 ]
                 spreads = [c.spread_of(key) for c in points]
-                low = [
-                    max(0.0, y - s.low / scale) if s.n > 1 else 0.0
-                    for y, s in zip(ys, spreads, strict=True)
-                ]
-                high = [
-                    max(0.0, s.high / scale - y) if s.n > 1 else 0.0
-                    for y, s in zip(ys, spreads, strict=True)
-                ]
-                ax.errorbar(
-                    xs,
-                    ys,
-                    yerr=[low, high],
-                    color=series.color,
-                    linestyle=series.style,
-                    marker="o",
-                    capsize=3,
-                    linewidth=2,
-                )
-                _label_end(ax, xs, ys, series.label, series.color)
+                _draw_series(ax, series, xs, ys, spreads, scale)
             _replica_axis(ax, [c.replicas for c in subset])
             ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
             _place_labels(ax)
@@ -150,23 +158,7 @@ def chart_throughput(configs: Sequence[Config], path: Path) -> None:
             xs = [c.replicas for c in points]
             ys = [c.median("read_rps") for c in points]
             spreads = [c.spread_of("read_rps") for c in points]
-            low = [
-                max(0.0, y - s.low) if s.n > 1 else 0.0 for y, s in zip(ys, spreads, strict=True)
-            ]
-            high = [
-                max(0.0, s.high - y) if s.n > 1 else 0.0 for y, s in zip(ys, spreads, strict=True)
-            ]
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[low, high],
-                color=series.color,
-                linestyle=series.style,
-                marker="o",
-                capsize=3,
-                linewidth=2,
-            )
-            _label_end(ax, xs, ys, series.label, series.color)
+            _draw_series(ax, series, xs, ys, spreads)
         offered = max((c.median("offered_rps") for c in subset), default=0.0)
         if offered > 0:
             ax.axhline(offered, color="#555555", linestyle="--", linewidth=1)
