@@ -63,6 +63,10 @@ class LocustJob:
     stop_timeout_s: float = 1.0  # what users may finish after a stop
     loglevel: str | None = None  # Locust's --loglevel (its default: INFO)
     options: tuple[str, ...] = ()  # the locustfile's own command-line options
+    # The web UI on 127.0.0.1:<web_port> while the job runs (`bench --live`); None:
+    # headless. Either way the job starts at once and ends by itself (--autostart with
+    # --autoquit instead of --headless), so the bench runs the same with a watcher or not.
+    web_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,13 @@ class LocustOutputs:
 def command(job: LocustJob) -> list[str]:
     """The Locust command line for a job (also shown in the manifest)."""
     out = job.out_dir / job.prefix
+    if job.web_port is None:
+        ui = ["--headless"]
+    else:
+        ui = ["--autostart", "--autoquit", "1", "--web-host", "127.0.0.1"]
+        ui += ["--web-port", str(job.web_port)]
     argv = [
-        sys.executable, "-m", "locust", "-f", str(job.locustfile), "--headless",
+        sys.executable, "-m", "locust", "-f", str(job.locustfile), *ui,
         "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", f"{job.stop_timeout_s:g}",
     ]  # fmt: skip
     if job.host is not None:

@@ -65,6 +65,7 @@ class Protocol:
     refresh_prob: float = 0.01
     saturation_pct: float = 90.0
     locust_html: bool = True
+    live_port: int | None = None  # Locust's web UI on 127.0.0.1:<port> during each cell
 
     def cell_seconds(self) -> float:
         """Rough wall time of one cell (Locust start-up and health check included)."""
@@ -352,6 +353,7 @@ def measure(
             "AUTHBENCH_HDR_DIR": str(cell_dir / "hdr"),
         },
         html=protocol.locust_html,
+        web_port=protocol.live_port,
     )
     process = locust_runner.start(job)
     if target.axes is not None:

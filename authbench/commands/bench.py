@@ -170,6 +170,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-locust-html", action="store_true",
         help="skip Locust's own HTML report per cell (about 1 MB each); CSVs are always kept",
     )  # fmt: skip
+    where.add_argument(
+        "--live", nargs="?", type=int, const=8089, default=None, metavar="PORT",
+        help="watch each cell in Locust's web UI at http://127.0.0.1:PORT (default 8089) "
+        "while the matrix runs; the cells start and end by themselves as without it",
+    )  # fmt: skip
     parser.set_defaults(func=main)  # fmt: skip
 
 
@@ -187,6 +192,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         raise ValueError("--repeats >= 1, --capture > 0, --warmup and --rest >= 0")
     from pathlib import Path
 
+    if args.live is not None and not 1024 <= args.live <= 65535:
+        raise ValueError(f"--live: a port from 1024 to 65535, not {args.live}")
     links = axes.parse_store_rtts(args.store_rtt)
     caps = axes.parse_redis_cpus(args.redis_cpus)
     pads = axes.parse_token_bytes(args.token_bytes)
@@ -199,6 +206,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         relogin_prob=args.relogin_prob,
         refresh_prob=args.refresh_prob,
         locust_html=not args.no_locust_html,
+        live_port=args.live,
     )
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
@@ -250,6 +258,8 @@ def main(args: argparse.Namespace) -> int:
     # cells measured so far; set explicitly, since a shell may start us with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.live is not None:
+        print(f"live: Locust's web UI at http://127.0.0.1:{args.live} during each cell")
     try:
         run_dir = run(config, say=lambda msg: print(msg, flush=True))
     except KeyboardInterrupt:
