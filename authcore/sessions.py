@@ -29,6 +29,30 @@ def _key(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
+async def _prune_index(r: Redis, user_key: str, members: list[bytes | str]) -> None:
+    """Drop from a user's index the sessions that no longer exist (idle or absolute
+    expiry, logout): pruned on every login, the index holds the user's live sessions,
+    not every session of the last SESSION_ABSOLUTE_S.
+
+    Why not a sorted set scored by expiry: the expiry that ends most sessions is the
+    idle one, which slides on every read, and scoring it would add a write to the one
+    round trip of validation. Scoring by the absolute deadline instead would keep idle-
+    expired members for up to SESSION_ABSOLUTE_S (8 h against the 30 min idle timeout by
+    default). Checking existence is exact and race-free without a transaction: a session
+    key is the hash of 256 random bits, so a key that is gone never comes back, and a
+    member is added in the same MULTI that creates its key. Plain commands, no Lua that
+    touches undeclared keys, so it also holds on a sharded store."""
+    if not members:
+        return
+    async with r.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.exists(member)
+        alive = await pipe.execute()
+    dead = [m for m, n in zip(members, alive, strict=True) if not n]
+    if dead:
+        await r.srem(user_key, *dead)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     user: str
@@ -61,7 +85,9 @@ class SessionStore:
                 pipe.set(key, record, ex=self._idle_s)
                 pipe.sadd(user_key, key)
                 pipe.expire(user_key, self._absolute_s)
-                await pipe.execute()
+                pipe.smembers(user_key)
+                members = (await pipe.execute())[3]
+            await _prune_index(r, user_key, [m for m in members if m not in (key, key.encode())])
 
         await self._store.call(_create)
         return session_id
