@@ -13,7 +13,16 @@ import sys
 
 from authbench import __version__
 
-COMMANDS = ("up", "bench", "chaos", "report", "rotate_keys", "model", "compare")
+COMMANDS = (
+    "up",
+    "bench",
+    "chaos",
+    "report",
+    "rotate_keys",
+    "model",
+    "compare",
+    "revocation_window",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
