@@ -30,6 +30,7 @@ from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_f
 from authbench.provenance import new_run_id, run_head
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, DeploymentError
+from authbench.targets.external import Endpoints, uncontrolled
 
 
 @dataclass
@@ -44,6 +45,7 @@ class BenchConfig:
     settings_env: dict[str, str] = field(default_factory=dict)
     render_report: bool = True
     placement: Placement | None = None  # --pin: the generator's CPUs and the system's
+    external: Endpoints | None = None  # --target external: where it answers
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
@@ -63,6 +65,12 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "cluster_env": config.settings_env,
             "store_link": axes.netem_status(),
             "placement": config.placement.as_dict() if config.placement else None,
+            # --target external: its addresses and what the harness could not control.
+            "external": (
+                {**config.external.as_dict(), "uncontrolled": uncontrolled(config.external)}
+                if config.external is not None
+                else None
+            ),
         },
         "schedule": [[cell.cell_id for cell in group] for group in schedule],
         "cells": {},
@@ -243,6 +251,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
         project=config.compose_project,
         redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
+        external=config.external,
     )
     return open_deployment(config.target, spec)
 

@@ -15,6 +15,7 @@ from authbench.bench.runner import BenchConfig, run
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
 from authbench.targets.base import DeploymentError
+from authbench.targets.external import Endpoints, check_modes
 
 # The default run's two load levels: a paced one (30 users x 15 tasks/s = 450 reads/s
 # offered, constant arrival: latency without coordinated omission) and a closed-loop one
@@ -145,7 +146,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="local",
         help="local: private clusters started here; compose: the docker compose stack, "
         "reconfigured per group (`up -d --scale resource=N` with JWT_REVOCATION and JWT_ALG) "
-        "and left running; CPU from the containers' cgroups, INFO through redis-cli",
+        "and left running; CPU from the containers' cgroups, INFO through redis-cli; external: "
+        "a deployment something else runs, at --gateway-url (measured, never changed)",
     )
     where.add_argument(
         "--port-base",
@@ -158,6 +160,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="authbench",
         help="compose: the project to (re)configure per group (JWT_REVOCATION, JWT_ALG, "
         "--scale resource=N); build its images first with `docker compose build`",
+    )
+    external = parser.add_argument_group(
+        "target external (a deployment something else runs: measured, never changed)"
+    )
+    external.add_argument(
+        "--gateway-url",
+        default=None,
+        help="external: the deployment's gateway, e.g. http://127.0.0.1:8080 (a kubectl "
+        "port-forward, a load balancer); --replicas is then what you state it runs",
+    )
+    external.add_argument(
+        "--auth-url", default=None, help="external: the auth API if not behind the gateway"
+    )
+    external.add_argument(
+        "--redis",
+        default=None,
+        metavar="HOST:PORT",
+        help="external: its Redis, reachable from here, for INFO sampling (ops/s, Redis CPU); "
+        "without it those columns stay empty",
     )
     where.add_argument(
         "--results-dir",
@@ -230,6 +251,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         )
     if args.pin and args.target != "local":
         raise ValueError("--pin: only with --target local")
+    endpoints = external_endpoints(args, matrix)
 
     return BenchConfig(
         matrix=matrix,
@@ -241,7 +263,27 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         results_dir=Path(args.results_dir),
         run_id=args.run_id,
         render_report=not args.no_report,
+        external=endpoints,
     )
+
+
+def external_endpoints(args: argparse.Namespace, matrix: Matrix) -> Endpoints | None:
+    """--target external's addresses; ValueError for what it cannot do (or a lone flag)."""
+    given = [f for f in ("gateway_url", "auth_url", "redis") if getattr(args, f, None)]
+    if args.target != "external":
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')}: only with --target external")
+        return None
+    if not args.gateway_url:
+        raise ValueError("--target external needs --gateway-url")
+    if len(matrix.replicas) != 1:
+        raise ValueError(
+            "--target external: the harness cannot scale it; give the one --replicas count "
+            "it runs (recorded as stated, not controlled)"
+        )
+    endpoints = Endpoints(args.gateway_url, args.auth_url, args.redis)
+    check_modes(endpoints, sorted({cell.mode for cell in matrix.configs()}))
+    return endpoints
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

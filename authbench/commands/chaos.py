@@ -111,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
     if min(args.users_per_mode, args.user_rps, args.outage, args.after, args.planted) <= 0:
         print("authbench chaos: counts and durations must be positive", file=sys.stderr)
         return 2
+    if args.target == "external":
+        print(
+            "authbench chaos: --target external: the harness cannot break a deployment "
+            "something else runs (no Redis faults); measure it with `authbench bench "
+            "--target external`",
+            file=sys.stderr,
+        )
+        return 2
     scenarios = [SCENARIOS[n] for n in names]
     target: Deployment | None = None  # local: a fresh cluster per scenario
     if args.target == "compose":

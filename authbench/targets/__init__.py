@@ -3,7 +3,9 @@
 - `base.py`: the `Deployment` interface (life, URLs, settings, scale, Redis faults,
   what samplers read), `NotSupported`, `StoreTopology`;
 - `local.py`: `LocalCluster`, loopback processes (target `local`; also `authbench up`);
-- `compose.py`: `ComposeTarget`, the docker compose stack (target `compose`).
+- `compose.py`: `ComposeTarget`, the docker compose stack (target `compose`);
+- `external.py`: `ExternalTarget`, a deployment something else runs, by URL (target
+  `external`): nothing started or broken, only measured.
 
 A new target (swarm, Kubernetes, external) is a `Deployment` subclass in a module of its
 own here, plus a branch in `open_deployment` and its name in `TARGETS`; bench and chaos
@@ -16,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from authbench.targets.base import SINGLE_REDIS, Deployment, StoreTopology
 
-TARGETS: tuple[str, ...] = ("local", "compose")  # --target choices
+if TYPE_CHECKING:
+    from authbench.targets.external import Endpoints
+
+TARGETS: tuple[str, ...] = ("local", "compose", "external")  # --target choices
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,9 @@ class DeploymentSpec:
     # Store distance: None, the services talk to Redis itself; a number, they go through
     # the delay proxy, which adds that many ms each way once `slow_redis` switches it on.
     redis_delay_ms: float | None = None
+    # external: where the deployment that something else runs answers (gateway URL, and
+    # optionally auth URL and Redis address); nothing is started for it.
+    external: Endpoints | None = None
 
 
 def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
@@ -70,4 +79,12 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
         return ComposeTarget(
             project_name=spec.project, env=dict(spec.settings), scale_to=spec.replicas
         )
+    if target == "external":
+        from authbench.targets.external import ExternalTarget
+
+        if spec.external is None:
+            raise ValueError("--target external needs the deployment's --gateway-url")
+        if spec.redis_delay_ms is not None or spec.redis_persistence != "none":
+            raise ValueError("external: the harness cannot change the deployment's Redis")
+        return ExternalTarget(spec.external)
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
