@@ -112,7 +112,7 @@ class RefreshTokenStore:
                 pipe.expire(index, self._family_absolute_s + 1)
                 await pipe.execute()
 
-        await self._store.call(_start)
+        await self._store.call(_start, durable=True)
         return family, token
 
     async def rotate(self, token: str, csrf_hash: str = "") -> Rotation:
@@ -124,7 +124,8 @@ class RefreshTokenStore:
                 keys=[_key(token), _key(successor)],
                 args=[self._ttl_s, REVOKED_FAMILY_PREFIX, csrf_hash, time.time(), self._marker_s],
                 client=r,
-            )
+            ),
+            durable=True,
         )
         if status == 1:
             return Rotation(_text(user), _text(family), successor, _text(csrf) or None, int(ttl))
@@ -140,7 +141,7 @@ class RefreshTokenStore:
 
     async def revoke_family(self, family: str) -> None:
         await self._store.call(
-            lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._marker_s)
+            lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._marker_s), durable=True
         )
 
     async def revoke_all(self, user: str) -> int:
@@ -158,7 +159,7 @@ class RefreshTokenStore:
                 await pipe.execute()
             return len(families)
 
-        return await self._store.call(_revoke_all)
+        return await self._store.call(_revoke_all, durable=True)
 
 
 def _text(value: bytes | str) -> str:

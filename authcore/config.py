@@ -72,6 +72,28 @@ class Settings:
         "then 503 redis_busy; never the breaker); 0 derives it from CPUs.",
     )
 
+    # --- Redis failover: Sentinel and WAIT (issue 16, the `failover` chaos scenario) ---
+    redis_sentinels: str = _setting(
+        "REDIS_SENTINELS",
+        "",
+        "Comma-separated host:port of Redis Sentinels; set, the services ask them for the "
+        "primary of REDIS_SENTINEL_MASTER (and follow a failover) instead of REDIS_URL's "
+        "host (its db number still applies). Empty = REDIS_URL directly.",
+    )
+    redis_sentinel_master: str = _setting(
+        "REDIS_SENTINEL_MASTER", "authbench", "Name the Sentinels monitor the primary under."
+    )
+    redis_wait_replicas: int = _setting(
+        "REDIS_WAIT_REPLICAS",
+        0,
+        "Auth service: after creating a session, rotating a refresh token or revoking, "
+        "`WAIT` until this many replicas have the write; fewer within REDIS_WAIT_TIMEOUT_MS "
+        "answers 503 (the write is not acknowledged). 0 = off (asynchronous replication).",
+    )
+    redis_wait_timeout_ms: int = _setting(
+        "REDIS_WAIT_TIMEOUT_MS", 100, "Longest a WAIT of REDIS_WAIT_REPLICAS blocks."
+    )
+
     # --- users and passwords ----------------------------------------------------------
     seed_users: int = _setting(
         "AUTH_SEED_USERS", 1000, "Benchmark users user{i}/password{i}, i from 0, seeded at start."
@@ -261,6 +283,9 @@ class Settings:
         ):
             if value <= 0:
                 raise ConfigError(f"{name} must be positive")
+        self.sentinel_addresses()  # a malformed host:port is refused at start
+        if self.redis_wait_replicas < 0 or self.redis_wait_timeout_ms <= 0:
+            raise ConfigError("REDIS_WAIT_REPLICAS must be >= 0, REDIS_WAIT_TIMEOUT_MS > 0")
         if self.gateway_max_connections < 0 or self.gateway_fd_reserve < 0:
             raise ConfigError("GATEWAY_MAX_CONNECTIONS and GATEWAY_FD_RESERVE must be >= 0")
         if not 0 <= self.gateway_admin_port <= 65535:
@@ -276,6 +301,18 @@ class Settings:
                 except ValueError as err:
                     raise ConfigError(f"TRUSTED_PROXIES: {part.strip()!r} is no CIDR") from err
         return tuple(networks)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS parsed: (host, port) of each Sentinel; empty = no Sentinel."""
+        found = []
+        for part in self.redis_sentinels.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not part.strip():
+                continue
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"REDIS_SENTINELS: {part.strip()!r} is no host:port")
+            found.append((host.strip("[]"), int(port)))
+        return found
 
     @property
     def denylist_enabled(self) -> bool:

@@ -156,6 +156,13 @@ class StoreUnavailable(DependencyUnavailable):
     code, default_detail = "redis_unavailable", "the session store (Redis) is unreachable"
 
 
+class StoreNotReplicated(StoreUnavailable):
+    """REDIS_WAIT_REPLICAS: the write is on the primary but not on enough replicas in
+    time, so it is not acknowledged (a failover now could lose it)."""
+
+    code, default_detail = "redis_not_replicated", "the write did not reach a replica in time"
+
+
 class StoreBusy(DependencyUnavailable):
     """Back-pressure, not a failure: every pooled Redis connection stayed busy for the
     whole queueing time. Redis is up; the breaker is not touched, and DENYLIST_FAIL=open

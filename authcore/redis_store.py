@@ -17,6 +17,16 @@ that timed out while this process's own event loop was frozen (LoopStallMeter: t
 was there, the loop was not running to read it). Before this, the pool's own "No
 connection available" error opened the breaker, and ~58% of a legitimate user's requests
 got 503 under 300 concurrent junk requests.
+
+Failover (issue 16): with REDIS_SENTINELS set, the pool is redis-py's async
+SentinelConnectionPool: every new connection asks the Sentinels for the current primary,
+so after a failover the breaker's probe lands on the new one; bounds, breaker and slots
+are the same as for one Redis. Replication is asynchronous, so a write acknowledged just
+before the primary dies may be missing on the promoted replica; `call(..., durable=True)`
+closes that gap when REDIS_WAIT_REPLICAS > 0: the write and a `WAIT n ms` run on one
+connection (WAIT counts that connection's writes), and fewer replicas than asked within
+the timeout answers 503 `redis_not_replicated`, so what the client sees acknowledged is
+on a replica.
 """
 
 from __future__ import annotations
@@ -24,10 +34,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -35,7 +48,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authcore import metrics
 from authcore.config import Settings
-from authcore.errors import StoreBusy, StoreUnavailable
+from authcore.errors import StoreBusy, StoreNotReplicated, StoreUnavailable
 
 T = TypeVar("T")
 Redis = aioredis.Redis
@@ -124,10 +137,7 @@ class RedisStore:
     def __init__(self, settings: Settings) -> None:
         timeout = settings.redis_timeout_s
         size = settings.pool_size()
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=size,
-            timeout=timeout,  # never waited on: `call` admits at most `size` calls at once
+        bounds: dict[str, Any] = dict(
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             socket_keepalive=True,
@@ -138,8 +148,30 @@ class RedisStore:
             # old process (without it, each opened the breaker once; measured by chaos).
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        # from_pool hands the pool to the client, so close() disconnects it too.
-        self.client: Redis = aioredis.Redis.from_pool(pool)
+        self._sentinel: Sentinel | None = None
+        sentinels = settings.sentinel_addresses()
+        if sentinels:
+            # Asking the Sentinels is bounded like any call; a dead Sentinel is skipped.
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                sentinels,
+                sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            )
+            db = int(urlparse(settings.redis_url).path.strip("/") or 0)
+            # A plain (non-blocking) pool: the slots below never let it run out.
+            self.client: Redis = self._sentinel.master_for(
+                settings.redis_sentinel_master, max_connections=size, db=db, **bounds
+            )
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=size,
+                timeout=timeout,  # never waited on: `call` admits at most `size` at once
+                **bounds,
+            )
+            # from_pool hands the pool to the client, so close() disconnects it too.
+            self.client = aioredis.Redis.from_pool(pool)
+        self._wait_replicas = settings.redis_wait_replicas
+        self._wait_timeout_ms = settings.redis_wait_timeout_ms
         self.breaker = CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000)
         # One slot per pooled connection: each `call` holds at most one connection at a
         # time (a command, a pipeline or a script), so admitted calls never wait on it.
@@ -153,9 +185,14 @@ class RedisStore:
         self._timeout_s = timeout
         self._stalls = LoopStallMeter(0.4 * timeout)
 
-    async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[Redis], Awaitable[T]], durable: bool = False) -> T:
         """Run `operation(client)`; Redis being down becomes StoreUnavailable (503), a
-        connection that does not come free in time StoreBusy (503, breaker untouched)."""
+        connection that does not come free in time StoreBusy (503, breaker untouched).
+
+        `durable`: a write the client will be told is done; with REDIS_WAIT_REPLICAS it
+        returns only once that many replicas have it (else StoreNotReplicated, 503)."""
+        if durable and self._wait_replicas > 0:
+            operation = self._replicated(operation)
         self.breaker.before_call()
         self._stalls.start()
         slots = self._slots
@@ -211,6 +248,37 @@ class RedisStore:
         self.breaker.on_success()
         return result
 
+    def _replicated(
+        self, operation: Callable[[Redis], Awaitable[T]]
+    ) -> Callable[[Redis], Awaitable[T]]:
+        """`operation`, then WAIT, both on one pooled connection: WAIT waits for the writes
+        of the connection it is sent on, so it must follow the write on the same one."""
+        wanted, timeout_ms = self._wait_replicas, self._wait_timeout_ms
+
+        async def replicated(client: Redis) -> T:
+            pool = client.connection_pool
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                pinned = Redis(connection_pool=cast(ConnectionPool, _PinnedPool(pool, connection)))
+                result = await operation(pinned)
+                # WAIT may block for its own timeout: the socket waits that much longer.
+                bound = connection.socket_timeout
+                connection.socket_timeout = (bound or 0) + timeout_ms / 1000
+                try:
+                    acked = await pinned.execute_command("WAIT", wanted, timeout_ms)  # type: ignore[no-untyped-call]
+                finally:
+                    connection.socket_timeout = bound
+            finally:
+                await pool.release(connection)
+            if int(acked) < wanted:
+                metrics.REDIS_FAILURES.labels("not_replicated").inc()
+                raise StoreNotReplicated(
+                    f"the write reached {acked} of {wanted} replicas within {timeout_ms} ms"
+                )
+            return result
+
+        return replicated
+
     async def ping(self) -> str | None:
         """Readiness check: None when Redis answers, otherwise the reason."""
         try:
@@ -223,3 +291,27 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
+
+
+class _PinnedPool:
+    """A pool that hands out one given connection (and never closes it): pipelines and
+    scripts run by a `Redis` over it all go through that one connection."""
+
+    def __init__(self, pool: ConnectionPool, connection: Any) -> None:
+        self._pool = pool
+        self._connection = connection
+        self.connection_kwargs = pool.connection_kwargs
+
+    async def get_connection(self, *_args: Any, **_kwargs: Any) -> Any:
+        return self._connection
+
+    async def release(self, _connection: Any) -> None:
+        return None
+
+    def get_encoder(self) -> Any:
+        return self._pool.get_encoder()  # type: ignore[no-untyped-call]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)

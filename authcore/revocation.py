@@ -31,13 +31,15 @@ class RevocationList:
     async def revoke(self, jti: str, expires_at: float) -> None:
         # Keep the entry past `exp` by the verifier's leeway, which still accepts it then.
         ttl = max(1, int(expires_at - time.time()) + self._leeway_s + 1)
-        await self._store.call(lambda r: r.set(DENYLIST_PREFIX + jti, 1, ex=ttl))
+        await self._store.call(lambda r: r.set(DENYLIST_PREFIX + jti, 1, ex=ttl), durable=True)
 
     async def revoke_user(self, user: str) -> None:
         """Revoke every access token of `user` issued until now (log out everywhere)."""
         ttl = max(1, self._token_ttl_s + self._leeway_s + 1)
         now = f"{time.time():.3f}"
-        await self._store.call(lambda r: r.set(REVOKED_BEFORE_PREFIX + user, now, ex=ttl))
+        await self._store.call(
+            lambda r: r.set(REVOKED_BEFORE_PREFIX + user, now, ex=ttl), durable=True
+        )
 
     async def is_token_revoked(self, claims: dict[str, Any], family_claim: str) -> bool:
         """Whether a verified token is revoked by any of the three entries: one MGET."""

@@ -89,7 +89,7 @@ class SessionStore:
                 members = (await pipe.execute())[3]
             await _prune_index(r, user_key, [m for m in members if m not in (key, key.encode())])
 
-        await self._store.call(_create)
+        await self._store.call(_create, durable=True)
         return session_id
 
     async def validate(self, session_id: str) -> Session:
@@ -118,7 +118,7 @@ class SessionStore:
                 pipe.srem(USER_SESSIONS_PREFIX + user, key)
                 await pipe.execute()
 
-        await self._store.call(_delete)
+        await self._store.call(_delete, durable=True)
 
     async def discard(self, session_id: str) -> None:
         """End a session a client presents at login, whoever it belongs to: after a login
@@ -139,4 +139,4 @@ class SessionStore:
                 results = await pipe.execute()
             return int(results[0]) if keys else 0
 
-        return await self._store.call(_delete_all)
+        return await self._store.call(_delete_all, durable=True)

@@ -1,0 +1,297 @@
+"""SentinelSet: a Redis primary, one replica and three Sentinels as loopback processes.
+
+The `sentinel` store topology (`--store sentinel`, issue 16). Real `redis-server`
+processes: the data nodes are plain servers (the replica with `--replicaof`), and each
+Sentinel is `redis-server <conf> --sentinel` (what the `redis-sentinel` binary is), with
+a config file of its own that it rewrites as it learns the topology. The services find
+the primary by asking the Sentinels (REDIS_SENTINELS, REDIS_SENTINEL_MASTER).
+
+Failover is tuned for a benchmark, not for a WAN: a primary that does not answer for
+`down_after_ms` is subjectively down; two Sentinels agreeing (quorum 2 of 3) make it
+objectively down and one of them promotes the replica. `failover_timeout_ms` bounds a
+failover attempt. Both values go into the run's manifest.
+
+    with SentinelSet(ports=(p0, p1), sentinel_ports=(s0, s1, s2), workdir=d) as store:
+        store.primary_port()         # asked of the Sentinels
+        old = store.kill_primary()   # SIGKILL
+        store.wait_failover(old)     # until a new primary is named and answers as one
+        store.rejoin()               # the killed node comes back as a replica
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import redis
+
+from authbench import process
+
+MASTER_NAME = "authbench"
+QUORUM = 2
+
+
+class SentinelError(RuntimeError):
+    """The Sentinel set could not be started or did not fail over in time."""
+
+
+@dataclass
+class _Node:
+    name: str
+    port: int
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = process.spawn(self.argv, self.log_path, env=process.python_env())
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+@dataclass
+class SentinelSet:
+    ports: tuple[int, int]  # the data nodes: the first starts as primary, then a replica
+    sentinel_ports: tuple[int, int, int]
+    workdir: Path
+    master_name: str = MASTER_NAME
+    down_after_ms: int = 500
+    failover_timeout_ms: int = 2000
+    nodes: list[_Node] = field(default_factory=list, init=False)
+    sentinels: list[_Node] = field(default_factory=list, init=False)
+    killed: _Node | None = field(default=None, init=False)
+
+    # --- where it is ------------------------------------------------------------------
+    @property
+    def sentinel_addresses(self) -> str:
+        """REDIS_SENTINELS for the services."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def describe(self) -> dict[str, object]:
+        """What the manifest records about this store."""
+        return {
+            "kind": "sentinel",
+            "data_ports": list(self.ports),
+            "sentinel_ports": list(self.sentinel_ports),
+            "master_name": self.master_name,
+            "quorum": QUORUM,
+            "down_after_milliseconds": self.down_after_ms,
+            "failover_timeout_ms": self.failover_timeout_ms,
+        }
+
+    def processes(self) -> dict[str, int]:
+        """name -> pid of every live process (CPU sampling)."""
+        return {n.name: n.pid for n in self.nodes + self.sentinels if n.alive() and n.pid}
+
+    # --- life -------------------------------------------------------------------------
+    def start(self, timeout_s: float = 30.0) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise SentinelError("redis-server was not found on PATH")
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        primary, replica = self.ports
+        self.nodes = [
+            _Node(
+                f"redis-{i + 1}", port, self._data_argv(server, port), logs / f"redis-{i + 1}.log"
+            )
+            for i, port in enumerate(self.ports)
+        ]
+        self.nodes[1].argv += ["--replicaof", "127.0.0.1", str(primary)]
+        deadline = time.monotonic() + timeout_s
+        try:
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                self._wait_ping(node, deadline)
+            self._wait_replica_synced(replica, deadline)
+            for i, port in enumerate(self.sentinel_ports):
+                conf = self.workdir / f"sentinel-{port}.conf"
+                conf.write_text(self._sentinel_conf(port, primary))
+                node = _Node(f"sentinel-{i + 1}", port, [server, str(conf), "--sentinel"],
+                             logs / f"sentinel-{i + 1}.log")  # fmt: skip
+                self.sentinels.append(node)
+                node.start()
+            self._wait_sentinels_agree(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace_s: float = 3.0) -> None:
+        procs = [n.proc for n in self.sentinels + self.nodes if n.proc is not None]
+        process.stop(procs, grace_s)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.stop()
+
+    def _data_argv(self, server: str, port: int) -> list[str]:
+        data_dir = self.workdir / f"redis-{port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--loglevel", "warning", "--logfile", "",
+        ]  # fmt: skip
+
+    def _sentinel_conf(self, port: int, primary: int) -> str:
+        name = self.master_name
+        return (
+            f'port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile ""\n'
+            f"dir {self.workdir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {primary} {QUORUM}\n"
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {name} 1\n"
+        )
+
+    # --- waiting ----------------------------------------------------------------------
+    @staticmethod
+    def _client(port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def _wait_ping(self, node: _Node, deadline: float) -> None:
+        with self._client(node.port) as client:
+            while True:
+                if not node.alive():
+                    raise SentinelError(f"{node.name} exited; see {node.log_path}")
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SentinelError(f"{node.name} did not answer PING in time")
+                time.sleep(0.05)
+
+    def _wait_replica_synced(self, port: int, deadline: float) -> None:
+        with self._client(port) as client:
+            while True:
+                try:
+                    if client.info("replication").get("master_link_status") == "up":
+                        return
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SentinelError(f"the replica on {port} did not sync in time")
+                time.sleep(0.05)
+
+    def _wait_sentinels_agree(self, deadline: float) -> None:
+        """Until every Sentinel knows the primary, its replica and the two other
+        Sentinels: before that, a failover could not reach its quorum."""
+        for node in self.sentinels:
+            with self._client(node.port) as client:
+                while True:
+                    if not node.alive():
+                        raise SentinelError(f"{node.name} exited; see {node.log_path}")
+                    try:
+                        state = client.sentinel_master(self.master_name)
+                        if (
+                            int(state.get("num-slaves", 0)) >= 1
+                            and int(state.get("num-other-sentinels", 0)) >= 2
+                        ):
+                            break
+                    except redis.RedisError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise SentinelError(f"{node.name} did not learn the topology in time")
+                    time.sleep(0.1)
+
+    # --- the primary ------------------------------------------------------------------
+    def primary_port(self) -> int:
+        """The primary's port as the Sentinels name it (the first that answers)."""
+        for node in self.sentinels:
+            if not node.alive():
+                continue
+            try:
+                with self._client(node.port) as client:
+                    found = client.sentinel_get_master_addr_by_name(self.master_name)
+                if found:
+                    return int(found[1])
+            except redis.RedisError:
+                continue
+        raise SentinelError("no Sentinel answered")
+
+    def node(self, port: int) -> _Node:
+        for node in self.nodes:
+            if node.port == port:
+                return node
+        raise KeyError(port)
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary; returns its port."""
+        port = self.primary_port()
+        victim = self.node(port)
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait()
+        self.killed = victim
+        return port
+
+    def pause_primary(self) -> None:  # pragma: no cover - not a scenario yet
+        raise NotImplementedError
+
+    def wait_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
+        """Block until the Sentinels name a primary other than `old_port` and it answers
+        as a primary; returns (wall clock when first named, its port)."""
+        deadline = time.monotonic() + timeout_s
+        named_at: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                port = self.primary_port()
+            except SentinelError:
+                port = old_port
+            if port != old_port:
+                named_at = named_at or time.time()
+                try:
+                    with self._client(port) as client:
+                        if client.execute_command("ROLE")[0] in (b"master", "master"):
+                            return named_at, port
+                except redis.RedisError:
+                    pass
+            time.sleep(0.02)
+        raise SentinelError(f"no failover from port {old_port} within {timeout_s:g} s")
+
+    def rejoin(self, timeout_s: float = 30.0) -> None:
+        """Start the killed node again, as a replica of the current primary (as a
+        supervisor would; started as a primary it would be an empty one until the
+        Sentinels demote it)."""
+        node = self.killed
+        if node is None or node.alive():
+            return
+        primary = self.primary_port()
+        server = node.argv[0]
+        node.argv = [*self._data_argv(server, node.port), "--replicaof", "127.0.0.1", str(primary)]
+        node.start()
+        deadline = time.monotonic() + timeout_s
+        self._wait_ping(node, deadline)
+        self._wait_replica_synced(node.port, deadline)
+        self.killed = None
+
+    def replica_offsets(self) -> dict[int, int]:
+        """port -> replication offset of each live data node (diagnostics)."""
+        offsets = {}
+        for node in self.nodes:
+            if node.alive():
+                try:
+                    with self._client(node.port) as client:
+                        offsets[node.port] = int(client.info("replication")["master_repl_offset"])
+                except (redis.RedisError, KeyError):
+                    continue
+        return offsets
