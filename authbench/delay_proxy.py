@@ -163,10 +163,19 @@ class DelayProxy:
 
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        # The proxy only ever relays between loopback processes the project started.
+    if host not in ("127.0.0.1", "localhost", "::1") and not _in_container():
+        # The proxy only ever relays between loopback processes the project started, or,
+        # inside a container (compose's redis-proxy), on that stack's own network.
         raise argparse.ArgumentTypeError("only loopback addresses are allowed")
-    return host, int(port)
+    try:
+        return host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT") from None
+
+
+def _in_container() -> bool:
+    """Whether this process runs in a Docker container (the engine writes /.dockerenv)."""
+    return Path("/.dockerenv").exists()
 
 
 def _precise_loop() -> asyncio.AbstractEventLoop:

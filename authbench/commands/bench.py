@@ -244,10 +244,12 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         protocol = dataclasses.replace(protocol, **preset.protocol)
     every_cap = {cell.redis_cpus for cell in matrix.configs()}
     axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
-    if args.target != "local" and any(cell.store.proxied for cell in matrix.configs()):
+    if args.target not in ("local", "compose") and any(
+        cell.store.proxied for cell in matrix.configs()
+    ):
         raise ValueError(
-            "--store-rtt: only with --target local (the compose stack has no delay-proxy "
-            "container yet)"
+            f"--store-rtt: only with --target local or compose (the delay proxy must sit "
+            f"between the services and Redis, which target {args.target} does not start)"
         )
     if args.pin and args.target != "local":
         raise ValueError("--pin: only with --target local")

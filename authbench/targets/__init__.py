@@ -71,13 +71,11 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
 
         if spec.redis_persistence != "none":
             raise ValueError("compose: Redis persistence comes from REDIS_APPENDONLY")
-        if spec.redis_delay_ms is not None:
-            raise ValueError(
-                "--store-rtt with --target compose needs a delay-proxy container between "
-                "the services and Redis, which the compose file does not have yet"
-            )
         return ComposeTarget(
-            project_name=spec.project, env=dict(spec.settings), scale_to=spec.replicas
+            project_name=spec.project,
+            env=dict(spec.settings),
+            scale_to=spec.replicas,
+            redis_delay_ms=spec.redis_delay_ms,  # the redis-proxy container
         )
     if target == "external":
         from authbench.targets.external import ExternalTarget

@@ -39,12 +39,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, http_status
+from authbench.targets.base import Deployment, DeploymentError, NotSupported, http_status
 
 DEFAULT_PROJECT = "authbench"
 REDIS_SERVICE = "redis"
 RESOURCE_SERVICE = "resource"
 LOAD_PROFILE = "load"
+# Store distance: the delay-proxy container between the services and Redis (profile
+# store-proxy), which the services reach when SERVICES_REDIS_URL names it.
+STORE_PROXY_PROFILE = "store-proxy"
+PROXY_SERVICE = "redis-proxy"
+PROXY_URL = "redis://redis-proxy:6379/0"
+PROXY_CONTROL_FILE = "/tmp/delay_ms"  # noqa: S108 - inside the proxy's own container
+# Every profile the harness may start: what ps, logs and down must see too.
+HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
@@ -113,7 +121,14 @@ class ComposeTarget(Deployment):
     env: dict[str, str] = field(default_factory=dict)
     command_timeout_s: float = 300.0
     scale_to: int | None = None  # start(): None attaches; N: `up` with `env`, N replicas
+    # Store distance: None, the services talk to Redis; a number (ms each way, switched on
+    # by slow_redis), they go through the redis-proxy container (profile store-proxy).
+    redis_delay_ms: float | None = None
     _base_images_checked: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.redis_delay_ms is not None:
+            self.env.setdefault("SERVICES_REDIS_URL", PROXY_URL)
 
     # --- Deployment: life -------------------------------------------------------------
     def start(self) -> None:
@@ -150,8 +165,18 @@ class ComposeTarget(Deployment):
     @property
     def services_redis_url(self) -> str | None:
         """Redis's service address on the stack's network, as the services are given it
-        (docker-compose.yml's REDIS_URL; a store-delay container would go in between)."""
+        (docker-compose.yml's REDIS_URL: the redis-proxy container's with a store delay)."""
         return self.settings.get("REDIS_URL")
+
+    @property
+    def proxied(self) -> bool:
+        """Whether the services reach Redis through the redis-proxy container."""
+        return self.redis_delay_ms is not None or self.services_redis_url == PROXY_URL
+
+    def supports(self, operation: str) -> bool:
+        if operation == "slow_redis" and not self.proxied:
+            return False  # there is no proxy to slow: the services talk to Redis itself
+        return super().supports(operation)
 
     @functools.cached_property
     def config(self) -> dict[str, Any]:
@@ -278,19 +303,25 @@ class ComposeTarget(Deployment):
         """
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
+        profiles: tuple[str, ...] = ()
+        if self.redis_delay_ms is not None:
+            # The proxy runs the load image (the harness's delay proxy), built by
+            # locust-master; a cached build takes a second.
+            self.compose("build", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=900)
+            profiles = (STORE_PROXY_PROFILE,)
         args = ["up", "-d", "--remove-orphans"]
         if replicas is not None:
             args += ["--scale", f"{RESOURCE_SERVICE}={replicas}"]
         if wait:
             args += ["--wait", "--wait-timeout", str(int(timeout_s))]
-        self.compose(*args, timeout_s=timeout_s + 60)
+        self.compose(*args, timeout_s=timeout_s + 60, profiles=profiles)
 
     def down(self, *, volumes: bool = True, timeout_s: float = 120.0) -> None:
         """Remove every container of the project (load profile included) and its network."""
         args = ["down", "--remove-orphans", "--timeout", "5"]
         if volumes:
             args.append("--volumes")
-        self.compose(*args, timeout_s=timeout_s, profiles=(LOAD_PROFILE,))
+        self.compose(*args, timeout_s=timeout_s, profiles=HARNESS_PROFILES)
 
     def scale(self, replicas: int, *, wait: bool = True, timeout_s: float = 120.0) -> None:
         """Run `replicas` resource containers; nothing else is recreated or restarted."""
@@ -315,7 +346,7 @@ class ComposeTarget(Deployment):
             args.append("--all")
         if service:
             args.append(service)
-        out = self.compose(*args, profiles=(LOAD_PROFILE,)).stdout
+        out = self.compose(*args, profiles=HARNESS_PROFILES).stdout
         return [_container(row) for row in _json_rows(out)]
 
     def replicas(self) -> int:
@@ -330,12 +361,26 @@ class ComposeTarget(Deployment):
         args = ["logs", "--no-color", "--tail", str(tail)]
         if service:
             args.append(service)
-        return self.compose(*args, check=False, profiles=(LOAD_PROFILE,)).stdout
+        return self.compose(*args, check=False, profiles=HARNESS_PROFILES).stdout
 
     # --- faults (same names as LocalCluster) ------------------------------------------
     def kill_redis(self) -> None:
         """SIGKILL the Redis container; it stays down (restart: "no") until start_redis."""
         self.compose("kill", "-s", "SIGKILL", REDIS_SERVICE)
+
+    def slow_redis(self, delay_ms: float) -> None:
+        """Delay the Redis link by `delay_ms` each way in the redis-proxy container (0: off):
+        the control file, then SIGUSR1 (on) or SIGUSR2 (off) through the engine."""
+        if not self.proxied:
+            raise NotSupported(
+                self.target, "slow_redis", "the services talk to Redis itself (no redis-proxy)"
+            )
+        if delay_ms > 0:
+            write = f"open({PROXY_CONTROL_FILE!r}, 'w').write({f'{delay_ms:g}'!r})"
+            self.compose("exec", "-T", PROXY_SERVICE, "python", "-S", "-c", write,
+                         profiles=(STORE_PROXY_PROFILE,))  # fmt: skip
+        signal = "SIGUSR1" if delay_ms > 0 else "SIGUSR2"
+        self.compose("kill", "-s", signal, PROXY_SERVICE, profiles=(STORE_PROXY_PROFILE,))
 
     def pause_redis(self) -> None:
         """Freeze Redis (cgroup freezer): connections stay open, nothing is answered."""
