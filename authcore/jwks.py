@@ -1,4 +1,5 @@
-"""KeySetFetcher: keeps a replica's verification keys in step with the auth service's JWKS.
+"""KeySetFetcher: keeps the verification keys of a replica (or of the gateway, when it
+validates: VALIDATE_AT=gateway) in step with the auth service's JWKS.
 
 Keys are fetched asynchronously at start-up (retrying until the auth service answers) and
 again when a token names a `kid` we do not know, at most once per JWKS_REFRESH_MIN_S, with
@@ -17,7 +18,7 @@ import aiohttp
 from authcore.config import Settings
 from authcore.tokens import TokenVerifier, VerificationKey
 
-log = logging.getLogger("resource_service.jwks")
+log = logging.getLogger("authcore.jwks")
 
 JWKS_PATH = "/auth/.well-known/jwks.json"
 

@@ -24,7 +24,7 @@ from authcore.credentials import CredentialChecker, Principal
 from authcore.http import run, serve
 from authcore.tokens import REQUIRED_CLAIMS, generate_key
 from resource_service.app import create_app
-from resource_service.jwks import JWKS_PATH
+from authcore.jwks import JWKS_PATH
 from resource_service.routes import CHECKER
 
 _JWT = Principal("user1", "jwt")

@@ -12,11 +12,11 @@ from aiohttp import web
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
+from authcore.jwks import KeySetFetcher
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
 from authcore.tokens import TokenVerifier
-from resource_service.jwks import KeySetFetcher
 from resource_service.routes import CHECKER, ITEM_DATA, REPLICA, routes
 
 SETTINGS = web.AppKey("settings", Settings)
