@@ -22,8 +22,8 @@ COMMANDS = (
     "model",
     "compare",
     "revocation_window",
-    "spectrum",
     "soak",
+    "loadgen",
 )
 
 

@@ -27,6 +27,7 @@ as its AUTHBENCH_* environment variables, so they also reach `--processes` child
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from authbench import process as processes
 from authbench.process import PROJECT_ROOT
+from authbench.targets.external import split_address
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 
@@ -67,6 +69,12 @@ class LocustJob:
     # headless. Either way the job starts at once and ends by itself (--autostart with
     # --autoquit instead of --headless), so the bench runs the same with a watcher or not.
     web_port: int | None = None
+    # Distributed load: > 0, the master listens on `master_bind` (HOST:PORT) and waits up to
+    # `worker_wait_s` for this many workers besides its own `processes`; those join by
+    # address exactly as a remote `authbench loadgen --master HOST:PORT` does (one path).
+    expect_workers: int = 0
+    master_bind: str = "127.0.0.1:5557"
+    worker_wait_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -132,9 +140,50 @@ def command(job: LocustJob) -> list[str]:
         argv += ["--loglevel", job.loglevel]
     rate = job.spawn_rate if job.spawn_rate > 0 else float(job.users)
     argv += ["-u", str(job.users), "-r", f"{rate:g}", "-t", f"{max(1, round(job.run_time_s))}s"]
+    if job.expect_workers > 0:
+        return distributed_command(job, [*argv, *job.options, *job.user_classes])
     if job.processes > 1:
         argv += ["--processes", str(job.processes)]
     return [*argv, *job.options, *job.user_classes]
+
+
+def worker_command(
+    master: str, locustfile: Path = LOCUSTFILE, processes: int = 1, loglevel: str | None = None
+) -> list[str]:
+    """A Locust worker (or `processes` of them) joining the master at HOST:PORT: what
+    `authbench loadgen` runs on another host, and what a distributed bench runs locally.
+    The master hands it the host, the users and the locustfile's options (Locust sends its
+    custom arguments with each spawn), so the worker needs only the same locustfile."""
+    host, port = split_address(master)
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
+        "--master-host", host, "--master-port", str(port),
+    ]  # fmt: skip
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    if loglevel:
+        argv += ["--loglevel", loglevel]
+    return argv
+
+
+def distributed_command(job: LocustJob, master_argv: list[str]) -> list[str]:
+    """The master on `job.master_bind`, waiting for `processes + expect_workers` workers,
+    and its own `processes` as workers that join by address like the remote ones.
+
+    One `sh` starts the local workers in the background and then becomes the master
+    (`exec`), so the workers are the master's children: one process tree, whose CPU the
+    bench measures as the load generator's, in one process group that `stop` ends."""
+    host, port = split_address(job.master_bind)
+    master = [
+        *master_argv[:5], "--master", "--master-bind-host", host,
+        "--master-bind-port", str(port), "--expect-workers",
+        str(job.processes + job.expect_workers),
+        "--expect-workers-max-wait", f"{max(1, round(job.worker_wait_s))}",
+        *master_argv[5:],
+    ]  # fmt: skip
+    local = "127.0.0.1" if host in ("0.0.0.0", "*", "") else host  # a bind to every address
+    workers = worker_command(f"{local}:{port}", job.locustfile, job.processes, job.loglevel)
+    return ["sh", "-c", f"{shlex.join(workers)} & exec {shlex.join(master)}"]
 
 
 def environment(job: LocustJob, outputs: LocustOutputs) -> dict[str, str]:

@@ -66,6 +66,12 @@ class Protocol:
     saturation_pct: float = 90.0
     locust_html: bool = True
     live_port: int | None = None  # Locust's web UI on 127.0.0.1:<port> during each cell
+    # Distributed load (`--expect-workers`): workers that join each cell's Locust master
+    # at `master_bind` by address (`authbench loadgen --master HOST:PORT`), on top of
+    # `processes`; the cell waits up to `worker_wait_s` for them.
+    expect_workers: int = 0
+    master_bind: str = "127.0.0.1:5557"
+    worker_wait_s: float = 120.0
 
     def cell_seconds(self) -> float:
         """Rough wall time of one cell (Locust start-up and health check included)."""
@@ -354,6 +360,9 @@ def measure(
         },
         html=protocol.locust_html,
         web_port=protocol.live_port,
+        expect_workers=protocol.expect_workers,
+        master_bind=protocol.master_bind,
+        worker_wait_s=protocol.worker_wait_s,
     )
     process = locust_runner.start(job)
     if target.axes is not None:
@@ -361,7 +370,8 @@ def measure(
     sampling = target.sampling(process.pid)
     try:
         say("warming up")
-        started = process.wait_capture_start(protocol.warmup_s + 60.0)
+        waits = protocol.worker_wait_s if protocol.expect_workers else 0.0
+        started = process.wait_capture_start(protocol.warmup_s + 60.0 + waits)
         if started is None:
             process.stop()
             return _finish(

@@ -7,23 +7,16 @@ import dataclasses
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from authbench.bench import axes, presets
-from authbench.bench.matrix import (
-    BENCH_CHOICES,
-    JWT_ALGS,
-    MODE_ORDER,
-    Load,
-    Matrix,
-    parse_list,
-    validate_modes,
-)
+from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
 from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
 from authbench.targets.base import DeploymentError
-from authbench.targets.external import Endpoints, check_modes
+from authbench.targets.external import Endpoints, check_modes, split_address
 
 # The default run's two load levels: a paced one (30 users x 15 tasks/s = 450 reads/s
 # offered, constant arrival: latency without coordinated omission) and a closed-loop one
@@ -53,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     matrix.add_argument(
         "--modes",
         default=",".join(MODE_ORDER),
-        help=f"comma-separated, from: {', '.join(BENCH_CHOICES)}",
+        help=f"comma-separated, from: {', '.join(MODE_ORDER)}",
     )
     matrix.add_argument("--replicas", default="1,2,4", help="comma-separated replica counts")
     matrix.add_argument(
@@ -90,13 +83,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "token (ACCESS_TOKEN_PAD_BYTES); sessions keep their fixed cookie",
     )
     matrix.add_argument(
-        "--jwt-ttl",
-        default="",
-        help="access-token lifetime, an axis: comma-separated JWT_TTL_S in seconds (e.g. "
-        "30,300,3600) for the modes that set one (jwt-short, whose users refresh before "
-        "expiry: its revocation window and its refresh cost); empty: the mode's own",
-    )
-    matrix.add_argument(
         "--preset",
         choices=sorted(presets.PRESETS),
         default=None,
@@ -130,6 +116,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1,
         help="Locust generator processes (--processes); raise it when a cell "
         "is flagged generator-saturated and cores are free",
+    )
+    protocol.add_argument(
+        "--expect-workers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="distributed load: each cell's Locust master also waits for K workers that join "
+        "it by address, e.g. on other hosts: `authbench loadgen --master HOST:PORT` (they "
+        "rejoin cell after cell); their CPU is not in cpu_loadgen_pct",
+    )
+    protocol.add_argument(
+        "--master-bind",
+        default="127.0.0.1:5557",
+        metavar="HOST:PORT",
+        help="with --expect-workers: where the master listens (0.0.0.0:5557 for workers on "
+        "other hosts; Locust's protocol has no authentication, so only on a trusted network)",
+    )
+    protocol.add_argument(
+        "--worker-wait",
+        type=float,
+        default=120.0,
+        help="with --expect-workers: seconds a cell waits for its workers before it fails",
     )
     protocol.add_argument(
         "--pin",
@@ -233,7 +241,6 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     links = axes.parse_store_rtts(args.store_rtt)
     caps = axes.parse_redis_cpus(args.redis_cpus)
     pads = axes.parse_token_bytes(args.token_bytes)
-    ttls = axes.parse_jwt_ttls(args.jwt_ttl)
     protocol = Protocol(
         warmup_s=args.warmup,
         capture_s=args.capture,
@@ -244,10 +251,11 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         refresh_prob=args.refresh_prob,
         locust_html=not args.no_locust_html,
         live_port=args.live,
+        **distributed_options(args),
     )
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
-        store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
+        store_links=links, redis_cpus=caps, token_bytes=pads,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
@@ -283,6 +291,18 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         render_report=not args.no_report,
         external=endpoints,
     )
+
+
+def distributed_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--expect-workers, --master-bind, --worker-wait as Protocol fields; ValueError."""
+    if args.expect_workers < 0 or args.worker_wait <= 0:
+        raise ValueError("--expect-workers >= 0 and --worker-wait > 0")
+    split_address(args.master_bind)  # ValueError names the form
+    return {
+        "expect_workers": args.expect_workers,
+        "master_bind": args.master_bind,
+        "worker_wait_s": args.worker_wait,
+    }
 
 
 def external_endpoints(args: argparse.Namespace, matrix: Matrix) -> Endpoints | None:

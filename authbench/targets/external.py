@@ -64,7 +64,7 @@ def split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"a Redis address is HOST:PORT, not {address!r}")
+        raise ValueError(f"an address is HOST:PORT, not {address!r}")
     return host, int(port)
 
 
