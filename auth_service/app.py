@@ -16,6 +16,7 @@ from auth_service.users import UserDirectory
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
+from authcore.pushlist import PushList, RevocationFeed
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
@@ -52,23 +53,34 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[state.ISSUER] = TokenIssuer(keyring, settings)
     app[state.SESSIONS] = sessions
     app[state.REVOCATIONS] = revocations
+    # JWT_REVOCATION=pushlist: revocations go to the stream; this process holds the set too,
+    # so a token already revoked cannot log out again (and append again).
+    feed = RevocationFeed(store, settings) if settings.pushlist_enabled else None
+    pushlist = PushList(settings, "auth") if settings.pushlist_enabled else None
+    if feed is not None:
+        app[state.REVOCATION_FEED] = feed
     app[state.REFRESH_TOKENS] = RefreshTokenStore(
         store,
         settings.refresh_ttl_s,
         settings.refresh_family_absolute_s,
         settings.jwt_ttl_s + settings.jwt_leeway_s + 1,
+        feed,
     )
     app[state.THROTTLE] = LoginThrottle(store, settings)
     app[state.USERS] = users
     # Logout accepts either credential; a revoked token cannot log out twice.
-    denylist = revocations if settings.denylist_enabled else None
+    denylist = revocations if settings.denylist_enabled else pushlist
     app[state.CHECKER] = CredentialChecker(settings, sessions, verifier, denylist)
     app[READINESS_CHECKS].append(store.ping)
 
     seeding = asyncio.create_task(users.seed())
+    if pushlist is not None:
+        pushlist.start()
     try:
         yield
     finally:
+        if pushlist is not None:
+            await pushlist.stop()
         seeding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await seeding

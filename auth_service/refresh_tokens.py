@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from authcore.errors import CsrfRejected, ExpiredCredential, InvalidCredential, RevokedCredential
+from authcore.pushlist import RevocationFeed
 from authcore.redis_store import Redis, RedisStore
 from authcore.revocation import REVOKED_FAMILY_PREFIX  # shared with the denylist check
 
@@ -80,9 +81,16 @@ class RefreshTokenStore:
     family can, so "log out everywhere" finds every family that can still rotate."""
 
     def __init__(
-        self, store: RedisStore, ttl_s: int, family_absolute_s: int, marker_s: int
+        self,
+        store: RedisStore,
+        ttl_s: int,
+        family_absolute_s: int,
+        marker_s: int,
+        feed: RevocationFeed | None = None,
     ) -> None:
         self._store = store
+        # JWT_REVOCATION=pushlist: revoked families are also pushed to every replica.
+        self._feed = feed
         self._ttl_s = ttl_s
         self._family_absolute_s = family_absolute_s
         # A revoked-family marker outlives every token of the family: refresh tokens
@@ -137,19 +145,23 @@ class RefreshTokenStore:
             raise RevokedCredential("refresh token family has been revoked")
         if status == 5:
             raise ExpiredCredential("the login reached its absolute lifetime; log in again")
+        if self._feed is not None:  # status 3: reuse revoked the family just now
+            await self._feed.revoke_families([_text(family)])
         raise RevokedCredential("refresh token reused: its family is now revoked")
 
     async def revoke_family(self, family: str) -> None:
         await self._store.call(
             lambda r: r.set(REVOKED_FAMILY_PREFIX + family, 1, ex=self._marker_s), durable=True
         )
+        if self._feed is not None:
+            await self._feed.revoke_families([family])
 
     async def revoke_all(self, user: str) -> int:
         """Revoke every refresh family of `user` that can still rotate (log out
         everywhere)."""
         index = USER_FAMILIES_PREFIX + user
 
-        async def _revoke_all(r: Redis) -> int:
+        async def _revoke_all(r: Redis) -> list[str]:
             found = await r.zrangebyscore(index, time.time(), "+inf")
             families = [f for f in found if isinstance(f, bytes | str)]
             async with r.pipeline(transaction=True) as pipe:
@@ -157,9 +169,12 @@ class RefreshTokenStore:
                     pipe.set(REVOKED_FAMILY_PREFIX + _text(family), 1, ex=self._marker_s)
                 pipe.delete(index)
                 await pipe.execute()
-            return len(families)
+            return [_text(f) for f in families]
 
-        return await self._store.call(_revoke_all, durable=True)
+        revoked = await self._store.call(_revoke_all, durable=True)
+        if self._feed is not None:
+            await self._feed.revoke_families(revoked)
+        return len(revoked)
 
 
 def _text(value: bytes | str) -> str:

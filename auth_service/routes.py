@@ -180,6 +180,9 @@ async def logout(request: web.Request) -> web.Response:
         await app[state.REFRESH_TOKENS].revoke_all(principal.user)
         if app[state.SETTINGS].denylist_enabled:
             await app[state.REVOCATIONS].revoke_user(principal.user)
+        feed = app.get(state.REVOCATION_FEED)
+        if feed is not None:  # JWT_REVOCATION=pushlist
+            await feed.revoke_user(principal.user)
     response = web.Response(status=204, headers={"Cache-Control": "no-store"})
     checker = app[state.CHECKER]
     if principal.mode == MODE_SESSION:
@@ -201,6 +204,9 @@ async def _revoke_token(request: web.Request, principal: Principal) -> None:
         await app[state.REFRESH_TOKENS].revoke_family(family)
     if app[state.SETTINGS].denylist_enabled:
         await app[state.REVOCATIONS].revoke(claims["jti"], float(claims["exp"]))
+    feed = app.get(state.REVOCATION_FEED)
+    if feed is not None:  # JWT_REVOCATION=pushlist (the family went out with revoke_family)
+        await feed.revoke_token(claims["jti"], float(claims["exp"]))
 
 
 @routes.get("/auth/.well-known/jwks.json")

@@ -9,6 +9,7 @@ from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
 from authcore.config import IPNetwork, Settings
 from authcore.credentials import CredentialChecker
+from authcore.pushlist import RevocationFeed
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
@@ -26,3 +27,4 @@ REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 CHECKER = web.AppKey("checker", CredentialChecker)
+REVOCATION_FEED = web.AppKey("revocation_feed", RevocationFeed)  # JWT_REVOCATION=pushlist

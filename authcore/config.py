@@ -7,6 +7,7 @@ table (and the test that keeps it honest) is derived from this file, not typed t
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ def _setting(env: str, default: Any, doc: str) -> Any:
 
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
-REVOCATION_MODES = ("none", "denylist")
+REVOCATION_MODES = ("none", "denylist", "pushlist")
 FAIL_POLICIES = ("open", "closed")
 SAMESITE_VALUES = ("Lax", "Strict")
 
@@ -157,12 +158,34 @@ class Settings:
         "Absolute lifetime of a refresh-token family (a login), however often it rotates.",
     )
     jwt_revocation: str = _setting(
-        "JWT_REVOCATION", "none", "none (stateless) or denylist (replicas check the jti in Redis)."
+        "JWT_REVOCATION",
+        "none",
+        "none (stateless), denylist (replicas check the jti in Redis) or pushlist (revocations "
+        "pushed to every replica through a Redis Stream, checked in memory).",
     )
     denylist_fail: str = _setting(
         "DENYLIST_FAIL",
         "closed",
         "With the denylist and Redis down: closed answers 503, open accepts valid signatures.",
+    )
+    # --- pushed revocation set (JWT_REVOCATION=pushlist, authcore/pushlist.py) --------
+    pushlist_max_silence_s: float = _setting(
+        "PUSHLIST_MAX_SILENCE_S",
+        5.0,
+        "Pushlist: longest a replica serves without a heartbeat from the revocation stream "
+        "before it fails closed (503); bounds what it misses while cut off from Redis.",
+    )
+    pushlist_block_ms: int = _setting(
+        "PUSHLIST_BLOCK_MS",
+        1000,
+        "Pushlist: XREAD BLOCK time; an empty answer after it is the stream's heartbeat "
+        "(PUSHLIST_MAX_SILENCE_S must exceed it plus REDIS_TIMEOUT_MS).",
+    )
+    pushlist_maxlen: int = _setting(
+        "PUSHLIST_MAXLEN",
+        1000000,
+        "Pushlist: entries the stream keeps (XADD MAXLEN ~); must exceed the revocations of "
+        "one JWT_TTL_S, or replicas that missed trimmed entries fail closed.",
     )
     jwks_refresh_min_s: float = _setting(
         "JWKS_REFRESH_MIN_S", 1.0, "Least time between two JWKS fetches caused by unknown kids."
@@ -257,6 +280,7 @@ class Settings:
         _choice("JWT_REVOCATION", self.jwt_revocation, REVOCATION_MODES)
         _choice("DENYLIST_FAIL", self.denylist_fail, FAIL_POLICIES)
         _choice("COOKIE_SAMESITE", self.cookie_samesite, SAMESITE_VALUES)
+        self._validate_pushlist()
         if self.jwt_algorithm == "HS256" and len(self.jwt_hs256_secret.encode()) < 32:
             # RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
             raise ConfigError("JWT_HS256_SECRET must be at least 32 bytes when JWT_ALG=HS256")
@@ -313,6 +337,28 @@ class Settings:
                 raise ConfigError(f"REDIS_SENTINELS: {part.strip()!r} is no host:port")
             found.append((host.strip("[]"), int(port)))
         return found
+
+    def _validate_pushlist(self) -> None:
+        """The pushed revocation set's settings (JWT_REVOCATION=pushlist)."""
+        silence = self.pushlist_max_silence_s
+        if not (math.isfinite(silence) and silence > 0):
+            raise ConfigError(f"PUSHLIST_MAX_SILENCE_S={silence!r}: expected seconds > 0")
+        if self.pushlist_block_ms <= 0:
+            raise ConfigError("PUSHLIST_BLOCK_MS must be positive")
+        if self.pushlist_maxlen <= 0:
+            raise ConfigError("PUSHLIST_MAXLEN must be positive")
+        if silence * 1000 <= self.pushlist_block_ms + self.redis_timeout_ms:
+            # A quiet stream answers only every PUSHLIST_BLOCK_MS: a shorter silence limit
+            # would fail closed with Redis perfectly well.
+            raise ConfigError(
+                "PUSHLIST_MAX_SILENCE_S must exceed PUSHLIST_BLOCK_MS + REDIS_TIMEOUT_MS "
+                f"({self.pushlist_block_ms + self.redis_timeout_ms} ms)"
+            )
+
+    @property
+    def pushlist_enabled(self) -> bool:
+        """Whether revocations are pushed to every replica through the Redis Stream."""
+        return self.jwt_revocation == "pushlist"
 
     @property
     def denylist_enabled(self) -> bool:

@@ -39,7 +39,7 @@ from authcore.errors import (
     StoreUnavailable,
 )
 from authcore.modes import Login
-from authcore.revocation import RevocationList
+from authcore.revocation import RevocationCheck
 from authcore.sessions import SessionStore
 from authcore.tokens import CSRF_CLAIM, FAMILY_CLAIM, TokenVerifier, UnknownKeyId
 
@@ -188,7 +188,7 @@ class CredentialChecker:
         settings: Settings,
         sessions: SessionStore,
         verifier: TokenVerifier,
-        revocations: RevocationList | None,
+        revocations: RevocationCheck | None,
         refresh_keys: KeyRefresher | None = None,
     ) -> None:
         self._settings = settings
@@ -201,7 +201,8 @@ class CredentialChecker:
         self._sessions = sessions
         self._verifier = verifier
         self._revocations = revocations
-        self._fail_open = settings.denylist_fail == "open"
+        # DENYLIST_FAIL is the denylist's policy; the pushlist always fails closed.
+        self._fail_open = settings.denylist_fail == "open" and settings.denylist_enabled
         self._refresh_keys = refresh_keys
 
     @property

@@ -13,13 +13,20 @@ is the price of making a stateless token revocable, which the benchmark measures
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from authcore.redis_store import RedisStore
 
 DENYLIST_PREFIX = "dl:"
 REVOKED_BEFORE_PREFIX = "rb:"
 REVOKED_FAMILY_PREFIX = "rfr:"
+
+
+class RevocationCheck(Protocol):
+    """What a replica asks about a verified token: the denylist here, or the pushed set
+    (authcore.pushlist). Raises StoreUnavailable when it cannot tell."""
+
+    async def is_token_revoked(self, claims: dict[str, Any], family_claim: str) -> bool: ...
 
 
 class RevocationList:

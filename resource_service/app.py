@@ -13,6 +13,7 @@ from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
 from authcore.jwks import KeySetFetcher
+from authcore.pushlist import PushList
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
@@ -40,18 +41,25 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     client = aiohttp.ClientSession()
     fetcher = KeySetFetcher(settings, verifier, client)
     denylist = RevocationList(store, settings.jwt_leeway_s) if settings.denylist_enabled else None
+    # JWT_REVOCATION=pushlist: the revocation set is held here, pushed through a stream.
+    pushlist = PushList(settings, app[REPLICA]) if settings.pushlist_enabled else None
     app[CHECKER] = CredentialChecker(
         settings,
         SessionStore(store, settings),
         verifier,
-        denylist,
+        denylist or pushlist,
         refresh_keys=fetcher.refresh_on_unknown_kid,
     )
     app[READINESS_CHECKS].extend([store.ping, fetcher.readiness])
     loading = asyncio.create_task(fetcher.load_until_ready())
+    if pushlist is not None:
+        app[READINESS_CHECKS].append(pushlist.readiness)
+        pushlist.start()
     try:
         yield
     finally:
+        if pushlist is not None:
+            await pushlist.stop()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
