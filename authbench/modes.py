@@ -81,6 +81,7 @@ class Mode:
     store_role: str = ""  # what the store is to this mode, in a finding: "sessions"
     read_command: str = ""  # the Redis command each authenticated read sends ("": none)
     former_keys: tuple[str, ...] = ()  # its name in earlier runs' files, read back as this
+    bench_default: bool = True  # in `authbench bench`'s default modes (else: by --modes)
     settings: Mapping[str, str] = field(init=False)  # deployment over the defaults
 
     def __post_init__(self) -> None:
@@ -110,7 +111,7 @@ class Mode:
 
 
 # The settings a mode may ask for, with the services' own defaults (authcore.config).
-_DEPLOYMENT_SETTINGS = ("JWT_REVOCATION", "DENYLIST_FAIL")
+_DEPLOYMENT_SETTINGS = ("JWT_REVOCATION", "DENYLIST_FAIL", "JWT_TTL_S")
 DEPLOYMENT_DEFAULTS: Mapping[str, str] = MappingProxyType(
     {env: default for env, default, _doc in documented_settings() if env in _DEPLOYMENT_SETTINGS}
 )
@@ -171,7 +172,31 @@ JWT_DENYLIST_OPEN = replace(
     former_keys=("denylist_open",),
 )
 
-MODES: tuple[Mode, ...] = (SESSION, JWT, JWT_DENYLIST, JWT_DENYLIST_OPEN)  # report order
+# Short-lived access tokens (issue 14): no store on the read path; the load user refreshes
+# its token before it expires (POST /auth/refresh, rotating refresh token), so the price is
+# refresh traffic on the auth service and Redis, and the revocation window is the TTL.
+# JWT_TTL_S here is the default; the bench's `--jwt-ttl` axis sets it per cell.
+JWT_SHORT = Mode(
+    key="jwt-short",
+    label="jwt-short",
+    checks="signature only; the client refreshes before exp",
+    login=Login.JWT,
+    deployment={"JWT_REVOCATION": "none", "JWT_TTL_S": "30"},
+    color="#17becf",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "JwtShortUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "JwtShortChaosUser"),
+    chaos_group="stateless",
+    bench_default=False,  # needs captures longer than its TTL: `--modes jwt-short --jwt-ttl`
+)
+TTL_SETTING = "JWT_TTL_S"  # the access-token lifetime: jwt's revocation window, the axis
+
+MODES: tuple[Mode, ...] = (  # report order
+    SESSION,
+    JWT,
+    JWT_DENYLIST,
+    JWT_DENYLIST_OPEN,
+    JWT_SHORT,
+)
 BENCH_MODES: tuple[Mode, ...] = tuple(m for m in MODES if m.bench_user is not None)
 CHAOS_MODES: tuple[Mode, ...] = MODES
 _BY_NAME: dict[str, Mode] = {name: m for m in MODES for name in (m.key, *m.former_keys)}

@@ -125,3 +125,13 @@ class DenylistChaosUser(JwtChaosUser):
 class DenylistOpenChaosUser(JwtChaosUser):
     mode = modes.JWT_DENYLIST_OPEN
     host = _host(mode)
+
+
+class JwtShortChaosUser(day.JwtShortUser):
+    mode = modes.JWT_SHORT
+    host = _host(mode)
+    fixed_count = USERS_PER_MODE
+    network_timeout = connection_timeout = CLIENT_TIMEOUT_S
+
+    def context(self) -> dict[str, Any]:
+        return {"mode": self.mode.key}

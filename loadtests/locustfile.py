@@ -387,3 +387,35 @@ class JwtUser(AuthUser):
                 response.failure(_reason(response))
         self.forget_credential()
         self.login()
+
+
+# jwt-short: refresh when this share of the access token's lifetime (`expires_in`) is gone.
+REFRESH_AT_FRACTION = 0.8
+
+
+class JwtShortUser(JwtUser):
+    """Short-lived access tokens (mode jwt-short): refreshes its token before it expires,
+    at REFRESH_AT_FRACTION of the `expires_in` it was given, through /auth/refresh with the
+    rotating refresh token; no random refreshes, so its refresh traffic is the TTL's alone."""
+
+    token_lifetime_s = 0.0
+    token_received = 0.0
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.refresh_prob = 0.0  # the schedule refreshes, not chance
+
+    def accept_login(self, body: dict[str, Any]) -> bool:
+        ok = super().accept_login(body)
+        self.token_received = time.monotonic()
+        try:
+            self.token_lifetime_s = float(body.get("expires_in", 0) or 0)
+        except (TypeError, ValueError):
+            self.token_lifetime_s = 0.0
+        return ok
+
+    def between_reads(self) -> None:
+        age = time.monotonic() - self.token_received
+        if self.refresh_token and age >= REFRESH_AT_FRACTION * self.token_lifetime_s:
+            self.refresh()
+        AuthUser.between_reads(self)  # relogin now and then, as every user

@@ -10,7 +10,9 @@
   see authbench.cgroups; `docker update --cpus` on the compose stack's Redis container);
 - token size, `--token-bytes B[,B…]`: a `pad` claim of B characters in every access token
   (the auth service's ACCESS_TOKEN_PAD_BYTES);
-- placement, `--pin`: the load generator on one core, the system under test on the others.
+- placement, `--pin`: the load generator on one core, the system under test on the others;
+- access-token lifetime, `--jwt-ttl S[,S…]`: JWT_TTL_S of the modes that set one (jwt-short,
+  whose load user refreshes before expiry): its revocation window, and its refresh cost.
 
 Every parser raises ValueError naming its flag, so the CLI answers a bad value with one
 clear line.
@@ -124,6 +126,31 @@ def parse_token_bytes(text: str) -> tuple[int, ...]:
     if not sizes:
         raise ValueError("--token-bytes: give at least one value")
     return tuple(dict.fromkeys(sizes))
+
+
+MAX_JWT_TTL_S = 86400  # an access token living a day is not short-lived any more
+
+
+def parse_jwt_ttls(text: str) -> tuple[int, ...]:
+    """`--jwt-ttl S[,S…]`: access-token lifetimes in whole seconds (JWT_TTL_S) for the modes
+    whose deployment sets one (authbench.modes.TTL_SETTING: jwt-short); "" = the mode's own."""
+    ttls: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            ttl = int(part)
+        except ValueError:
+            raise ValueError(f"--jwt-ttl: {part!r} is not a whole number of seconds") from None
+        if ttl <= 0:
+            raise ValueError(
+                f"--jwt-ttl: a TTL of {ttl} s would make every token expire at once; "
+                "give 1 s or more"
+            )
+        if ttl > MAX_JWT_TTL_S:
+            raise ValueError(f"--jwt-ttl: at most {MAX_JWT_TTL_S} s, got {ttl}")
+        ttls.append(ttl)
+    return tuple(dict.fromkeys(ttls))
 
 
 def token_settings(pad_bytes: int) -> dict[str, str]:

@@ -20,7 +20,9 @@ from authbench import modes
 from authbench.bench.axes import NO_PROXY, StoreLink
 from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
 
-MODE_ORDER: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))  # the bench's default
+# The bench's default modes; every bench mode may be asked for by name (--modes).
+MODE_ORDER: tuple[str, ...] = tuple(modes.keys(m for m in modes.BENCH_MODES if m.bench_default))
+BENCH_CHOICES: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))
 JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
 Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int]
 
@@ -68,6 +70,7 @@ class Cell:
     store: StoreLink = NO_PROXY
     redis_cpus: float | None = None  # cores; None = uncapped
     token_bytes: int = 0
+    jwt_ttl_s: int | None = None  # --jwt-ttl: JWT_TTL_S of this cell (None: the mode's own)
 
     @property
     def spec(self) -> Mode:
@@ -87,8 +90,17 @@ class Cell:
 
     @property
     def deployment(self) -> dict[str, str]:
-        """The settings the cluster of this cell runs with (the mode's, over the defaults)."""
-        return dict(self.spec.settings)
+        """The settings the cluster of this cell runs with (the mode's, over the defaults;
+        the cell's access-token lifetime on the --jwt-ttl axis)."""
+        settings = dict(self.spec.settings)
+        if self.jwt_ttl_s is not None:
+            settings[modes.TTL_SETTING] = str(self.jwt_ttl_s)
+        return settings
+
+    @property
+    def ttl_s(self) -> int:
+        """The access-token lifetime the cell's deployment issues (JWT_TTL_S)."""
+        return int(self.deployment[modes.TTL_SETTING])
 
     @property
     def group(self) -> Group:
@@ -96,7 +108,7 @@ class Cell:
         Redis CPU quota and the proxy's delay are not part of it: both change on a running
         deployment, cell by cell; whether there is a proxy at all is."""
         return (
-            tuple(sorted(self.spec.settings.items())),
+            tuple(sorted(self.deployment.items())),
             self.replicas,
             self.jwt_alg,
             self.store.proxied,
@@ -114,6 +126,8 @@ class Cell:
             axes += f"-cpu{self.redis_cpus:g}"
         if self.token_bytes:
             axes += f"-pad{self.token_bytes}"
+        if self.jwt_ttl_s is not None:
+            axes += f"-ttl{self.jwt_ttl_s}s"
         return (
             f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
             f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}{axes}"
@@ -143,6 +157,7 @@ class Matrix:
     store_links: tuple[StoreLink, ...] = (NO_PROXY,)
     redis_cpus: tuple[float | None, ...] = (None,)
     token_bytes: tuple[int, ...] = (0,)
+    jwt_ttls: tuple[int, ...] = ()  # --jwt-ttl, for modes that set JWT_TTL_S (jwt-short)
     # More matrices whose cells join this one's (a study of several axes that are not
     # crossed with each other, e.g. the `scaling` preset); repeats and seed are ours.
     also: tuple[Matrix, ...] = ()
@@ -155,15 +170,20 @@ class Matrix:
             signs = modes.get(mode).login is not Login.SESSION
             algs = self.jwt_algs if signs else self.jwt_algs[:1]
             pads = self.token_bytes if signs else self.token_bytes[:1]
+            has_ttl = modes.TTL_SETTING in modes.get(mode).deployment
+            ttls: tuple[int | None, ...] = self.jwt_ttls if has_ttl and self.jwt_ttls else (None,)
             for replicas in self.replicas:
                 for load in self.loads:
                     for alg in algs:
                         for store in self.store_links:
                             for cpus in self.redis_cpus:
                                 for pad in pads:
-                                    cells.append(
-                                        Cell(mode, replicas, load, alg, 0, store, cpus, pad)
-                                    )
+                                    for ttl in ttls:
+                                        cells.append(
+                                            Cell(
+                                                mode, replicas, load, alg, 0, store, cpus, pad, ttl
+                                            )
+                                        )
         for part in self.also:
             cells += part.configs()
         return list(dict.fromkeys(cells))  # a cell two parts share is measured once
@@ -198,6 +218,7 @@ class Matrix:
             "store_rtt_ms": [link.label for link in self.store_links],
             "redis_cpus": [cpus if cpus is not None else "none" for cpus in self.redis_cpus],
             "token_bytes": list(self.token_bytes),
+            "jwt_ttls": list(self.jwt_ttls),
             "also": [part.as_dict() for part in self.also],
             "repeats": self.repeats,
             "seed": self.seed,
@@ -209,7 +230,7 @@ def parse_list(text: str) -> list[str]:
 
 
 def validate_modes(names: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in names if m not in MODE_ORDER]
+    unknown = [m for m in names if m not in BENCH_CHOICES]
     if unknown:
-        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODE_ORDER)}")
+        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(BENCH_CHOICES)}")
     return tuple(names)

@@ -229,35 +229,26 @@ class RevocationWindow:
 def revocation_window(
     gateway: str, replicas: list[str] | None, mode: Mode, account: int, observe_s: float
 ) -> RevocationWindow:
-    """Replicas None: they are out of reach (compose), so ask the gateway instead."""
+    """One logout measured by the bench's own measurement (authbench.bench.revocation_window:
+    log in, warm every replica, log out, poll each one until it answers 401), so chaos and
+    `authbench revocation-window` report the same quantity. Replicas None: they are out of
+    reach (compose), so ask the gateway instead."""
+    from authbench.bench import revocation_window as rw
+
     through_gateway = replicas is None
-    replicas = [gateway] if replicas is None else replicas
-    answer = login(gateway, account, mode.login)
-    headers = credential_headers(answer)
-    for replica in replicas:
-        if call(replica, "GET", "/api/me", headers=headers).status != 200:
-            raise ProbeError(f"replica {replica} refused a fresh credential")
-    if call(gateway, "POST", "/auth/logout", headers=headers).status != 204:
-        raise ProbeError("logout was not acknowledged")
-    acked = time.monotonic()
-    expires_in = None
-    if mode.login is Login.JWT:
-        expires_in = round(token_expiry(answer.json()["access_token"]) - time.time(), 1)
-    refused: dict[str, float] = {}
-    while len(refused) < len(replicas) and time.monotonic() - acked < observe_s:
-        for replica in replicas:
-            if replica not in refused:
-                status = call(replica, "GET", "/api/me", headers=headers).status
-                if status == 401:
-                    refused[replica] = time.monotonic() - acked
-        time.sleep(0.02)
-    window = max(refused.values()) * 1000 if len(refused) == len(replicas) else None
+    try:
+        logout = rw.measure_logout(
+            gateway, [gateway] if replicas is None else replicas, mode, account, observe_s,
+            poll_pause_s=0.02,  # a gentle poll: the scenario's load is running meanwhile
+        )  # fmt: skip
+    except rw.WindowError as err:
+        raise ProbeError(str(err)) from err
     return RevocationWindow(
         mode=mode.key,
-        replicas=len(replicas),
+        replicas=logout.replicas,
         through_gateway=through_gateway,
-        rejected_by=len(refused),
-        window_ms=round(window, 1) if window is not None else None,
-        observed_s=round(time.monotonic() - acked, 2),
-        token_expires_in_s=expires_in,
+        rejected_by=logout.refused_by,
+        window_ms=round(logout.window_ms, 1) if logout.window_ms is not None else None,
+        observed_s=round(logout.observed_s, 2),
+        token_expires_in_s=logout.expires_in_s,
     )

@@ -8,7 +8,7 @@ import sys
 import time
 from types import FrameType
 
-from authbench.targets.base import REDIS_PERSISTENCE
+from authbench.targets.base import REDIS_PERSISTENCE, STORES, StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
 from authcore.config import ALGORITHMS, REVOCATION_MODES, Settings
 
@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--redis-persistence", choices=REDIS_PERSISTENCE, default=REDIS_PERSISTENCE[0],
         help="none, or an append-only file fsynced every second",
     )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=STORES, default=STORES[0],
+        help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
+        "(replica on --redis-port + 2, Sentinels on the three ports after it)",
+    )  # fmt: skip
     parser.add_argument("--gateway-port", type=int, default=Ports.gateway)
     parser.add_argument("--redis-port", type=int, default=Ports.redis)
     parser.add_argument(
@@ -54,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cluster = LocalCluster(
         replicas=args.replicas,
-        ports=Ports(gateway=args.gateway_port, redis=args.redis_port),
+        ports=Ports(
+            gateway=args.gateway_port, redis=args.redis_port, store_extra=args.redis_port + 2
+        ),
         settings_env={"JWT_REVOCATION": args.jwt_revocation, "JWT_ALG": args.jwt_alg},
         redis_persistence=args.redis_persistence,
+        store=StoreTopology.parse(args.store),
     )
     stopping = False
 
@@ -80,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         "Press Ctrl-C to stop everything.",
         flush=True,
     )
+    if cluster.sentinel_set is not None:
+        print(
+            f"Sentinels: {cluster.sentinel_set.sentinel_addresses} (master name "
+            f"{cluster.sentinel_set.master_name}); the Redis address above is the primary now.",
+            flush=True,
+        )
     reported: set[str] = set()
     try:
         while not stopping:

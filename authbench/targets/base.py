@@ -67,8 +67,9 @@ class NotSupported(DeploymentError):
 class StoreTopology:
     """How the central store is laid out.
 
-    Only `single` is built; `sentinel` (primary, replica, three Sentinels) and
-    `cluster` (`shards` Redis Cluster nodes) are the planned values of `--store`.
+    `single` (one redis-server) and `sentinel` (a primary, one replica and three
+    Sentinels, authbench.stores.sentinel) are built; `cluster` (`shards` Redis Cluster
+    nodes) is the planned value of `--store`.
     """
 
     kind: str = "single"
@@ -79,13 +80,19 @@ class StoreTopology:
         kind, _, count = text.partition(":")
         if kind == "single" and not count:
             return cls()
-        raise ValueError(f"store topology {text!r} is not built yet; only 'single' is")
+        if kind == "sentinel" and not count:
+            return cls("sentinel")
+        raise ValueError(
+            f"store topology {text!r} is not built yet; choose from {', '.join(STORES)}"
+        )
 
     def __str__(self) -> str:
         return self.kind if self.kind != "cluster" else f"cluster:{self.shards}"
 
 
 SINGLE_REDIS = StoreTopology()
+SENTINEL = StoreTopology("sentinel")
+STORES: tuple[str, ...] = ("single", "sentinel")  # --store choices built so far
 
 # How Redis keeps its data: none, or an append-only file fsynced every second.
 REDIS_PERSISTENCE: tuple[str, ...] = ("none", "aof")
@@ -203,6 +210,20 @@ class Deployment(ABC):
     def slow_redis(self, delay_ms: float) -> None:
         """Delay every byte between the services and Redis by `delay_ms` each way (0: off)."""
         raise NotSupported(self.target, "slow_redis")
+
+    # --- store failover (store topology `sentinel`) -------------------------------------
+    def kill_redis_primary(self) -> int:
+        """SIGKILL the primary the Sentinels name now; returns its port."""
+        raise NotSupported(self.target, "kill_redis_primary")
+
+    def wait_redis_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
+        """Block until a new primary is named and answers as one: (wall clock when the
+        Sentinels first named it, its port)."""
+        raise NotSupported(self.target, "wait_redis_failover")
+
+    def rejoin_redis(self) -> None:
+        """Start the killed primary again, as a replica of the new one."""
+        raise NotSupported(self.target, "rejoin_redis")
 
     # --- what samplers read -------------------------------------------------------------
     def redis_info(self) -> Mapping[str, Any]:

@@ -32,7 +32,15 @@ from redis import Redis as RedisClient
 from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, Group, http_status
+from authbench.stores.sentinel import SentinelSet
+from authbench.targets.base import (
+    SINGLE_REDIS,
+    Deployment,
+    DeploymentError,
+    Group,
+    StoreTopology,
+    http_status,
+)
 from authcore.config import documented_settings
 
 REDIS_MISSING = (
@@ -56,6 +64,9 @@ class Ports:
     redis: int = 6390
     redis_proxy: int = 6391  # the delay proxy, when the cluster runs one
     gateway_admin: int = 9080  # the gateway's operator port (/metrics), loopback only
+    # --store sentinel: the replica here, the three Sentinels on the next three ports
+    # (None: a free block of four is taken at start).
+    store_extra: int | None = None
 
     @classmethod
     def block(cls, base: int) -> Ports:
@@ -63,7 +74,7 @@ class Ports:
         `base`): tests and benchmarks never clash with `up`; up to 29 replicas."""
         return cls(
             gateway=base, auth=base + 1, resource_base=base + 21, redis=base + 10,
-            redis_proxy=base + 11, gateway_admin=base + 2,
+            redis_proxy=base + 11, gateway_admin=base + 2, store_extra=base + 12,
         )  # fmt: skip
 
 
@@ -97,6 +108,12 @@ class LocalCluster(Deployment):
     workdir: Path = field(default_factory=lambda: PROJECT_ROOT / ".authbench")
     redis_persistence: str = "none"  # none | aof
     redis_delay_ms: float | None = None  # set: services reach Redis via the delay proxy
+    # --store sentinel (issue 16): the primary on ports.redis, a replica and three
+    # Sentinels, with failure detection tuned short for a benchmark.
+    store: StoreTopology = SINGLE_REDIS
+    sentinel_down_after_ms: int = 1000
+    sentinel_failover_timeout_ms: int = 3000
+    sentinel_set: SentinelSet | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
     redis: Child | None = field(default=None, init=False)
     proxy: DelayProxy | None = field(default=None, init=False)
@@ -121,7 +138,8 @@ class LocalCluster(Deployment):
 
     @property
     def redis_address(self) -> str:
-        return f"127.0.0.1:{self.ports.redis}"
+        """The primary: with Sentinels, the one they name now."""
+        return f"127.0.0.1:{self._primary_port()}"
 
     @property
     def services_redis_url(self) -> str:
@@ -163,6 +181,7 @@ class LocalCluster(Deployment):
             {
                 **self.settings_env,
                 "REDIS_URL": self.services_redis_url,
+                **self._store_env(),
                 "AUTH_URL": self.auth_url,
                 "RESOURCE_URLS": ",".join(self.replica_urls()),
                 **extra,
@@ -220,10 +239,13 @@ class LocalCluster(Deployment):
         say = progress or (lambda _msg: None)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.redis = self._redis_child()
-            self.redis.start()
-            self.wait_redis(timeout_s)
-            say(f"redis-server ready on 127.0.0.1:{self.ports.redis} (pid {self.redis.pid})")
+            if self.store.kind == "sentinel":
+                self._start_sentinel_set(timeout_s, say)
+            else:
+                self.redis = self._redis_child()
+                self.redis.start()
+                self.wait_redis(timeout_s)
+                say(f"redis-server ready on 127.0.0.1:{self.ports.redis} (pid {self.redis.pid})")
             if self.redis_delay_ms is not None:
                 self.proxy = DelayProxy(
                     self.ports.redis_proxy,
@@ -286,6 +308,8 @@ class LocalCluster(Deployment):
         if self.redis is not None and self.redis.process is not None:
             started.append(self.redis.process)
         process.stop(started, grace_s)
+        if self.sentinel_set is not None:
+            self.sentinel_set.stop()
 
     # --- faults (chaos scenarios and tests) -------------------------------------------
     def _redis_process(self) -> subprocess.Popen[bytes]:
@@ -318,6 +342,62 @@ class LocalCluster(Deployment):
             raise ClusterError("this cluster was started without the delay proxy")
         self.proxy.set_delay(delay_ms)  # any distance on the running proxy; 0: off
 
+    # --- store topology `sentinel` ------------------------------------------------------
+    def _start_sentinel_set(self, timeout_s: float, say: Callable[[str], None]) -> None:
+        if self.redis_delay_ms is not None:
+            raise ClusterError("--store sentinel has no delay proxy (store distance)")
+        if self.redis_persistence != "none":
+            raise ClusterError("--store sentinel runs without persistence (replication only)")
+        extra = self.ports.store_extra
+        if extra is None:
+            extra = process.free_port_block(4)
+        self.sentinel_set = SentinelSet(
+            ports=(self.ports.redis, extra),
+            sentinel_ports=(extra + 1, extra + 2, extra + 3),
+            workdir=self.workdir / "sentinel",
+            down_after_ms=self.sentinel_down_after_ms,
+            failover_timeout_ms=self.sentinel_failover_timeout_ms,
+        )
+        self.sentinel_set.start(timeout_s)
+        say(
+            f"redis primary on 127.0.0.1:{self.ports.redis}, replica on 127.0.0.1:{extra}, "
+            f"Sentinels on {self.sentinel_set.sentinel_addresses} (down-after "
+            f"{self.sentinel_down_after_ms} ms, failover-timeout "
+            f"{self.sentinel_failover_timeout_ms} ms)"
+        )
+
+    def _store_env(self) -> dict[str, str]:
+        """The services' settings that name the store besides REDIS_URL."""
+        if self.sentinel_set is None:
+            return {}
+        return {
+            "REDIS_SENTINELS": self.sentinel_set.sentinel_addresses,
+            "REDIS_SENTINEL_MASTER": self.sentinel_set.master_name,
+        }
+
+    def _sentinels(self) -> SentinelSet:
+        if self.sentinel_set is None:
+            raise ClusterError("this cluster runs one Redis, not --store sentinel")
+        return self.sentinel_set
+
+    def _primary_port(self) -> int:
+        if self.sentinel_set is None:
+            return self.ports.redis
+        try:
+            return self.sentinel_set.primary_port()
+        except RuntimeError:
+            return self.ports.redis
+
+    def kill_redis_primary(self) -> int:
+        self.close()
+        return self._sentinels().kill_primary()
+
+    def wait_redis_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
+        return self._sentinels().wait_failover(old_port, timeout_s)
+
+    def rejoin_redis(self) -> None:
+        self._sentinels().rejoin()
+
     def child(self, name: str) -> Child:
         for child in self.all_children():
             if child.name == name:
@@ -336,7 +416,7 @@ class LocalCluster(Deployment):
         """INFO all over one connection kept open (so a window counts only our INFOs)."""
         if self._redis_client is None:
             self._redis_client = redis.Redis(
-                port=self.ports.redis, socket_timeout=2.0, socket_connect_timeout=2.0
+                port=self._primary_port(), socket_timeout=2.0, socket_connect_timeout=2.0
             )
         try:
             info: dict[str, Any] = self._redis_client.info("all")
@@ -354,6 +434,9 @@ class LocalCluster(Deployment):
         }
         if self.proxy is not None and self.proxy.pid is not None:
             used["proxy"] = process.tree_cpu_seconds(self.proxy.pid)
+        if self.sentinel_set is not None:
+            for name, pid in self.sentinel_set.processes().items():
+                used[name] = process.tree_cpu_seconds(pid)
         return used
 
     def metrics_pages(self) -> list[str]:

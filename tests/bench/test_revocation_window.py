@@ -9,6 +9,7 @@ import pytest
 
 from authbench import modes
 from authbench.bench import revocation_window as rw
+from authbench.chaos import probes
 from authbench.cli import build_parser
 from authbench.commands import revocation_window as command
 from tests.conftest import ClusterFactory
@@ -68,6 +69,12 @@ def test_session_and_denylist_windows_are_measured_on_every_replica(
         summary = result.summary()
         assert summary["verdict"] == "measured"
         assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    # chaos's revocation probe is the same measurement, one logout at a time
+    probe = probes.revocation_window(
+        cluster.gateway_url, cluster.replica_urls(), modes.JWT_DENYLIST, 7, 5.0
+    )
+    assert probe.rejected_by == probe.replicas == 3 and not probe.through_gateway
+    assert probe.window_ms is not None and 0 < probe.window_ms < 5000
     rw.write_results(tmp_path / "run", results, {"run_id": "t", "command": ["x"]})
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [s["mode"] for s in written] == [modes.SESSION.key, modes.JWT_DENYLIST.key]

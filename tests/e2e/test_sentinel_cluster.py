@@ -1,0 +1,68 @@
+"""`--store sentinel` end to end: the whole cluster on a primary, a replica and three
+Sentinels, through a failover of the primary (real processes, the deployment interface)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from authbench.targets import DeploymentSpec, open_deployment
+from authbench.targets.base import SENTINEL, StoreTopology
+from tests.client import bearer, login, request, session_cookie
+from tests.conftest import ClusterFactory
+
+
+def test_store_topology_parses_sentinel_and_refuses_what_is_not_built() -> None:
+    assert StoreTopology.parse("sentinel") == SENTINEL
+    assert str(SENTINEL) == "sentinel"
+    with pytest.raises(ValueError, match="choose from single, sentinel"):
+        StoreTopology.parse("sentinel:3")
+    with pytest.raises(ValueError, match="--target local"):
+        open_deployment("compose", DeploymentSpec(replicas=1, store=SENTINEL))
+
+
+def _until(check: object, timeout_s: float) -> float:
+    """Seconds until `check()` is true (fails the test after `timeout_s`)."""
+    started = time.monotonic()
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() - started < timeout_s, "not within the time allowed"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_cluster_on_sentinels_keeps_sessions_and_serves_logins_after_a_failover(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(
+        replicas=1,
+        store=SENTINEL,
+        sentinel_down_after_ms=300,
+        sentinel_failover_timeout_ms=2000,
+    )
+    gateway = cluster.gateway_url
+    assert cluster.sentinel_set is not None
+    first = cluster.redis_address
+    cookie = {"Cookie": session_cookie(login(gateway, 1, "session"))}
+    assert request(gateway, "GET", "/api/me", headers=cookie).status == 200
+    # Let the replica have the session (this test is about following the failover).
+    replica = next(p for p in cluster.sentinel_set.ports if f":{p}" not in first)
+    with redis.Redis(port=replica) as client:
+        _until(lambda: bool(client.keys("s:*")), 5)
+
+    old = cluster.kill_redis_primary()
+    assert request(gateway, "GET", "/api/me", headers=cookie).status == 503
+    _named_at, new = cluster.wait_redis_failover(old, 20)
+    assert new == replica and cluster.redis_address == f"127.0.0.1:{new}"
+    # The services find the new primary through the Sentinels, within a breaker cooldown.
+    _until(lambda: request(gateway, "GET", "/api/me", headers=cookie).status == 200, 5)
+    token = bearer(login(gateway, 2, "jwt"))
+    assert request(gateway, "GET", "/api/me", headers=token).status == 200
+
+    cluster.rejoin_redis()  # the old primary comes back as a replica of the new one
+    with redis.Redis(port=old) as client:
+        assert client.info("replication")["role"] == "slave"
+    assert {"sentinel-1", "sentinel-2", "sentinel-3", "redis-1", "redis-2"} <= set(
+        cluster.cpu_seconds()
+    )
