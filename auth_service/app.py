@@ -55,7 +55,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[state.REVOCATIONS] = revocations
     # JWT_REVOCATION=pushlist: revocations go to the stream; this process holds the set too,
     # so a token already revoked cannot log out again (and append again).
-    feed = RevocationFeed(store, settings) if settings.pushlist_enabled else None
+    publish = settings.pushlist_enabled or settings.pushlist_publish
+    feed = RevocationFeed(store, settings) if publish else None
     pushlist = PushList(settings, "auth") if settings.pushlist_enabled else None
     if feed is not None:
         app[state.REVOCATION_FEED] = feed

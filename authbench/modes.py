@@ -190,11 +190,28 @@ JWT_SHORT = Mode(
 )
 TTL_SETTING = "JWT_TTL_S"  # the access-token lifetime: jwt's revocation window, the axis
 
+# JWTs whose revocations are pushed to every replica (issue 14): the auth service appends
+# each to a Redis Stream, every replica tails it into an in-memory set, so a read asks
+# Redis nothing; past PUSHLIST_MAX_SILENCE_S without the stream it fails closed
+# (authcore/pushlist.py).
+JWT_PUSHLIST = Mode(
+    key="jwt+pushlist",
+    label="jwt+pushlist",
+    checks="signature plus an in-memory revocation set pushed from a Redis Stream",
+    login=Login.JWT,
+    deployment={"JWT_REVOCATION": "pushlist"},
+    color="#8c564b",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "PushlistUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "PushlistChaosUser"),
+    chaos_group="pushlist",
+)
+
 MODES: tuple[Mode, ...] = (  # report order
     SESSION,
     JWT,
     JWT_DENYLIST,
     JWT_DENYLIST_OPEN,
+    JWT_PUSHLIST,
     JWT_SHORT,
 )
 BENCH_MODES: tuple[Mode, ...] = tuple(m for m in MODES if m.bench_user is not None)

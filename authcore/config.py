@@ -181,6 +181,13 @@ class Settings:
         "Pushlist: XREAD BLOCK time; an empty answer after it is the stream's heartbeat "
         "(PUSHLIST_MAX_SILENCE_S must exceed it plus REDIS_TIMEOUT_MS).",
     )
+    pushlist_publish: bool = _setting(
+        "PUSHLIST_PUBLISH",
+        False,
+        "Auth service: append revocations to the pushlist stream even when its own "
+        "JWT_REVOCATION is not pushlist (one auth service for replica groups of several "
+        "modes, as authbench chaos runs them).",
+    )
     pushlist_maxlen: int = _setting(
         "PUSHLIST_MAXLEN",
         1000000,

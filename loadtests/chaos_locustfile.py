@@ -127,6 +127,11 @@ class DenylistOpenChaosUser(JwtChaosUser):
     host = _host(mode)
 
 
+class PushlistChaosUser(JwtChaosUser):
+    mode = modes.JWT_PUSHLIST
+    host = _host(mode)
+
+
 class JwtShortChaosUser(day.JwtShortUser):
     mode = modes.JWT_SHORT
     host = _host(mode)

@@ -53,7 +53,8 @@ import gevent
 from locust import FastHttpUser, events, task
 from locust.runners import WorkerRunner
 
-from authbench.modes import Login  # the mode registry imports no asyncio library
+from authbench import modes  # the mode registry imports no asyncio library
+from authbench.modes import Login
 from loadtests import hdr_listener  # µs HdrHistograms of the capture window (--hdr-dir)
 
 # Spread users over the seeded accounts; each process starts at a different offset so
@@ -387,6 +388,13 @@ class JwtUser(AuthUser):
                 response.failure(_reason(response))
         self.forget_credential()
         self.login()
+
+
+class PushlistUser(JwtUser):
+    """Mode jwt+pushlist: the same day as JwtUser, against a cluster that pushes every
+    revocation to the replicas (JWT_REVOCATION=pushlist), so its reads ask Redis nothing."""
+
+    mode = modes.JWT_PUSHLIST
 
 
 # jwt-short: refresh when this share of the access token's lifetime (`expires_in`) is gone.

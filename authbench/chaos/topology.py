@@ -43,6 +43,11 @@ def _group_settings() -> dict[str, dict[str, str]]:
 
 
 GROUP_SETTINGS = _group_settings()
+# One auth service serves every group: when a group's replicas read the pushed revocation
+# set (jwt+pushlist), that auth service must append to its stream whatever its own
+# JWT_REVOCATION is (authcore/pushlist.py).
+if any(mode.revocation == "pushlist" for mode in CHAOS_MODES):
+    GROUP_SETTINGS[MAIN_GROUP]["PUSHLIST_PUBLISH"] = "1"
 # Settings of each extra group; the main group runs the cluster's own settings.
 GROUP_ENV: dict[str, dict[str, str]] = {
     group: env for group, env in GROUP_SETTINGS.items() if group != MAIN_GROUP
@@ -63,7 +68,7 @@ class ChaosPorts:
             resource_base=self.base + 10,
             redis=self.base + 2,
             redis_proxy=self.proxy,
-            gateway_admin=self.base + 9,  # group gateways take base+4…, at most 3 groups
+            gateway_admin=self.base + 9,  # group gateways take base+4…, at most 5 groups
         )
 
     @property
@@ -85,7 +90,10 @@ class ChaosCluster(LocalCluster):
     through the delay proxy (the slow scenario).
     """
 
-    chaos_ports: ChaosPorts = field(default_factory=lambda: ChaosPorts(free_port_block()))
+    chaos_ports: ChaosPorts = field(
+        # the main group's ports and replicas (20), then 10 ports per extra group
+        default_factory=lambda: ChaosPorts(free_port_block(20 + 10 * len(GROUP_ENV)))
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= MAX_REPLICAS:
