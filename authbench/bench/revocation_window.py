@@ -317,13 +317,20 @@ def write_results(run_dir: Path, results: Sequence[ModeWindow], manifest: dict[s
     summaries = [r.summary() for r in results]
     (run_dir / "summary.json").write_text(json.dumps(summaries, indent=2))
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_readme(run_dir)
+
+
+def write_readme(run_dir: Path) -> Path:
+    """README.md of a run folder, from its summary.json and manifest.json alone."""
+    summaries = read_summary(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     lines = [
         f"# Revocation window, run {manifest.get('run_id', run_dir.name)}",
         "",
         "From logout's response to the last replica's first 401, asking every replica "
         "directly (one polling round included). Command:",
         "",
-        "    " + " ".join(manifest.get("command", [])),
+        "    " + shown_command(manifest.get("command", [])),
         "",
         "| mode | logouts | revoked | p50 ms | p99 ms | max ms | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -336,10 +343,23 @@ def write_results(run_dir: Path, results: Sequence[ModeWindow], manifest: dict[s
             f"| {modes.label(s['mode'])} | {s['logouts']} | {s['revoked']} | "
             f"{_cell(s['p50_ms'])} | {_cell(s['p99_ms'])} | {_cell(s['max_ms'])} | {verdict} |"
         )
+    git = manifest.get("git", {})
+    if git:
+        dirty = " (dirty: the tree held uncommitted edits)" if git.get("dirty") else ""
+        lines += ["", f"Code: commit {git.get('commit', '?')}{dirty}."]
     load = manifest.get("machine", {}).get("loadavg_at_end")
     if load:
-        lines += ["", f"Load average at the end: {', '.join(f'{v:.2f}' for v in load)}."]
+        lines += [f"Load average at the end: {', '.join(f'{v:.2f}' for v in load)}."]
     (run_dir / "README.md").write_text("\n".join(lines) + "\n")
+    return run_dir / "README.md"
+
+
+def shown_command(argv: Sequence[str]) -> str:
+    """The command line as a reader types it: `authbench …` for `python -m authbench …`."""
+    args = list(argv)
+    if args and (args[0].endswith("__main__.py") or args[0].endswith("authbench")):
+        args[0] = "authbench"
+    return " ".join(args)
 
 
 def _cell(value: float | None) -> str:

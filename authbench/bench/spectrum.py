@@ -395,7 +395,7 @@ def readme(found: Sequence[Point], costs: Sequence[RefreshCost], manifest: dict[
         "",
         "Drawn from committed runs (nothing measured by this command):",
         "",
-        "    " + " ".join(manifest.get("command", [])),
+        "    " + rw.shown_command(manifest.get("command", [])),
         "",
         "Inputs: "
         + ", ".join(manifest["inputs"]["bench"] + manifest["inputs"]["revocation_window"]),

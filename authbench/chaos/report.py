@@ -331,6 +331,13 @@ def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
     return f"All {count} modes run at once on one Redis (see the README's chaos section): {listed}."
 
 
+def _failover_section(results: Sequence[dict[str, Any]]) -> str:
+    """The failover scenarios side by side (authbench.chaos.failover); empty without them."""
+    from authbench.chaos import failover
+
+    return failover.report_section(results, _table)
+
+
 def render(run_dir: Path) -> Path:
     """Draw every chart and write report.html; returns the report's path."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -377,6 +384,7 @@ def render(run_dir: Path) -> Path:
         f"{html.escape(str(settings.get('timing', {}).get('aof_margin_s', '?')))} s before it, "
         "since AOF everysec may lose up to one second by design), checked after Redis came "
         "back.</p>" + losses_table(results),
+        _failover_section(results),
         "<h3>Revocation window</h3><p>Time from an acknowledged logout until every replica "
         "of the mode's group refuses the credential, asked directly, while Redis is up.</p>"
         + revocation_table(results),

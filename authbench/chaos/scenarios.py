@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authbench.chaos import probes, timeline
+from authbench.chaos import failover, probes, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
-from authbench.targets.base import Deployment, Group
+from authbench.targets.base import Deployment, Group, StoreTopology
 
 Progress = Callable[[str], None]
 
@@ -42,10 +42,12 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    fault: str  # kill | pause | restart | slow
+    fault: str  # kill | pause | restart | slow | failover
     persistence: str  # none | aof
     title: str
     what: str
+    store: str = "single"  # the store topology it needs (--store)
+    settings: tuple[tuple[str, str], ...] = ()  # the services' settings it runs with
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -77,6 +79,30 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }  # fmt: skip
 
+# Issue 16: the primary of a Sentinel-watched pair SIGKILLed (authbench.chaos.failover),
+# with asynchronous replication, then with WAIT after every acknowledged write.
+WAIT_SETTINGS = (("REDIS_WAIT_REPLICAS", "1"), ("REDIS_WAIT_TIMEOUT_MS", "100"))
+# Not in the default run (`--scenarios failover,failover-wait`): they need --store sentinel.
+FAILOVER_SCENARIOS: dict[str, Scenario] = {
+        s.name: s
+        for s in (
+            Scenario(
+                "failover", "failover", "none", "Primary killed, Sentinel failover",
+                "SIGKILL of the Redis primary (one replica, three Sentinels); the replica is "
+                "promoted, the old primary restarts as its replica; writes acknowledged up "
+                "to the kill are looked for on the new primary.",
+                store="sentinel",
+            ),
+            Scenario(
+                "failover-wait", "failover", "none", "Primary killed, Sentinel failover, WAIT 1",
+                "As failover, with REDIS_WAIT_REPLICAS=1 (WAIT 1 100 after each session "
+                "creation, refresh rotation and revocation before acknowledging it).",
+                store="sentinel",
+                settings=WAIT_SETTINGS,
+            ),
+        )
+}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -87,6 +113,8 @@ class Timing:
     revocation_observe_s: float = 3.0
     hang_ms: float = 1000.0  # a request slower than this "hung"
     slow_ms: float = 5.0  # one-way delay of the slow scenario
+    failover_writes_s: float = 3.0  # failover: writers run this long up to the kill
+    failover_timeout_s: float = 30.0  # failover: longest wait for a new primary
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +140,11 @@ class ScenarioResult:
     losses: probes.Losses
     revocation: list[probes.RevocationWindow]
     records: int
+    failover: dict[str, Any] | None = None  # the failover scenarios' figures
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        extra = {"failover": self.failover} if self.failover is not None else {}
+        return extra | {
             "scenario": asdict(self.scenario),
             "window": asdict(self.window),
             "events": self.events,
@@ -131,6 +161,7 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "restart": ("kill_redis", "start_redis"),
     "pause": ("pause_redis", "resume_redis", "wait_redis"),
     "slow": ("slow_redis",),
+    "failover": ("kill_redis_primary", "wait_redis_failover", "rejoin_redis"),
 }
 
 
@@ -151,6 +182,8 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
     missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
     if missing:
         return f"target {deployment.target} cannot {', '.join(missing)}"
+    if scenario.store != deployment.store.kind:
+        return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
     if scenario.fault == "restart" and scenario.persistence != deployment.redis_persistence:
         return (
             f"its Redis persistence is {deployment.redis_persistence}; {scenario.name} needs "
@@ -168,8 +201,9 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         replicas=options.replicas,
         workdir=workdir,
         redis_persistence=scenario.persistence,
-        settings_env={"AUTH_SEED_USERS": str(options.seed_users)},
+        settings_env={"AUTH_SEED_USERS": str(options.seed_users), **dict(scenario.settings)},
         redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
+        store=StoreTopology.parse(scenario.store),
     )
     try:
         yield cluster
@@ -257,7 +291,21 @@ def _run_scenario(
         _sleep_until(events["load_started"] + timing.warmup_s)
         _sleep_until(planted.acknowledged_at + timing.aof_margin_s)
 
-        window = _inject(scenario, target, timing, events, say)
+        writes: failover.AcknowledgedWrites | None = None
+        if scenario.fault == "failover":
+            each = options.planted_each  # the planted accounts: new credentials each time
+            writes = failover.AcknowledgedWrites(
+                gateways, range(account, account + each), range(account + each, account + 3 * each),
+                chains=4,
+            )  # fmt: skip
+            writes.start()
+            say(f"writers: sessions, refreshes and revocations for {timing.failover_writes_s:g} s")
+            _sleep_until(time.time() + timing.failover_writes_s)
+            window, times = failover.inject(
+                target, writes, gateways, timing.failover_timeout_s, events, say
+            )
+        else:
+            window = _inject(scenario, target, timing, events, say)
         _sleep_until(window.back_at + timing.after_s)
         losses = probes.check_losses(gateways, planted, window.back_at)
         events["losses_checked"] = time.time()
@@ -266,6 +314,19 @@ def _run_scenario(
             f"lost {losses.refresh_tokens_lost}, revoked JWTs valid again "
             f"{losses.revoked_valid_again}"
         )
+        failover_figures = None
+        if writes is not None:
+            lost = writes.check(window.fault_at)
+            # The local cluster's Sentinel set describes itself (ports, tuning); others: kind.
+            sentinels = getattr(target, "sentinel_set", None)
+            store = sentinels.describe() if sentinels is not None else {"kind": str(target.store)}
+            failover_figures = failover.summary(lost, times, writes, store, dict(scenario.settings))
+            say(
+                f"acknowledged before the kill: {lost.acknowledged} writes, lost on the new "
+                f"primary: {lost.lost} ("
+                + ", ".join(f"{k} {v.lost}/{v.acknowledged}" for k, v in lost.kinds.items())
+                + ")"
+            )
     finally:
         if load is not None:
             load.stop()
@@ -276,7 +337,9 @@ def _run_scenario(
     per_mode = timeline.buckets(records, window.fault_at)
     rows = timeline.timeline_rows(scenario.name, per_mode, timeline.failure_statuses(records))
     timeline.write_timeline(out_dir / "timeline.csv", rows)
-    result = ScenarioResult(scenario, window, events, figures, losses, revocation, len(records))
+    result = ScenarioResult(
+        scenario, window, events, figures, losses, revocation, len(records), failover_figures
+    )
     (out_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
 

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from authbench.chaos.load import LoadShape
-from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing, cannot_run
+from authbench.chaos.scenarios import (
+    FAILOVER_SCENARIOS,
+    SCENARIOS,
+    ChaosOptions,
+    Timing,
+    cannot_run,
+)
 from authbench.chaos.topology import MAX_REPLICAS
 from authbench.modes import CHAOS_MODES
 from authbench.process import PROJECT_ROOT
@@ -16,7 +22,9 @@ from authbench.targets.base import Deployment
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    scenario_help = "; ".join(f"{s.name}: {s.what}" for s in SCENARIOS.values())
+    scenario_help = "; ".join(
+        f"{s.name}: {s.what}" for s in {**SCENARIOS, **FAILOVER_SCENARIOS}.values()
+    )
     parser = subparsers.add_parser(
         "chaos",
         help="kill, pause, restart and slow down Redis under load; report what each mode loses",
@@ -28,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS),
-        help="comma-separated scenarios to run, in this order",
+        help="comma-separated scenarios to run, in this order (failover and failover-wait, "
+        "on a primary/replica/3-Sentinel store, run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
@@ -94,11 +103,12 @@ def run(args: argparse.Namespace) -> int:
     from authbench.chaos.run import run_chaos
 
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
+    known = {**SCENARIOS, **FAILOVER_SCENARIOS}
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         print(
             f"authbench chaos: unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(SCENARIOS)}",
+            f"choose from {', '.join(known)}",
             file=sys.stderr,
         )
         return 2
@@ -119,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    scenarios = [SCENARIOS[n] for n in names]
+    scenarios = [known[n] for n in names]
     target: Deployment | None = None  # local: a fresh cluster per scenario
     if args.target == "compose":
         from authbench.targets.compose import ComposeTarget

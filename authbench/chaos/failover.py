@@ -1,0 +1,393 @@
+"""The `failover` scenarios: SIGKILL the Redis primary under load, Sentinel promotes the
+replica, and what was acknowledged before the kill is looked for on the new primary.
+
+Replication is asynchronous: the primary answers a client before its replica has the
+write, so a write acknowledged in the last instant before the primary dies can be missing
+on the promoted replica. The planted credentials of every scenario are acknowledged
+seconds before the fault (long replicated); what this module adds are writers that keep
+writing up to the kill, each acknowledgement recorded with its wall-clock time:
+
+- sessions: session logins (a session created);
+- refresh rotations: chains of `POST /auth/refresh`, each answer's token the next one's
+  input; after the failover the last token each chain was given must still rotate (a lost
+  rotation leaves the new primary with the previous token, so the given one is unknown);
+- revocations: a JWT login then its logout on a gateway with the denylist; after the
+  failover the logged-out token must still be refused.
+
+The writers stop at the kill; a write whose answer did not come before is not counted.
+After the failover every acknowledged write is checked through the gateways (a 503 while
+the breaker recovers is asked again). The writers' own latencies are the price of
+`REDIS_WAIT_REPLICAS` (the `failover-wait` scenario), measured the same way in both runs.
+
+After the new primary is named, the killed node is started again as its replica (what a
+supervisor does); until then a deployment with WAIT cannot acknowledge any write, which
+`writes_back_s` shows.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from authbench.chaos import probes, timeline
+from authbench.modes import Login
+from authbench.targets.base import Deployment
+
+Progress = Callable[[str], None]
+KINDS = ("session", "refresh", "revocation")
+# The writers' operations whose latency is reported (WAIT's cost).
+OPERATIONS = ("login (session)", "login (jwt)", "refresh", "logout (jwt+denylist)")
+LAST_MS = 100.0  # "just before the kill": acknowledged in the last this-many ms
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    kind: str  # one of KINDS
+    at: float  # wall clock when the acknowledgement was read
+    check: dict[str, Any]  # what to ask after the failover
+
+
+@dataclass(slots=True)
+class KindLoss:
+    acknowledged: int = 0
+    lost: int = 0
+    unanswered: int = 0
+    acknowledged_last: int = 0  # in the last LAST_MS before the kill
+    lost_last: int = 0
+
+
+@dataclass(slots=True)
+class WriteLosses:
+    """Per kind: writes acknowledged before the kill, and how many the new primary lacks."""
+
+    kinds: dict[str, KindLoss] = field(default_factory=dict)
+    last_ms: float = LAST_MS
+
+    @property
+    def lost(self) -> int:
+        return sum(k.lost for k in self.kinds.values())
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(k.acknowledged for k in self.kinds.values())
+
+
+class AcknowledgedWrites:
+    """Writer threads that record each acknowledged write until `stop()`."""
+
+    def __init__(
+        self, gateways: probes.Gateways, session_accounts: range, jwt_accounts: range, chains: int
+    ) -> None:
+        if gateways.denylist is None:
+            raise probes.ProbeError("the failover scenario needs a mode with the denylist")
+        self._gateways = gateways
+        self._session_accounts = session_accounts
+        self._jwt_accounts = jwt_accounts
+        self._chains = chains
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.acks: list[Ack] = []
+        self.latencies: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+        self.errors: dict[str, int] = {}
+        self._tokens: list[str] = []  # each chain's latest acknowledged refresh token
+        self.probe_account = jwt_accounts[-1]  # logs in after the kill (writes back?)
+
+    # --- writing ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start each chain (a JWT login), then the writer threads."""
+        for i in range(self._chains):
+            account = self._jwt_accounts[i % len(self._jwt_accounts)]
+            self._tokens.append(
+                probes.login(self._gateways.jwt, account, Login.JWT).json()["refresh_token"]
+            )
+        for target in (self._write_sessions, self._write_refreshes, self._write_revocations):
+            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def _timed(
+        self,
+        operation: str,
+        gateway: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> probes.Answer:
+        """POST `path`, timing an acknowledged answer under `operation`."""
+        started = time.perf_counter()
+        answer = probes.call(gateway, "POST", path, body=body, headers=headers)
+        if answer.status in (200, 204):
+            with self._lock:
+                self.latencies[operation].append((time.perf_counter() - started) * 1000)
+        else:
+            with self._lock:
+                key = f"{operation}: {answer.status}"
+                self.errors[key] = self.errors.get(key, 0) + 1
+        return answer
+
+    def _record(self, kind: str, check: dict[str, Any]) -> None:
+        with self._lock:
+            self.acks.append(Ack(kind, time.time(), check))
+
+    def _write_sessions(self) -> None:
+        gateway, i = self._gateways.session, 0
+        while not self._stop.is_set():
+            account = self._session_accounts[i % len(self._session_accounts)]
+            i += 1
+            body = _login_body(account, Login.SESSION)
+            answer = self._timed("login (session)", gateway, "/auth/login", body=body)
+            if answer.status == 200:
+                self._record("session", {"headers": probes.credential_headers(answer)})
+
+    def _write_refreshes(self) -> None:
+        gateway, i = self._gateways.jwt, 0
+        while not self._stop.is_set():
+            chain = i % len(self._tokens)
+            i += 1
+            body = {"refresh_token": self._tokens[chain]}
+            answer = self._timed("refresh", gateway, "/auth/refresh", body=body)
+            if answer.status == 200:
+                self._tokens[chain] = answer.json()["refresh_token"]
+                self._record("refresh", {"chain": chain, "token": self._tokens[chain]})
+            elif answer.status != 503:
+                return  # a chain this writer cannot continue (should not happen)
+
+    def _write_revocations(self) -> None:
+        gateway, i = self._gateways.denylist, 0
+        assert gateway is not None
+        while not self._stop.is_set():
+            account = self._jwt_accounts[i % len(self._jwt_accounts)]
+            i += 1
+            body = _login_body(account, Login.JWT)
+            answer = self._timed("login (jwt)", gateway, "/auth/login", body=body)
+            if answer.status != 200 or self._stop.is_set():
+                continue
+            headers = probes.credential_headers(answer)
+            done = self._timed("logout (jwt+denylist)", gateway, "/auth/logout", headers=headers)
+            if done.status == 204:
+                self._record("revocation", {"headers": headers})
+
+    # --- checking after the failover --------------------------------------------------
+    def check(self, fault_at: float, timeout_s: float = 20.0) -> WriteLosses:
+        """Ask the deployment about every write acknowledged before the writers stopped."""
+        deadline = time.monotonic() + timeout_s
+        losses = WriteLosses(kinds={kind: KindLoss() for kind in KINDS})
+        last_refresh: dict[int, Ack] = {}
+        for ack in self.acks:
+            if ack.kind == "refresh":
+                last_refresh[ack.check["chain"]] = ack  # acks are in order per chain
+        for ack in self.acks:
+            entry = losses.kinds[ack.kind]
+            recent = fault_at - ack.at <= LAST_MS / 1000
+            if ack.kind == "refresh" and last_refresh[ack.check["chain"]] is not ack:
+                continue  # spent by the next rotation: only a chain's last token is asked
+            entry.acknowledged += 1
+            entry.acknowledged_last += recent
+            lost, unanswered = self._ask(ack, deadline)
+            entry.lost += lost
+            entry.lost_last += lost and recent
+            entry.unanswered += unanswered
+        return losses
+
+    def _ask(self, ack: Ack, deadline: float) -> tuple[bool, bool]:
+        """(lost, no definite answer) for one acknowledged write."""
+        g = self._gateways
+        if ack.kind == "session":
+            status = _definite(g.session, "GET", "/api/me", deadline, headers=ack.check["headers"])
+            return status == 401, status not in (200, 401)
+        if ack.kind == "refresh":
+            body = {"refresh_token": ack.check["token"]}
+            status = _definite(g.jwt, "POST", "/auth/refresh", deadline, body=body)
+            return status == 401, status not in (200, 401)
+        assert g.denylist is not None
+        status = _definite(g.denylist, "GET", "/api/me", deadline, headers=ack.check["headers"])
+        return status == 200, status not in (200, 401)
+
+    def latency_figures(self) -> dict[str, dict[str, float | int | None]]:
+        """Per operation: count, p50 and p99 (ms) of the acknowledged ones."""
+        figures: dict[str, dict[str, float | int | None]] = {}
+        for op, values in self.latencies.items():
+            figures[op] = {
+                "count": len(values),
+                "p50_ms": timeline._round(timeline.percentile(values, 0.5)),
+                "p99_ms": timeline._round(timeline.percentile(values, 0.99)),
+            }
+        return figures
+
+
+def _login_body(account: int, credential: Login) -> dict[str, Any]:
+    return {"username": f"user{account}", "password": f"password{account}", "mode": credential}
+
+
+def _definite(
+    gateway: str,
+    method: str,
+    path: str,
+    deadline: float,
+    *,
+    headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> int:
+    while True:
+        status = probes.call(gateway, method, path, headers=headers, body=body).status
+        if status not in (0, 503) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+@dataclass(slots=True)
+class FailoverTimes:
+    """Seconds from the kill (SIGKILL of the primary) to each step of the failover."""
+
+    promoted_s: float  # the Sentinels name the replica as primary
+    primary_answers_s: float  # ... and it answers as one ("back")
+    writes_back_s: float | None  # the first acknowledged write (a JWT login) after the kill
+    rejoined_s: float  # the killed node is a synced replica of the new primary again
+    old_port: int
+    new_port: int
+
+
+def inject(
+    target: Deployment,
+    writes: AcknowledgedWrites,
+    gateways: probes.Gateways,
+    timeout_s: float,
+    events: dict[str, float],
+    say: Progress,
+) -> tuple[timeline.FaultWindow, FailoverTimes]:
+    """Kill the primary, stop the writers, wait for the failover, bring the old primary
+    back as a replica, and time each step."""
+    fault_at = time.time()
+    old = target.kill_redis_primary()
+    writes.stop()
+    say(f"fault: Redis primary on port {old} SIGKILLed; waiting for the Sentinels")
+    named_at, new = target.wait_redis_failover(old, timeout_s)
+    back_at = time.time()
+    say(f"promoted: port {new} named after {named_at - fault_at:.2f} s, answers as primary")
+    # The first write acknowledged after the kill, while the old primary restarts as a
+    # replica (with WAIT no write is acknowledged before that).
+    first_write: list[float] = []
+    probe = threading.Thread(
+        target=_first_write,
+        args=(gateways.jwt, writes.probe_account, first_write, timeout_s),
+        daemon=True,
+    )
+    probe.start()
+    target.rejoin_redis()
+    rejoined_at = time.time()
+    probe.join(timeout_s)
+    say(f"old primary rejoined as a replica after {rejoined_at - fault_at:.2f} s")
+    events.update(fault_at=fault_at, restore_at=named_at, back_at=back_at, rejoined_at=rejoined_at)
+    times = FailoverTimes(
+        promoted_s=round(named_at - fault_at, 3),
+        primary_answers_s=round(back_at - fault_at, 3),
+        writes_back_s=round(first_write[0] - fault_at, 3) if first_write else None,
+        rejoined_s=round(rejoined_at - fault_at, 3),
+        old_port=old,
+        new_port=new,
+    )
+    return timeline.FaultWindow(fault_at, named_at, back_at), times
+
+
+def _first_write(gateway: str, account: int, found: list[float], timeout_s: float) -> None:
+    """A JWT login (a new refresh family: a write) every 0.2 s until one is acknowledged.
+    A login, not a rotation: a rotation refused for want of a replica has still spent
+    its token on the primary, so retrying it would look like reuse."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = _login_body(account, Login.JWT)
+        if probes.call(gateway, "POST", "/auth/login", body=body).status == 200:
+            found.append(time.time())
+            return
+        time.sleep(0.2)
+
+
+def summary(
+    losses: WriteLosses,
+    times: FailoverTimes,
+    writes: AcknowledgedWrites,
+    store: dict[str, Any],
+    settings: dict[str, str],
+) -> dict[str, Any]:
+    """The scenario's failover figures, as result.json keeps them."""
+    return {
+        "store": store,
+        "settings": settings,
+        "times": asdict(times),
+        "writes": {kind: asdict(entry) for kind, entry in losses.kinds.items()},
+        "last_ms": losses.last_ms,
+        "acknowledged": losses.acknowledged,
+        "lost": losses.lost,
+        "latency": writes.latency_figures(),
+        "write_errors": dict(sorted(writes.errors.items())),
+    }
+
+
+def report_section(
+    results: Sequence[dict[str, Any]],
+    table: Callable[[Sequence[str], Sequence[Sequence[Any]]], str],
+) -> str:
+    """report.html's failover section: every failover scenario of the run side by side
+    (without and with WAIT): the failover's steps, acknowledged writes lost, and what the
+    writes cost. Empty when the run has none."""
+    runs = [r for r in results if r.get("failover")]
+    if not runs:
+        return ""
+    names = [html.escape(r["scenario"]["name"]) for r in runs]
+    first = runs[0]["failover"]["store"]
+    tuning = (
+        f"one primary, one replica, three Sentinels (quorum {first.get('quorum', '?')}), "
+        f"down-after-milliseconds {first.get('down_after_milliseconds', '?')}, "
+        f"failover-timeout {first.get('failover_timeout_ms', '?')} ms"
+    )
+    steps = [
+        ("primary named (s after the kill)", "promoted_s"),
+        ("new primary answers (s)", "primary_answers_s"),
+        ("first write acknowledged again (s)", "writes_back_s"),
+        ("old primary rejoined as replica (s)", "rejoined_s"),
+    ]
+    rows: list[list[Any]] = [
+        ["settings"]
+        + [", ".join(f"{k}={v}" for k, v in r["failover"]["settings"].items()) or "-" for r in runs]
+    ]
+    rows += [[label] + [r["failover"]["times"][key] for r in runs] for label, key in steps]
+    last = runs[0]["failover"]["last_ms"]
+    for kind in KINDS:
+        cells = []
+        for r in runs:
+            w = r["failover"]["writes"][kind]
+            cells.append(
+                f"{w['lost']} of {w['acknowledged']} (last {last:g} ms: "
+                f"{w['lost_last']} of {w['acknowledged_last']})"
+                + (f", {w['unanswered']} unanswered" if w["unanswered"] else "")
+            )
+        rows.append([f"{kind}s lost" if kind != "refresh" else "refresh rotations lost", *cells])
+    for op in OPERATIONS:
+        cells = []
+        for r in runs:
+            f = r["failover"]["latency"].get(op, {})
+            cells.append(f"{f.get('p50_ms')} / {f.get('p99_ms')} (n={f.get('count')})")
+        rows.append([f"{op} p50 / p99 ms", *cells])
+    rows.append(["writes refused (status: count)"] + [
+        " ".join(f"{k}: {v}" for k, v in r["failover"]["write_errors"].items()) or "-" for r in runs
+    ])  # fmt: skip
+    return (
+        "<h3 id=failover>Failover: what a Sentinel failover loses, with and without WAIT</h3>"
+        f"<p>{html.escape(tuning)}. Writers create sessions, rotate refresh tokens and "
+        "revoke JWTs until the primary is SIGKILLed; every write acknowledged before that "
+        "is then looked for through the gateways on the promoted replica (for a refresh "
+        "chain, its last acknowledged token). Refresh chains count once each. Latencies are "
+        "of the writers' acknowledged requests before the kill, the same load in each "
+        "scenario.</p>" + table(["", *names], rows)
+    )
