@@ -30,6 +30,7 @@ ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
 REVOCATION_MODES = ("none", "denylist", "pushlist")
 FAIL_POLICIES = ("open", "closed")
 SAMESITE_VALUES = ("Lax", "Strict")
+VALIDATION_PLACES = ("replica", "gateway")  # VALIDATE_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +261,63 @@ class Settings:
         "Gateway: operator port serving /metrics (upstream addresses), /healthz and /readyz; "
         "0 = none. The public port never serves /metrics.",
     )
+    # --- edge validation (issue 15): where the credential is checked -----------------
+    validate_at: str = _setting(
+        "VALIDATE_AT",
+        "replica",
+        "replica: every replica checks the credential; gateway: the gateway checks it once "
+        "and forwards a signed identity assertion that replicas verify instead.",
+    )
+    deployment_id: str = _setting(
+        "DEPLOYMENT_ID",
+        "authbench",
+        "Names this deployment in identity assertions (iss/aud): another one's are refused.",
+    )
+    edge_assertion_alg: str = _setting(
+        "EDGE_ASSERTION_ALG",
+        "EdDSA",
+        "Identity assertion signature: EdDSA (only the gateway can sign) or HS256 (cheaper "
+        "to verify, but every replica holds the secret and could sign).",
+    )
+    edge_assertion_key: str = _setting(
+        "EDGE_ASSERTION_KEY",
+        "",
+        "Gateway only: the assertion signing key (EdDSA: base64url raw 32-byte private key; "
+        "HS256: the secret, >= 32 bytes).",
+    )
+    edge_assertion_verify_key: str = _setting(
+        "EDGE_ASSERTION_VERIFY_KEY",
+        "",
+        "Replicas: the assertion verification key (EdDSA: base64url raw 32-byte public key; "
+        "HS256: the same secret as the gateway's).",
+    )
+    edge_assertion_ttl_s: int = _setting(
+        "EDGE_ASSERTION_TTL_S", 5, "Lifetime of one identity assertion (seconds, short)."
+    )
+
+    # --- overload (issue 16): bounded in-flight work, fast 503 past it -----------------
+    gateway_max_inflight: int = _setting(
+        "GATEWAY_MAX_INFLIGHT",
+        1024,
+        "Gateway: requests one worker process has in flight (being validated or at an "
+        "upstream); more are answered 503 with Retry-After at once.",
+    )
+    gateway_max_inflight_per_upstream: int = _setting(
+        "GATEWAY_MAX_INFLIGHT_PER_UPSTREAM",
+        256,
+        "Gateway: requests one worker has in flight at one upstream; a full upstream is "
+        "skipped, so one slow replica cannot take every connection (503 when all are full).",
+    )
+    replica_max_inflight: int = _setting(
+        "REPLICA_MAX_INFLIGHT",
+        256,
+        "Replica: /api requests in flight in one replica process; more get 503 with "
+        "Retry-After at once (probes and /metrics are never refused).",
+    )
+    overload_retry_after_s: int = _setting(
+        "OVERLOAD_RETRY_AFTER_S", 1, "Retry-After (seconds) of an overload 503."
+    )
+
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 65536, "Largest request body accepted.")
     max_header_bytes: int = _setting("MAX_HEADER_BYTES", 8190, "Largest request header line.")
     max_url_bytes: int = _setting("MAX_URL_BYTES", 4096, "Longest request line (URL) accepted.")
@@ -319,6 +377,20 @@ class Settings:
             raise ConfigError("REDIS_WAIT_REPLICAS must be >= 0, REDIS_WAIT_TIMEOUT_MS > 0")
         if self.gateway_max_connections < 0 or self.gateway_fd_reserve < 0:
             raise ConfigError("GATEWAY_MAX_CONNECTIONS and GATEWAY_FD_RESERVE must be >= 0")
+        _choice("VALIDATE_AT", self.validate_at, VALIDATION_PLACES)
+        _choice("EDGE_ASSERTION_ALG", self.edge_assertion_alg, ("EdDSA", "HS256"))
+        if not self.deployment_id.strip():
+            raise ConfigError("DEPLOYMENT_ID must not be empty")
+        if not 1 <= self.edge_assertion_ttl_s <= 300:
+            raise ConfigError("EDGE_ASSERTION_TTL_S must be 1 to 300 seconds (short-lived)")
+        for name, value in (
+            ("GATEWAY_MAX_INFLIGHT", self.gateway_max_inflight),
+            ("GATEWAY_MAX_INFLIGHT_PER_UPSTREAM", self.gateway_max_inflight_per_upstream),
+            ("REPLICA_MAX_INFLIGHT", self.replica_max_inflight),
+            ("OVERLOAD_RETRY_AFTER_S", self.overload_retry_after_s),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value}")
         if not 0 <= self.gateway_admin_port <= 65535:
             raise ConfigError("GATEWAY_ADMIN_PORT must be a port number (0 = none)")
 

@@ -22,9 +22,9 @@ from aiohttp import web
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker, Principal
 from authcore.http import run, serve
+from authcore.jwks import JWKS_PATH
 from authcore.tokens import REQUIRED_CLAIMS, generate_key
 from resource_service.app import create_app
-from authcore.jwks import JWKS_PATH
 from resource_service.routes import CHECKER
 
 _JWT = Principal("user1", "jwt")

@@ -28,7 +28,9 @@ import aiohttp
 
 from authcore import errors, metrics
 from authcore.config import Settings
-from gateway.errors import DotSegments
+from authcore.overload import InFlightLimit
+from gateway.edge import EdgeValidator
+from gateway.errors import DotSegments, ResponseAborted
 from gateway.exchange import ProxyRequest
 from gateway.limits import OpenConnections, client_budget
 from gateway.proxy import Pool, ReverseProxy, request_id
@@ -80,7 +82,18 @@ class Gateway(Listener):
         }
         self.auth_pool: Pool = UpstreamPool(settings.auth_url, **pool_args)
         self.resource_pool: Pool = UpstreamPool(settings.resource_urls, **pool_args)
-        self.proxy = ReverseProxy(settings.upstream_timeout_s)
+        self.proxy = ReverseProxy(
+            settings.upstream_timeout_s,
+            settings.gateway_max_inflight_per_upstream,
+            settings.overload_retry_after_s,
+        )
+        # Overload (issue 16): requests this worker holds (validating or at an upstream).
+        self.inflight = InFlightLimit(
+            settings.gateway_max_inflight, settings.overload_retry_after_s, "gateway"
+        )
+        # Edge validation (issue 15): the gateway checks /api credentials itself.
+        self.edge = EdgeValidator(settings) if settings.validate_at == "gateway" else None
+        self._validating: set[asyncio.Task[None]] = set()
         self.operator = OperatorEndpoints(self)
         self._access_log = settings.access_log
         self._observers: dict[tuple[str, int], Any] = {}
@@ -104,7 +117,34 @@ class Gateway(Listener):
             self._builtin(request, client)
             client.request_done(None)
             return
+        self.inflight.enter()  # or a fast 503 with Retry-After
+        request.admitted = True  # `observe` counts it out, however it ends
+        if self.edge is not None and pool is self.resource_pool:
+            task = asyncio.get_running_loop().create_task(
+                self._validate_and_forward(self.edge, request, pool, client)
+            )
+            self._validating.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._validating.discard)
+            return
         self.proxy.forward(request, pool, client)
+
+    async def _validate_and_forward(
+        self, edge: EdgeValidator, request: ProxyRequest, pool: Pool, client: ClientConnection
+    ) -> None:
+        """VALIDATE_AT=gateway: check the credential, then forward with the assertion."""
+        try:
+            line = await edge.assertion_line(request)
+        except errors.AuthbenchError as err:
+            client.request_done(err)
+            return
+        except Exception:  # a bug: log it, answer a bare JSON 500
+            log.exception("edge validation failed")
+            client.request_done(errors.AuthbenchError())
+            return
+        if client.gone:
+            client.request_done(ResponseAborted())
+            return
+        self.proxy.forward(request, pool, client, line)
 
     def _builtin(self, request: ProxyRequest, client: ClientConnection) -> None:
         path = request.target.split(b"?", 1)[0]
@@ -136,10 +176,17 @@ class Gateway(Listener):
     def not_ready(self) -> str | None:
         pools = (("auth", self.auth_pool), ("resource", self.resource_pool))
         missing = [name for name, pool in pools if not pool.healthy]
-        return f"no healthy {' or '.join(missing)} upstream" if missing else None
+        if missing:
+            return f"no healthy {' or '.join(missing)} upstream"
+        if self.edge is not None and not self.edge.ready:
+            return "verification keys not loaded yet"
+        return None
 
     def observe(self, request: ProxyRequest, status: int) -> None:
         """Per-route request duration, as the other services report it (cached children)."""
+        if request.admitted:
+            request.admitted = False
+            self.inflight.leave()
         target = request.target
         if target.startswith(_API):
             route = ROUTE_API
@@ -171,6 +218,8 @@ class Gateway(Listener):
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=1),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        edge = self.edge.running() if self.edge is not None else contextlib.nullcontext()
+        await edge.__aenter__()
         checks = [
             asyncio.create_task(self.auth_pool.run_health_checks(session)),
             asyncio.create_task(self.resource_pool.run_health_checks(session)),
@@ -185,6 +234,7 @@ class Gateway(Listener):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await session.close()
+            await edge.__aexit__(None, None, None)
             self.auth_pool.close()
             self.resource_pool.close()
 

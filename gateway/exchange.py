@@ -26,6 +26,7 @@ class ProxyRequest:
     """What the gateway keeps of a request: raw method, target and headers, the body."""
 
     __slots__ = (
+        "admitted",
         "body",
         "connection",
         "headers",
@@ -57,6 +58,7 @@ class ProxyRequest:
         self.rid = rid
         self.keep_alive = keep_alive
         self.started = time.perf_counter()
+        self.admitted = False  # counted against the worker's in-flight limit
 
 
 class UpstreamRelay(Protocol):

@@ -24,7 +24,9 @@ import os
 import re
 from itertools import count
 
+from authcore.assertion import ASSERTION_HEADER
 from authcore.errors import UpstreamTimeout, UpstreamUnavailable
+from authcore.overload import REQUESTS_SHED, Overloaded
 from gateway.connections import (
     UpstreamConnection,
     UpstreamOf,
@@ -54,7 +56,7 @@ SPOOFABLE = frozenset(
     x-user x-user-id x-authenticated-user x-forwarded-user x-remote-user remote-user
     x-auth-user x-replica x-request-id host content-length
     """.split()
-)
+) | {ASSERTION_HEADER.lower()}  # only the gateway mints identity assertions
 # The gateway reads the whole (bounded) request body and answers `Expect: 100-continue`
 # itself, so the upstream gets a complete request and never an Expect.
 _REQUEST_DROP = frozenset(h.encode() for h in HOP_BY_HOP | SPOOFABLE | {"expect"})
@@ -97,13 +99,23 @@ def upstream_headers(
 class ReverseProxy:
     """Sends a parsed request to one upstream of a pool and streams its answer back."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(
+        self, timeout_s: float, max_per_upstream: int = 1 << 30, retry_after_s: int = 1
+    ) -> None:
         self.timeout_s = timeout_s
         self.connect_timeout_s = min(1.0, timeout_s)
+        self.max_per_upstream = max_per_upstream
+        self.retry_after_s = retry_after_s
+        self.shed = REQUESTS_SHED.labels("upstream")
 
-    def forward(self, request: ProxyRequest, pool: Pool, client: ClientSide) -> None:
-        """Start forwarding; `client.request_done(error)` is called when it has ended."""
+    def forward(
+        self, request: ProxyRequest, pool: Pool, client: ClientSide, extra: bytes = b""
+    ) -> None:
+        """Start forwarding (`extra`: header lines the gateway adds, each after a CRLF);
+        `client.request_done(error)` is called when it has ended."""
         head = upstream_headers(request.headers, request.connection, client.peer, request.rid)
+        if extra:
+            head += extra
         body = request.body
         if body is not None or request.method in (b"POST", b"PUT", b"PATCH"):
             head += b"\r\nContent-Length: %d" % (len(body) if body else 0)
@@ -138,10 +150,16 @@ class Forwarding:
         self._retried = False
 
     def attempt(self) -> None:
-        upstream = self._pool.pick(exclude=self._tried)
+        proxy = self._proxy
+        upstream = self._pool.pick(self._tried, proxy.max_per_upstream)
         if upstream is None:
-            self._client.request_done(UpstreamUnavailable())
+            if self._pool.all_full(self._tried, proxy.max_per_upstream):
+                proxy.shed.inc()
+                self._client.request_done(Overloaded(proxy.retry_after_s))
+            else:
+                self._client.request_done(UpstreamUnavailable())
             return
+        upstream.inflight += 1  # until _done, or a connect that fails
         if self._tried is None:
             self._tried = {upstream}
         else:
@@ -157,14 +175,18 @@ class Forwarding:
             connection = await connect(upstream, self._proxy.connect_timeout_s)
         except LocalExhaustion:
             # This process is out of descriptors: the upstream is fine; do not eject it.
+            upstream.inflight -= 1
             self._client.request_done(NoDescriptors())
             return
         except ConnectFailed:
+            upstream.inflight -= 1
             self._pool.report_failure(upstream)  # nothing was sent: try the next one
             self.attempt()
             return
         if self._client.gone:
+            upstream.inflight -= 1
             connection.release()
+            self._client.request_done(ResponseAborted())
             return
         self._send(upstream, connection)
 
@@ -181,6 +203,7 @@ class Forwarding:
 
     def _done(self, connection: UpstreamConnection, error: UpstreamError | None) -> None:
         upstream = connection.upstream
+        upstream.inflight -= 1
         if error is None:
             if upstream.failures:
                 self._pool.report_success(upstream)

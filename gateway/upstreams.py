@@ -51,6 +51,7 @@ class Upstream(Generic[C]):
     healthy: bool = True
     failures: int = 0
     failed_probes: int = 0  # failed active health probes in a row
+    inflight: int = 0  # requests of this worker at this upstream (connecting or sent)
     # Where to connect, and the Host line every request to it carries (precomputed).
     host: str = field(init=False)
     port: int = field(init=False)
@@ -133,16 +134,25 @@ class UpstreamPool(Generic[C]):
         for u in self._upstreams:
             metrics.UPSTREAM_HEALTHY.labels(u.base_url).set(1 if u.healthy else 0)
 
-    def pick(self, exclude: set[Upstream[C]] | None = None) -> Upstream[C] | None:
-        """The next healthy upstream in round-robin order, skipping `exclude`."""
+    def pick(
+        self, exclude: set[Upstream[C]] | None = None, max_inflight: int = 1 << 30
+    ) -> Upstream[C] | None:
+        """The next healthy upstream in round-robin order, skipping `exclude` and those
+        with `max_inflight` requests already in flight (a slow upstream fills up and is
+        passed over, so it cannot take every connection)."""
         healthy = self._healthy
         n = len(healthy)
         for _ in range(n):
             self._next = (self._next + 1) % n
             candidate = healthy[self._next]
-            if not exclude or candidate not in exclude:
+            if candidate.inflight < max_inflight and (not exclude or candidate not in exclude):
                 return candidate
         return None
+
+    def all_full(self, exclude: set[Upstream[C]] | None, max_inflight: int) -> bool:
+        """Whether `pick` found nothing only because every candidate was at its cap."""
+        candidates = [u for u in self._healthy if not exclude or u not in exclude]
+        return bool(candidates) and all(u.inflight >= max_inflight for u in candidates)
 
     def report_failure(self, upstream: Upstream[C]) -> None:
         upstream.failures += 1

@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from authcore.assertion import AssertionVerifier
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
 from authcore.jwks import KeySetFetcher
+from authcore.overload import InFlightLimit
 from authcore.pushlist import PushList
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
 from authcore.tokens import TokenVerifier
+from resource_service.edge import AssertionChecker
 from resource_service.routes import CHECKER, ITEM_DATA, REPLICA, routes
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,8 +33,18 @@ def create_app(settings: Settings, replica: str) -> web.Application:
     # The payload is built once: a fixed-size body models a real resource, at no CPU cost.
     app[ITEM_DATA] = "x" * settings.item_bytes
     app.add_routes(routes)
-    app.cleanup_ctx.append(_resources)
+    # Overload (issue 16): past REPLICA_MAX_INFLIGHT /api requests, a fast 503.
+    limit = InFlightLimit(settings.replica_max_inflight, settings.overload_retry_after_s, "replica")
+    app.middlewares.append(limit.middleware())
+    app.cleanup_ctx.append(_edge_resources if settings.validate_at == "gateway" else _resources)
     return app
+
+
+async def _edge_resources(app: web.Application) -> AsyncIterator[None]:
+    """VALIDATE_AT=gateway: the gateway checked the credential; this replica verifies only
+    its identity assertion, so it needs no Redis, no JWKS and no auth service at all."""
+    app[CHECKER] = AssertionChecker(AssertionVerifier.from_settings(app[SETTINGS]))
+    yield
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 from aiohttp import web
 
-from authcore.credentials import CredentialChecker
+from authcore.credentials import Principal
 
 routes = web.RouteTableDef()
 
-CHECKER = web.AppKey("checker", CredentialChecker)
+
+class Authenticator(Protocol):
+    """What checks an /api request: authcore's CredentialChecker (VALIDATE_AT=replica) or
+    the gateway's identity assertion (resource_service.edge, VALIDATE_AT=gateway)."""
+
+    async def authenticate(self, request: web.Request) -> Principal: ...
+
+
+CHECKER = web.AppKey("checker", Authenticator)
 REPLICA = web.AppKey("replica", str)
 ITEM_DATA = web.AppKey("item_data", str)
 

@@ -41,6 +41,7 @@ from authbench.targets.base import (
     StoreTopology,
     http_status,
 )
+from authcore.assertion import generate_keys
 from authcore.config import documented_settings
 
 REDIS_MISSING = (
@@ -49,7 +50,15 @@ REDIS_MISSING = (
     "  macOS:         brew install redis\n"
     "authbench starts its own redis-server on a port of its own; it never touches yours."
 )
-_SETTING_NAMES = frozenset(name for name, _default, _doc in documented_settings())
+# Keys are never reported with a group's settings (they may end up in a manifest).
+_SETTING_NAMES = frozenset(name for name, _default, _doc in documented_settings()) - {
+    "EDGE_ASSERTION_KEY",
+    "EDGE_ASSERTION_VERIFY_KEY",
+}
+
+
+# The key store's key-encryption key is a secret: never reported with a group's settings.
+_SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
 
 
 class ClusterError(DeploymentError):
@@ -215,7 +224,23 @@ class LocalCluster(Deployment):
             health_url=f"http://127.0.0.1:{port}/readyz",
         )
 
+    def _edge_keys(self) -> tuple[dict[str, str], dict[str, str]]:
+        """VALIDATE_AT=gateway: the assertion keys of the gateway and of the replicas, a
+        fresh Ed25519 pair (or HS256 secret) per plan unless the settings name them. Kept
+        out of settings_env (manifests record it); the replicas never get the signing key."""
+        env = self.settings_env
+        if env.get("VALIDATE_AT") != "gateway":
+            return {}, {}
+        signing, verifying = env.get("EDGE_ASSERTION_KEY"), env.get("EDGE_ASSERTION_VERIFY_KEY")
+        if not signing or not verifying:
+            signing, verifying = generate_keys(env.get("EDGE_ASSERTION_ALG", "EdDSA"))
+        return (
+            {"EDGE_ASSERTION_KEY": signing},
+            {"EDGE_ASSERTION_KEY": "", "EDGE_ASSERTION_VERIFY_KEY": verifying},
+        )
+
     def plan(self) -> list[Child]:
+        gateway_keys, replica_keys = self._edge_keys()
         children = [
             self._python_child("auth", "auth_service", self.ports.auth, {}),
         ]
@@ -226,10 +251,10 @@ class LocalCluster(Deployment):
                     f"resource-{i + 1}",
                     "resource_service",
                     port,
-                    {"REPLICA_ID": f"replica-{i + 1}"},
+                    {"REPLICA_ID": f"replica-{i + 1}", **replica_keys},
                 )
             )
-        admin = {"GATEWAY_ADMIN_PORT": str(self.ports.gateway_admin)}
+        admin = {"GATEWAY_ADMIN_PORT": str(self.ports.gateway_admin), **gateway_keys}
         children.append(self._python_child("gateway", "gateway", self.ports.gateway, admin))
         return children
 
