@@ -22,6 +22,7 @@ COMMANDS = (
     "model",
     "compare",
     "revocation_window",
+    "spectrum",
     "soak",
     "loadgen",
 )

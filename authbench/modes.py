@@ -111,7 +111,7 @@ class Mode:
 
 
 # The settings a mode may ask for, with the services' own defaults (authcore.config).
-_DEPLOYMENT_SETTINGS = ("JWT_REVOCATION", "DENYLIST_FAIL", "JWT_TTL_S")
+_DEPLOYMENT_SETTINGS = ("JWT_REVOCATION", "DENYLIST_FAIL", "SESSION_CACHE", "JWT_TTL_S")
 DEPLOYMENT_DEFAULTS: Mapping[str, str] = MappingProxyType(
     {env: default for env, default, _doc in documented_settings() if env in _DEPLOYMENT_SETTINGS}
 )
@@ -206,8 +206,25 @@ JWT_PUSHLIST = Mode(
     chaos_group="pushlist",
 )
 
+# Sessions with a near cache on each replica (issue 14): a hit asks Redis nothing; Redis
+# pushes every change of a session key to every replica (CLIENT TRACKING BCAST), and a
+# replica whose channel drops flushes and asks Redis directly (authcore/session_cache.py).
+SESSION_CACHE = Mode(
+    key="session+cache",
+    label="session+cache",
+    checks="the session in a near cache, Redis pushes invalidations",
+    login=Login.SESSION,
+    deployment={"SESSION_CACHE": "1"},
+    color="#6baed6",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "SessionCacheUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "SessionCacheChaosUser"),
+    chaos_group="cache",
+    bench_default=False,  # `authbench bench --modes session,session+cache,...` (README)
+)
+
 MODES: tuple[Mode, ...] = (  # report order
     SESSION,
+    SESSION_CACHE,
     JWT,
     JWT_DENYLIST,
     JWT_DENYLIST_OPEN,

@@ -131,6 +131,22 @@ class Settings:
         "COOKIE_SECURE", False, "Mark cookies Secure and use the __Host- prefix (behind HTTPS)."
     )
     cookie_samesite: str = _setting("COOKIE_SAMESITE", "Lax", "SameSite of cookies: Lax or Strict.")
+    # --- session near cache (mode session+cache, authcore/session_cache.py) ----------
+    session_cache: bool = _setting(
+        "SESSION_CACHE",
+        False,
+        "Replicas keep a near cache of sessions that Redis invalidates by push (CLIENT "
+        "TRACKING BCAST); a hit asks Redis nothing.",
+    )
+    session_cache_size: int = _setting(
+        "SESSION_CACHE_SIZE", 100000, "Session cache: most sessions one replica holds (LRU)."
+    )
+    session_cache_renew_s: float = _setting(
+        "SESSION_CACHE_RENEW_S",
+        60.0,
+        "Session cache: a session's idle TTL is renewed at most once per this many seconds, "
+        "so it may end this much before SESSION_IDLE_S of idleness; < SESSION_IDLE_S.",
+    )
 
     # --- JWTs -------------------------------------------------------------------------
     jwt_algorithm: str = _setting(
@@ -359,6 +375,14 @@ class Settings:
             )
         if self.session_absolute_s < self.session_idle_s:
             raise ConfigError("SESSION_ABSOLUTE_S must be >= SESSION_IDLE_S")
+        if self.session_cache_size <= 0:
+            raise ConfigError(f"SESSION_CACHE_SIZE={self.session_cache_size}: must be positive")
+        renew_s = self.session_cache_renew_s
+        if renew_s <= 0 or (self.session_cache and renew_s >= self.session_idle_s):
+            raise ConfigError(
+                f"SESSION_CACHE_RENEW_S={renew_s:g}: must be positive and, with SESSION_CACHE "
+                f"on, below SESSION_IDLE_S ({self.session_idle_s})"
+            )
         if self.refresh_family_absolute_s < self.refresh_ttl_s:
             raise ConfigError("REFRESH_FAMILY_ABSOLUTE_S must be >= REFRESH_TTL_S")
         self.trusted_proxy_networks()  # a malformed CIDR is refused at start

@@ -29,6 +29,15 @@ def _key(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
+session_key = _key  # public for the near cache (authcore.session_cache), which keys alike
+
+
+def parse_record(raw: bytes | str) -> Session:
+    """The Session a stored record holds."""
+    record = json.loads(raw)
+    return Session(record["u"], record["c"], record["a"])
+
+
 async def _prune_index(r: Redis, user_key: str, members: list[bytes | str]) -> None:
     """Drop from a user's index the sessions that no longer exist (idle or absolute
     expiry, logout): pruned on every login, the index holds the user's live sessions,
@@ -102,8 +111,7 @@ class SessionStore:
         )
         if raw is None:
             raise InvalidCredential("unknown or expired session")
-        record = json.loads(raw)
-        session = Session(record["u"], record["c"], record["a"])
+        session = parse_record(raw)
         if time.time() >= session.absolute_deadline:
             await self._store.call(lambda r: r.delete(key))
             raise ExpiredCredential("session reached its absolute lifetime")

@@ -107,6 +107,11 @@ class SessionChaosUser(day.SessionUser):
         return {"mode": self.mode.key}
 
 
+class SessionCacheChaosUser(SessionChaosUser):
+    mode = modes.SESSION_CACHE
+    host = _host(mode)
+
+
 class JwtChaosUser(day.JwtUser):
     mode = modes.JWT
     host = _host(mode)

@@ -340,6 +340,11 @@ class SessionUser(AuthUser):
         self.client.cookiejar.clear()
 
 
+class SessionCacheUser(SessionUser):
+    """The same day as SessionUser, against replicas with the session near cache
+    (mode session+cache, `SESSION_CACHE=1`): its own class so its stats say so."""
+
+
 class JwtUser(AuthUser):
     """Logs in for tokens: the client carries a signed access token and a refresh token."""
 

@@ -18,6 +18,7 @@ from authcore.overload import InFlightLimit
 from authcore.pushlist import PushList
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
+from authcore.session_cache import CachedSessionStore
 from authcore.sessions import SessionStore
 from authcore.tokens import TokenVerifier
 from resource_service.edge import AssertionChecker
@@ -56,9 +57,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     denylist = RevocationList(store, settings.jwt_leeway_s) if settings.denylist_enabled else None
     # JWT_REVOCATION=pushlist: the revocation set is held here, pushed through a stream.
     pushlist = PushList(settings, app[REPLICA]) if settings.pushlist_enabled else None
+    # SESSION_CACHE: the near cache and its invalidation listener (mode session+cache).
+    cache = CachedSessionStore(store, settings) if settings.session_cache else None
+    listening = asyncio.create_task(cache.listener.run()) if cache is not None else None
     app[CHECKER] = CredentialChecker(
         settings,
-        SessionStore(store, settings),
+        cache if cache is not None else SessionStore(store, settings),
         verifier,
         denylist or pushlist,
         refresh_keys=fetcher.refresh_on_unknown_kid,
@@ -76,5 +80,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
+        if cache is not None and listening is not None:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            await cache.close()
         await client.close()
         await store.close()

@@ -10,7 +10,15 @@ from types import FrameType
 from typing import Any
 
 from authbench.bench import axes, presets
-from authbench.bench.matrix import JWT_ALGS, MODE_ORDER, Load, Matrix, parse_list, validate_modes
+from authbench.bench.matrix import (
+    BENCH_CHOICES,
+    JWT_ALGS,
+    MODE_ORDER,
+    Load,
+    Matrix,
+    parse_list,
+    validate_modes,
+)
 from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
@@ -46,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     matrix.add_argument(
         "--modes",
         default=",".join(MODE_ORDER),
-        help=f"comma-separated, from: {', '.join(MODE_ORDER)}",
+        help=f"comma-separated, from: {', '.join(BENCH_CHOICES)}",
     )
     matrix.add_argument("--replicas", default="1,2,4", help="comma-separated replica counts")
     matrix.add_argument(
@@ -81,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="0",
         help="token size, an axis: comma-separated bytes of padding claim in every access "
         "token (ACCESS_TOKEN_PAD_BYTES); sessions keep their fixed cookie",
+    )
+    matrix.add_argument(
+        "--jwt-ttl",
+        default="",
+        help="access-token lifetime, an axis: comma-separated JWT_TTL_S in seconds (e.g. "
+        "30,300,3600) for the modes that set one (jwt-short, whose users refresh before "
+        "expiry: its revocation window and its refresh cost); empty: the mode's own",
     )
     matrix.add_argument(
         "--preset",
@@ -241,6 +256,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     links = axes.parse_store_rtts(args.store_rtt)
     caps = axes.parse_redis_cpus(args.redis_cpus)
     pads = axes.parse_token_bytes(args.token_bytes)
+    ttls = axes.parse_jwt_ttls(args.jwt_ttl)
     protocol = Protocol(
         warmup_s=args.warmup,
         capture_s=args.capture,
@@ -255,7 +271,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     )
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
-        store_links=links, redis_cpus=caps, token_bytes=pads,
+        store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
