@@ -102,6 +102,12 @@ class RevocationFeed:
     async def revoke_token(self, jti: str, expires_at: float) -> None:
         await self._append([{"k": KIND_JTI, "v": jti, "keep": expires_at + self._leeway_s + 1}])
 
+    async def revoke_tokens(self, tokens: Iterable[tuple[str, float]]) -> None:
+        """Many (jti, exp) at once, in one round trip (bulk revocation, measurements)."""
+        await self._append(
+            [{"k": KIND_JTI, "v": jti, "keep": exp + self._leeway_s + 1} for jti, exp in tokens]
+        )
+
     async def revoke_user(self, user: str) -> None:
         now = _now()
         await self._append([{"k": KIND_USER, "v": user, "at": now, "keep": self._lifetime_keep()}])
