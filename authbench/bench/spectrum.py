@@ -284,7 +284,8 @@ def draw_spectrum(found: Sequence[Point], path: Path) -> None:
     if second:
         ys.append(("read_p50_ms_at_rtt1", f"read p50 (ms) at --store-rtt {STORE_RTT_PANEL_MS:g}"))
     for ax, (attr, ylabel) in zip(panels, ys, strict=True):
-        for p in found:
+        offsets = [(6, 6), (6, -14), (-10, 12), (-10, -20)]  # neighbours' labels apart
+        for index, p in enumerate(found):
             y = getattr(p, attr)
             if math.isnan(y):
                 continue
@@ -293,8 +294,8 @@ def draw_spectrum(found: Sequence[Point], path: Path) -> None:
                 [p.window_s], [y], s=70, color=modes.color(p.mode),
                 facecolors="none" if hollow else modes.color(p.mode), linewidths=2, zorder=3,
             )  # fmt: skip
-            ax.annotate(p.label, (p.window_s, y), textcoords="offset points", xytext=(6, 6),
-                        fontsize=8)  # fmt: skip
+            ax.annotate(p.label, (p.window_s, y), textcoords="offset points",
+                        xytext=offsets[index % len(offsets)], fontsize=8)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("revocation window (s, log): logout to the last replica's 401, p99")
         ax.set_ylabel(ylabel)
