@@ -8,7 +8,13 @@ shared machine's noise hits all three alike) and prints medians and ratios:
 - throughput: wrk -c CONNECTIONS, rps through each path; target gateway/nginx >= 0.6;
 - latency: wrk -c 1 (one request in flight: no queueing), p50 added to the direct p50;
   target gateway's added p50 <= 0.5 ms;
-- the load generator's own ceiling: wrk against nginx's static `return 200`.
+- the load generator's own ceiling: wrk against nginx's static `return 200`;
+- edge validation (issue 15, `--validate`, on by default): a second gateway with
+  VALIDATE_AT=gateway, a redis-server and the auth service beside it, measured with a
+  session cookie (`gateway+validate:session`, one GETEX per request) and with an EdDSA JWT
+  (`gateway+validate:jwt`, one signature check), against the same gateway without
+  validation: what checking the credential at the edge costs the gateway. Every path
+  gets the same credential header, so the requests differ only in what is done with them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,6 +44,7 @@ from harness import (
 )
 
 from authbench.process import PROJECT_ROOT as ROOT
+from authcore.assertion import generate_keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +64,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="GIT_REF",
         help="also run the gateway/ package of this commit (e.g. acb93e2, the aiohttp one)",
     )
+    parser.add_argument(
+        "--validate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a gateway with VALIDATE_AT=gateway (session and JWT credentials)",
+    )
+    parser.add_argument(
+        "--assertion-alg",
+        default="EdDSA",
+        choices=("EdDSA", "HS256"),
+        help="EDGE_ASSERTION_ALG of the validating gateway",
+    )
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
 
     replica, proxy, gateway = args.base_port, args.base_port + 1, args.base_port + 2
     others = {ref: args.base_port + 3 + i for i, ref in enumerate(args.compare_ref)}
+    # Edge validation's own processes sit at the top of the block.
+    validating, auth, redis_port = args.base_port + 40, args.base_port + 41, args.base_port + 42
     check_ports([replica, proxy, gateway, *others.values()])
+    if args.validate:
+        check_ports([validating, auth, redis_port])
     with Processes() as procs:
         procs.spawn(
             "replica",
@@ -101,16 +125,33 @@ def main(argv: list[str] | None = None) -> int:
             ).pid
         for port in (gateway, *others.values()):
             wait_http(f"http://127.0.0.1:{port}/readyz")
+        credentials: dict[str, str] = {}
+        if args.validate:
+            credentials = start_validating_gateway(
+                procs, gateway_env, validating, auth, redis_port, args.assertion_alg
+            )
+            gateway_pids["gateway+validate:session"] = gateway_pids["gateway+validate:jwt"] = (
+                procs.started[-1].pid
+            )
         say(f"logs in {procs.logdir}")
-        targets = {
-            "direct": f"http://127.0.0.1:{replica}{args.path}",
-            "nginx": f"http://127.0.0.1:{proxy}{args.path}",
-            "gateway": f"http://127.0.0.1:{gateway}{args.path}",
+        # Every path gets the same credential header (one cookie when not validating).
+        same = [credentials["session"]] if credentials else []
+        targets: dict[str, tuple[str, list[str]]] = {
+            "direct": (f"http://127.0.0.1:{replica}{args.path}", same),
+            "nginx": (f"http://127.0.0.1:{proxy}{args.path}", same),
+            "gateway": (f"http://127.0.0.1:{gateway}{args.path}", same),
         }
         for ref, port in others.items():
-            targets[f"gateway@{ref}"] = f"http://127.0.0.1:{port}{args.path}"
-        for url in targets.values():  # warm up every path (pools, JIT-free caches)
-            wrk(url, duration_s=1, connections=args.connections)
+            targets[f"gateway@{ref}"] = (f"http://127.0.0.1:{port}{args.path}", same)
+        for kind, header in credentials.items():
+            targets[f"gateway+validate:{kind}"] = (
+                f"http://127.0.0.1:{validating}{args.path}",
+                [header],
+            )
+        for url, headers in targets.values():  # warm up every path (pools, caches)
+            res = wrk(url, duration_s=1, connections=args.connections, headers=headers)
+            if res.errors:
+                raise SystemExit(f"{url}: {res.errors} errors while warming up")
         loaded: dict[str, list[WrkResult]] = {k: [] for k in targets}
         single: dict[str, list[WrkResult]] = {k: [] for k in targets}
         ceiling: list[WrkResult] = []
@@ -120,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             # Every other round in reverse: no path always runs right after the same one.
             order = list(targets.items())[:: -1 if r % 2 else 1]
-            for name, url in order:
+            for name, (url, headers) in order:
                 pid = gateway_pids.get(name)
                 cpu_before = tree_cpu_seconds(pid) if pid else 0.0
-                res = wrk(url, duration_s=args.duration, connections=args.connections)
+                res = wrk(
+                    url, duration_s=args.duration, connections=args.connections, headers=headers
+                )
                 loaded[name].append(res)
                 if pid and res.requests:
                     cpu_us[name].append((tree_cpu_seconds(pid) - cpu_before) / res.requests * 1e6)
@@ -131,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
                     f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}"
                 )
-            for name, url in order:
-                res = wrk(url, duration_s=args.duration, connections=1)
+            for name, (url, headers) in order:
+                res = wrk(url, duration_s=args.duration, connections=1, headers=headers)
                 single[name].append(res)
                 say(
                     f"round {r + 1}/{args.rounds} {name:8s} c=1: {res.rps:9,.0f} rps "
@@ -198,6 +241,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         for ref in others
     }
+    # Edge validation: the validating gateway against the plain one and nginx, per round.
+    validation = {
+        name.split(":", 1)[1]: {
+            "vs_gateway": paired(loaded[name], loaded["gateway"]),
+            "vs_nginx": paired(loaded[name], loaded["nginx"]),
+            "cpu_us_per_request": median(cpu_us[name]),
+            "added_p50_ms": p50_1[name] - p50_1["gateway"],
+        }
+        for name in targets
+        if name.startswith("gateway+validate:")
+    }
     print()
     print(
         table(
@@ -223,6 +277,36 @@ def main(argv: list[str] | None = None) -> int:
                     "> every cell",
                     wrk_ceiling > max(rps.values()),
                 ],
+                *(
+                    row
+                    for kind, seen in validation.items()
+                    for row in (
+                        [
+                            f"gateway+validate:{kind} rps / gateway rps (per-round)",
+                            f"{seen['vs_gateway']:.2f}",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"gateway+validate:{kind} rps / nginx rps (per-round)",
+                            f"{seen['vs_nginx']:.2f}",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"gateway+validate:{kind} CPU per request",
+                            f"{seen['cpu_us_per_request']:.1f} µs",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"gateway+validate:{kind} added p50 (c=1) over the gateway",
+                            f"{seen['added_p50_ms']:.3f} ms",
+                            "-",
+                            "-",
+                        ],
+                    )
+                ),
                 *(
                     row
                     for ref, seen in refs.items()
@@ -270,12 +354,62 @@ def main(argv: list[str] | None = None) -> int:
                     "wrk_ceiling_rps": wrk_ceiling,
                     "errors": errors,
                     "refs": refs,
+                    "validation": validation,
                     "args": {k: str(v) for k, v in vars(args).items()},
                 },
                 indent=2,
             )
         )
     return 0
+
+
+def start_validating_gateway(
+    procs: Processes,
+    gateway_env: dict[str, str],
+    port: int,
+    auth_port: int,
+    redis_port: int,
+    alg: str = "EdDSA",
+) -> dict[str, str]:
+    """Redis, the auth service and a gateway with VALIDATE_AT=gateway (same workers and
+    upstream as the plain one); returns the credential header of each kind."""
+    procs.spawn(
+        "redis",
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+    )  # fmt: skip
+    services = {
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "AUTH_URL": f"http://127.0.0.1:{auth_port}",
+        "AUTH_SEED_USERS": "5",
+        "LOG_LEVEL": "WARNING",
+    }
+    procs.spawn("auth", [PYTHON, "-m", "auth_service"], {**services, "PORT": str(auth_port)})
+    wait_http(f"http://127.0.0.1:{auth_port}/readyz")
+    signing, _verifying = generate_keys(alg)  # the hello replica checks nothing
+    procs.spawn(
+        "gateway-validate",
+        [PYTHON, "-m", "gateway"],
+        {**gateway_env, **services, "PORT": str(port), "VALIDATE_AT": "gateway",
+         "EDGE_ASSERTION_KEY": signing, "EDGE_ASSERTION_ALG": alg},
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/readyz")
+    login = f"http://127.0.0.1:{auth_port}/auth/login"
+    session = _login(login, "session")
+    jwt = _login(login, "jwt")
+    return {
+        "session": "Cookie: " + session[1][0].split(";", 1)[0],
+        "jwt": f"Authorization: Bearer {jwt[0]['access_token']}",
+    }
+
+
+def _login(url: str, mode: str) -> tuple[dict[str, str], list[str]]:
+    body = {"username": "user1", "password": "password1", "mode": mode}
+    req = urllib.request.Request(  # noqa: S310 - loopback
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read()), resp.headers.get_all("Set-Cookie") or []
 
 
 def tree_cpu_seconds(pid: int) -> float:

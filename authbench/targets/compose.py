@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
 from authbench.targets.base import Deployment, DeploymentError, NotSupported, http_status
+from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
 REDIS_SERVICE = "redis"
@@ -188,7 +189,9 @@ class ComposeTarget(Deployment):
     @property
     def settings(self) -> Mapping[str, str]:
         env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
-        return {str(k): str(v) for k, v in env.items()}
+        # Assertion keys never go into a manifest (HS256's is a shared secret).
+        hidden = ("EDGE_ASSERTION_KEY", "EDGE_ASSERTION_VERIFY_KEY")
+        return {str(k): str(v) for k, v in env.items() if k not in hidden}
 
     @property
     def redis_persistence(self) -> str:
@@ -249,6 +252,12 @@ class ComposeTarget(Deployment):
         return done
 
     def _process_env(self) -> dict[str, str]:
+        if self._variable("VALIDATE_AT") == "gateway" and not self._variable("EDGE_ASSERTION_KEY"):
+            # Edge validation: one assertion key pair for this stack's lifetime; compose
+            # hands the signing key to the gateway only (docker-compose.yml).
+            alg = self._variable("EDGE_ASSERTION_ALG") or "EdDSA"
+            signing, verifying = generate_keys(alg)
+            self.env.update(EDGE_ASSERTION_KEY=signing, EDGE_ASSERTION_VERIFY_KEY=verifying)
         env = dict(os.environ)
         env.update(self.env)
         if not self._base_images_checked:
