@@ -422,7 +422,9 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
         cluster = LocalCluster(
             replicas=config.replicas,
             ports=Ports.block(base),
-            settings_env=env,
+            # A copy: LocalCluster adds secrets of its own (INTROSPECT_SECRET, an HS256
+            # secret) to the dict it is given, and `env` goes into the manifest.
+            settings_env=dict(env),
             workdir=PROJECT_ROOT / ".authbench" / config.run_id / f"ports{base}",
         )
         say(f"starting a local cluster ({config.replicas} replicas) for {modes.keys(members)}")
