@@ -8,9 +8,9 @@ seconds before the fault (long replicated); what this module adds are writers th
 writing up to the kill, each acknowledgement recorded with its wall-clock time:
 
 - sessions: session logins (a session created);
-- refresh rotations: chains of `POST /auth/refresh`, each answer's token the next one's
-  input; after the failover the last token each chain was given must still rotate (a lost
-  rotation leaves the new primary with the previous token, so the given one is unknown);
+- refresh rotations: chains of `POST /auth/refresh` (a thread each), each answer's token
+  the next one's input; after the failover each chain is walked back from its newest
+  token to count the rotations the new primary lacks (`AcknowledgedWrites.check`);
 - revocations: a JWT login then its logout on a gateway with the denylist; after the
   failover the logged-out token must still be refused.
 
@@ -95,6 +95,7 @@ class AcknowledgedWrites:
         self.latencies: dict[str, list[float]] = {op: [] for op in OPERATIONS}
         self.errors: dict[str, int] = {}
         self._tokens: list[str] = []  # each chain's latest acknowledged refresh token
+        self.first_tokens: list[str] = []  # each chain's token from its login
         self.probe_account = jwt_accounts[-1]  # logs in after the kill (writes back?)
 
     # --- writing ----------------------------------------------------------------------
@@ -105,8 +106,13 @@ class AcknowledgedWrites:
             self._tokens.append(
                 probes.login(self._gateways.jwt, account, Login.JWT).json()["refresh_token"]
             )
-        for target in (self._write_sessions, self._write_refreshes, self._write_revocations):
-            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+        self.first_tokens = list(self._tokens)
+        writers: list[tuple[Callable[..., None], tuple[int, ...]]] = [
+            (self._write_sessions, ()),
+            (self._write_revocations, ()),
+        ] + [(self._write_refreshes, (chain,)) for chain in range(self._chains)]
+        for target, args in writers:
+            thread = threading.Thread(target=target, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -150,11 +156,9 @@ class AcknowledgedWrites:
             if answer.status == 200:
                 self._record("session", {"headers": probes.credential_headers(answer)})
 
-    def _write_refreshes(self) -> None:
-        gateway, i = self._gateways.jwt, 0
+    def _write_refreshes(self, chain: int) -> None:
+        gateway = self._gateways.jwt
         while not self._stop.is_set():
-            chain = i % len(self._tokens)
-            i += 1
             body = {"refresh_token": self._tokens[chain]}
             answer = self._timed("refresh", gateway, "/auth/refresh", body=body)
             if answer.status == 200:
@@ -179,25 +183,44 @@ class AcknowledgedWrites:
                 self._record("revocation", {"headers": headers})
 
     # --- checking after the failover --------------------------------------------------
-    def check(self, fault_at: float, timeout_s: float = 20.0) -> WriteLosses:
-        """Ask the deployment about every write acknowledged before the writers stopped."""
+    def check(self, fault_at: float, timeout_s: float = 30.0) -> WriteLosses:
+        """Ask the deployment about every write acknowledged before the writers stopped.
+
+        A refresh chain is walked from its newest acknowledged token back: a lost
+        rotation leaves its token unknown (401, and no side effect), and the newest token
+        the new primary still holds unspent rotates (200); so the 401s before the first
+        200 are exactly the chain's lost rotations, and every earlier one survived (the
+        one that made the surviving token, and so on back)."""
         deadline = time.monotonic() + timeout_s
         losses = WriteLosses(kinds={kind: KindLoss() for kind in KINDS})
-        last_refresh: dict[int, Ack] = {}
-        for ack in self.acks:
-            if ack.kind == "refresh":
-                last_refresh[ack.check["chain"]] = ack  # acks are in order per chain
+        chains: dict[int, list[Ack]] = {}
         for ack in self.acks:
             entry = losses.kinds[ack.kind]
             recent = fault_at - ack.at <= LAST_MS / 1000
-            if ack.kind == "refresh" and last_refresh[ack.check["chain"]] is not ack:
-                continue  # spent by the next rotation: only a chain's last token is asked
             entry.acknowledged += 1
             entry.acknowledged_last += recent
+            if ack.kind == "refresh":
+                chains.setdefault(ack.check["chain"], []).append(ack)  # in order per chain
+                continue
             lost, unanswered = self._ask(ack, deadline)
             entry.lost += lost
             entry.lost_last += lost and recent
             entry.unanswered += unanswered
+        entry = losses.kinds["refresh"]
+        for acks in chains.values():
+            for ack in reversed(acks):
+                body = {"refresh_token": ack.check["token"]}
+                answer = _definite_answer(
+                    self._gateways.jwt, "POST", "/auth/refresh", deadline, body=body
+                )
+                if answer.status != 401 or not _unknown_token(answer):
+                    # 200: the newest surviving token; 401 "reused": spent by a rotation
+                    # that was in flight at the kill and reached the new primary, so this
+                    # acknowledged one survived too.
+                    entry.unanswered += answer.status not in (200, 401)
+                    break
+                entry.lost += 1
+                entry.lost_last += fault_at - ack.at <= LAST_MS / 1000
         return losses
 
     def _ask(self, ack: Ack, deadline: float) -> tuple[bool, bool]:
@@ -205,10 +228,6 @@ class AcknowledgedWrites:
         g = self._gateways
         if ack.kind == "session":
             status = _definite(g.session, "GET", "/api/me", deadline, headers=ack.check["headers"])
-            return status == 401, status not in (200, 401)
-        if ack.kind == "refresh":
-            body = {"refresh_token": ack.check["token"]}
-            status = _definite(g.jwt, "POST", "/auth/refresh", deadline, body=body)
             return status == 401, status not in (200, 401)
         assert g.denylist is not None
         status = _definite(g.denylist, "GET", "/api/me", deadline, headers=ack.check["headers"])
@@ -230,6 +249,32 @@ def _login_body(account: int, credential: Login) -> dict[str, Any]:
     return {"username": f"user{account}", "password": f"password{account}", "mode": credential}
 
 
+def _unknown_token(answer: probes.Answer) -> bool:
+    """Whether a refused refresh token was unknown (never written, or lost), rather than
+    spent or of a revoked family."""
+    try:
+        return "unknown" in str(answer.json().get("detail", ""))
+    except (ValueError, AttributeError):
+        return False
+
+
+def _definite_answer(
+    gateway: str,
+    method: str,
+    path: str,
+    deadline: float,
+    *,
+    headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> probes.Answer:
+    """Ask until the answer is not a 503/no answer (the breaker still recovering)."""
+    while True:
+        answer = probes.call(gateway, method, path, headers=headers, body=body)
+        if answer.status not in (0, 503) or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
 def _definite(
     gateway: str,
     method: str,
@@ -239,11 +284,7 @@ def _definite(
     headers: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
 ) -> int:
-    while True:
-        status = probes.call(gateway, method, path, headers=headers, body=body).status
-        if status not in (0, 503) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
+    return _definite_answer(gateway, method, path, deadline, headers=headers, body=body).status
 
 
 @dataclass(slots=True)
@@ -386,8 +427,9 @@ def report_section(
         "<h3 id=failover>Failover: what a Sentinel failover loses, with and without WAIT</h3>"
         f"<p>{html.escape(tuning)}. Writers create sessions, rotate refresh tokens and "
         "revoke JWTs until the primary is SIGKILLed; every write acknowledged before that "
-        "is then looked for through the gateways on the promoted replica (for a refresh "
-        "chain, its last acknowledged token). Refresh chains count once each. Latencies are "
-        "of the writers' acknowledged requests before the kill, the same load in each "
-        "scenario.</p>" + table(["", *names], rows)
+        "is then looked for through the gateways on the promoted replica (a refresh chain "
+        "is walked back from its newest token: the unknown ones before the first that "
+        "still rotates are its lost rotations). Latencies are of the writers' acknowledged "
+        "requests before the kill, the same writers in each scenario.</p>"
+        + table(["", *names], rows)
     )

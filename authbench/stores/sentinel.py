@@ -31,6 +31,7 @@ from typing import Self
 import redis
 
 from authbench import process
+from authbench.delay_proxy import DelayProxy
 
 MASTER_NAME = "authbench"
 QUORUM = 2
@@ -67,6 +68,12 @@ class SentinelSet:
     master_name: str = MASTER_NAME
     down_after_ms: int = 500
     failover_timeout_ms: int = 2000
+    # Replica distance: the replica replicates through the delay proxy (on this port),
+    # each byte held this many ms each way, as a replica in another zone would lag. None:
+    # directly on loopback.
+    replica_delay_ms: float | None = None
+    proxy_port: int | None = None
+    proxy: DelayProxy | None = field(default=None, init=False)
     nodes: list[_Node] = field(default_factory=list, init=False)
     sentinels: list[_Node] = field(default_factory=list, init=False)
     killed: _Node | None = field(default=None, init=False)
@@ -87,11 +94,15 @@ class SentinelSet:
             "quorum": QUORUM,
             "down_after_milliseconds": self.down_after_ms,
             "failover_timeout_ms": self.failover_timeout_ms,
+            "replica_delay_ms_each_way": self.replica_delay_ms,
         }
 
     def processes(self) -> dict[str, int]:
         """name -> pid of every live process (CPU sampling)."""
-        return {n.name: n.pid for n in self.nodes + self.sentinels if n.alive() and n.pid}
+        found = {n.name: n.pid for n in self.nodes + self.sentinels if n.alive() and n.pid}
+        if self.proxy is not None and self.proxy.pid is not None:
+            found["replica-proxy"] = self.proxy.pid
+        return found
 
     # --- life -------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
@@ -107,9 +118,19 @@ class SentinelSet:
             )
             for i, port in enumerate(self.ports)
         ]
-        self.nodes[1].argv += ["--replicaof", "127.0.0.1", str(primary)]
+        upstream = primary
         deadline = time.monotonic() + timeout_s
         try:
+            if self.replica_delay_ms is not None:
+                if self.proxy_port is None:
+                    raise SentinelError("a replica delay needs a proxy_port")
+                self.proxy = DelayProxy(
+                    self.proxy_port, primary, self.replica_delay_ms, logs / "replica-proxy.log"
+                )
+                self.proxy.start()
+                self.proxy.set_delay(self.replica_delay_ms)
+                upstream = self.proxy_port
+            self.nodes[1].argv += ["--replicaof", "127.0.0.1", str(upstream)]
             for node in self.nodes:
                 node.start()
             for node in self.nodes:
@@ -129,6 +150,8 @@ class SentinelSet:
 
     def stop(self, grace_s: float = 3.0) -> None:
         procs = [n.proc for n in self.sentinels + self.nodes if n.proc is not None]
+        if self.proxy is not None and self.proxy.process is not None:
+            procs.append(self.proxy.process)
         process.stop(procs, grace_s)
 
     def __enter__(self) -> Self:
@@ -147,7 +170,10 @@ class SentinelSet:
         return [
             server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
             "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--loglevel", "warning", "--logfile", "",
+            "--loglevel", "notice", "--logfile", "",
+            # A replica that (re)joins is sent the data at once, not after Redis's default
+            # 5 s wait for more replicas to share one transfer.
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
 
     def _sentinel_conf(self, port: int, primary: int) -> str:
@@ -182,14 +208,16 @@ class SentinelSet:
 
     def _wait_replica_synced(self, port: int, deadline: float) -> None:
         with self._client(port) as client:
+            state: dict[str, object] = {}
             while True:
                 try:
-                    if client.info("replication").get("master_link_status") == "up":
+                    state = client.info("replication")
+                    if state.get("master_link_status") == "up":
                         return
-                except redis.RedisError:
-                    pass
+                except redis.RedisError as err:
+                    state = {"error": str(err)}
                 if time.monotonic() > deadline:
-                    raise SentinelError(f"the replica on {port} did not sync in time")
+                    raise SentinelError(f"the replica on {port} did not sync in time: {state}")
                 time.sleep(0.05)
 
     def _wait_sentinels_agree(self, deadline: float) -> None:

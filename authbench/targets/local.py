@@ -73,8 +73,8 @@ class Ports:
     redis: int = 6390
     redis_proxy: int = 6391  # the delay proxy, when the cluster runs one
     gateway_admin: int = 9080  # the gateway's operator port (/metrics), loopback only
-    # --store sentinel: the replica here, the three Sentinels on the next three ports
-    # (None: a free block of four is taken at start).
+    # --store sentinel: the replica here, the three Sentinels on the next three ports, a
+    # replica delay proxy on the one after (None: a free block of five is taken at start).
     store_extra: int | None = None
 
     @classmethod
@@ -122,6 +122,7 @@ class LocalCluster(Deployment):
     store: StoreTopology = SINGLE_REDIS
     sentinel_down_after_ms: int = 1000
     sentinel_failover_timeout_ms: int = 3000
+    sentinel_replica_delay_ms: float | None = None  # replica through the delay proxy
     sentinel_set: SentinelSet | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
     redis: Child | None = field(default=None, init=False)
@@ -375,13 +376,15 @@ class LocalCluster(Deployment):
             raise ClusterError("--store sentinel runs without persistence (replication only)")
         extra = self.ports.store_extra
         if extra is None:
-            extra = process.free_port_block(4)
+            extra = process.free_port_block(5)
         self.sentinel_set = SentinelSet(
             ports=(self.ports.redis, extra),
             sentinel_ports=(extra + 1, extra + 2, extra + 3),
             workdir=self.workdir / "sentinel",
             down_after_ms=self.sentinel_down_after_ms,
             failover_timeout_ms=self.sentinel_failover_timeout_ms,
+            replica_delay_ms=self.sentinel_replica_delay_ms,
+            proxy_port=extra + 4,
         )
         self.sentinel_set.start(timeout_s)
         say(
