@@ -16,6 +16,7 @@ from auth_service.users import UserDirectory
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
+from authcore.keystore import KeyStore
 from authcore.pushlist import PushList, RevocationFeed
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> web.Application:
     app[state.TRUSTED_PROXIES] = settings.trusted_proxy_networks()
     app.add_routes(routes)
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_shared_keys)
     return app
 
 
@@ -87,3 +89,23 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await seeding
         users.close()
         await store.close()
+
+
+async def _shared_keys(app: web.Application) -> AsyncIterator[None]:
+    """With JWT_KEY_ENCRYPTION_KEY: the signing keys come from the key store in Redis
+    (authcore.keystore), shared by every auth replica and kept across restarts; each
+    replica polls it for rotations. Without it, the keys are this process's own."""
+    settings = app[state.SETTINGS]
+    if not settings.jwt_key_encryption_key or settings.jwt_algorithm == "HS256":
+        yield
+        return
+    keystore = KeyStore(app[state.STORE], settings, app[state.KEYRING], app[state.VERIFIER])
+    await keystore.load_or_create()
+    app[state.KEYSTORE] = keystore
+    polling = asyncio.create_task(keystore.run())
+    try:
+        yield
+    finally:
+        polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling

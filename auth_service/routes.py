@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 from aiohttp import web
 
@@ -228,6 +229,17 @@ async def rotate_keys(request: web.Request) -> web.Response:
     if not expected or not secrets.compare_digest(presented, wanted):
         raise NotFound()  # the endpoint does not exist for anyone without the secret
     keyring = request.app[state.KEYRING]
+    keystore = request.app.get(state.KEYSTORE)
+    if keystore is not None:  # shared keys: every auth replica takes it from the store
+        stored = await keystore.rotate()
+        return json_response(
+            {
+                "kid": stored.key.kid,
+                "verifying": [k.kid for k in keyring.keys()],
+                "signs_in_s": round(max(0.0, stored.signs_from - time.time()), 3),
+                "ring_version": keystore.version,
+            }
+        )
     new_key = keyring.rotate()
     request.app[state.VERIFIER].set_keys(keyring.verification_keys())
     return json_response(

@@ -9,6 +9,7 @@ from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
 from authcore.config import IPNetwork, Settings
 from authcore.credentials import CredentialChecker
+from authcore.keystore import KeyStore
 from authcore.pushlist import RevocationFeed
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
@@ -27,4 +28,5 @@ REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 CHECKER = web.AppKey("checker", CredentialChecker)
+KEYSTORE = web.AppKey("keystore", KeyStore)  # shared signing keys (issue 16)
 REVOCATION_FEED = web.AppKey("revocation_feed", RevocationFeed)  # JWT_REVOCATION=pushlist

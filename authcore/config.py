@@ -217,6 +217,20 @@ class Settings:
     admin_token: str = _setting(
         "AUTH_ADMIN_TOKEN", "", "Bearer secret for operator endpoints (key rotation); empty = off."
     )
+    # --- shared signing keys (issue 16: restarts and auth replicas, authcore/keystore.py)
+    jwt_key_encryption_key: str = _setting(
+        "JWT_KEY_ENCRYPTION_KEY",
+        "",
+        "Auth: key-encryption key (base64url of 32 random bytes) of the signing keys kept in "
+        "Redis with AES-256-GCM, shared by every auth replica and surviving restarts; empty = "
+        "keys live in the one auth process only (lost on restart, one replica at most).",
+    )
+    jwt_keys_refresh_s: float = _setting(
+        "JWT_KEYS_REFRESH_S",
+        1.0,
+        "Auth: how often each replica checks the key store for a rotation; a new key is "
+        "published this long, twice, before it signs, so every replica's JWKS has it first.",
+    )
 
     # --- resources --------------------------------------------------------------------
     item_bytes: int = _setting("ITEM_BYTES", 512, "Size of the payload of /api/items/{id}.")
@@ -361,6 +375,12 @@ class Settings:
         _choice("JWT_REVOCATION", self.jwt_revocation, REVOCATION_MODES)
         _choice("DENYLIST_FAIL", self.denylist_fail, FAIL_POLICIES)
         _choice("COOKIE_SAMESITE", self.cookie_samesite, SAMESITE_VALUES)
+        if self.jwt_key_encryption_key:
+            from authcore.keystore import parse_kek  # the one parser of the key's format
+
+            parse_kek(self.jwt_key_encryption_key)
+        if self.jwt_keys_refresh_s <= 0:
+            raise ConfigError("JWT_KEYS_REFRESH_S must be > 0")
         self._validate_pushlist()
         if self.jwt_algorithm == "HS256" and len(self.jwt_hs256_secret.encode()) < 32:
             # RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
@@ -471,6 +491,14 @@ class Settings:
     @property
     def redis_timeout_s(self) -> float:
         return self.redis_timeout_ms / 1000
+
+    @property
+    def auth_service_url(self) -> str:
+        """Where a client other than the gateway reaches the auth service (JWKS): the
+        first of AUTH_URL's upstreams, which the gateway balances over (a `dns://` spec
+        becomes plain http: the network's DNS then picks a replica)."""
+        first = self.auth_url.split(",")[0].strip().rstrip("/")
+        return "http://" + first.removeprefix("dns://") if first.startswith("dns://") else first
 
     def replica_name(self, port: int) -> str:
         return self.replica_id or f"{socket.gethostname()}:{port}"

@@ -27,7 +27,7 @@ class KeySetFetcher:
     def __init__(
         self, settings: Settings, verifier: TokenVerifier, session: aiohttp.ClientSession
     ) -> None:
-        self._url = settings.auth_url.rstrip("/") + JWKS_PATH
+        self._url = settings.auth_service_url + JWKS_PATH  # one of AUTH_URL's replicas
         self._verifier = verifier
         self._session = session
         self._min_interval_s = settings.jwks_refresh_min_s

@@ -86,7 +86,31 @@ class KeyRing:
         self._hs256_secret = hs256_secret
         self._retain_s = retain_s
         self.current = generate_key(algorithm, hs256_secret)
-        self._retired: list[tuple[SigningKey, float]] = []  # newest first, with retire time
+        # Newest first, with the wall time each was retired (wall, not monotonic: a shared
+        # key store, authcore.keystore, hands the same times to every auth replica).
+        self._retired: list[tuple[SigningKey, float]] = []
+        self._upcoming: list[SigningKey] = []  # published, not signing yet (key store)
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    @property
+    def retain_s(self) -> float:
+        return self._retain_s
+
+    def install(
+        self,
+        current: SigningKey,
+        retired: list[tuple[SigningKey, float]],
+        upcoming: list[SigningKey] | None = None,
+    ) -> None:
+        """Take the keys a shared key store holds (authcore.keystore): `current` signs,
+        `retired` (each with its wall-clock retire time) verify until `retain_s` after,
+        `upcoming` are in the JWKS before they sign, so every verifier can know them."""
+        self.current = current
+        self._retired = sorted(retired, key=lambda kt: kt[1], reverse=True)
+        self._upcoming = list(upcoming or [])
 
     @property
     def previous(self) -> SigningKey | None:
@@ -97,17 +121,17 @@ class KeyRing:
         if self._algorithm == "HS256":
             raise BadRequest("HS256 keys are a shared secret: rotate JWT_HS256_SECRET instead")
         self._prune()
-        self._retired.insert(0, (self.current, time.monotonic()))
+        self._retired.insert(0, (self.current, time.time()))
         self.current = generate_key(self._algorithm)
         return self.current
 
     def _prune(self) -> None:
-        now = time.monotonic()
+        now = time.time()
         self._retired = [(k, t) for k, t in self._retired if now - t <= self._retain_s]
 
     def keys(self) -> list[SigningKey]:
         self._prune()
-        return [self.current, *(k for k, _ in self._retired)]
+        return [self.current, *self._upcoming, *(k for k, _ in self._retired)]
 
     def verification_keys(self) -> dict[str, VerificationKey]:
         return {k.kid: VerificationKey(k.algorithm, k.public_key) for k in self.keys()}

@@ -3,6 +3,11 @@
 The auth service keeps every retired key in its JWKS until the tokens it signed have
 expired, and replicas fetch the JWKS again when a token names a kid they do not know, so
 a rotation needs no restart anywhere and logs nobody out.
+
+With the key store (JWT_KEY_ENCRYPTION_KEY set: `authbench up` and compose set one), the
+keys live in Redis, shared by every auth replica: the rotation asked of any one of them
+is published by all within JWT_KEYS_REFRESH_S, and the new key signs only after that, so
+`--auth-url` may name any auth replica.
 """
 
 from __future__ import annotations
@@ -67,5 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rotate-keys: cannot reach {url}: {err}", file=sys.stderr)
         return 1
     print(f"new signing key: {answer['kid']}")
+    if "signs_in_s" in answer:  # the key store: published now, signing after every replica has it
+        print(f"published to every auth replica; it signs in {answer['signs_in_s']} s")
     print(f"keys that verify: {', '.join(answer['verifying'])}")
     return 0

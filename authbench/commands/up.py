@@ -12,6 +12,7 @@ from authbench.targets.base import REDIS_PERSISTENCE, STORES, StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
 from authcore.config import ALGORITHMS, REVOCATION_MODES, Settings
 
+MAX_AUTH_REPLICAS = 8  # ports 8081..8088: below Locust's 8089
 DEFAULTS = Settings()  # the services' own defaults, so `up` starts what they would
 
 
@@ -25,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(Redis killed on purpose, say) is reported and the rest keep running.",
     )
     parser.add_argument("--replicas", type=int, default=3, help="resource replicas (default 3)")
+    parser.add_argument(
+        "--auth-replicas", type=int, default=1,
+        help=f"auth processes behind the gateway, sharing their signing keys through the key "
+        f"store in Redis (default 1, at most {MAX_AUTH_REPLICAS}; ports 8081, then 8082 up)",
+    )  # fmt: skip
     parser.add_argument(
         "--jwt-revocation",
         choices=REVOCATION_MODES,
@@ -57,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         print("--replicas must be at least 1", file=sys.stderr)
         return 2
+    if not 1 <= args.auth_replicas <= MAX_AUTH_REPLICAS:
+        print(f"--auth-replicas must be between 1 and {MAX_AUTH_REPLICAS}", file=sys.stderr)
+        return 2
     cluster = LocalCluster(
         replicas=args.replicas,
+        auth_replicas=args.auth_replicas,
         ports=Ports(
             gateway=args.gateway_port, redis=args.redis_port, store_extra=args.redis_port + 2
         ),
@@ -79,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     except ClusterError as err:
         print(f"authbench up: {err}", file=sys.stderr)
         return 1
+    auth = ", ".join(cluster.auth_urls())
     print(
-        f"\nauthbench is up: gateway {cluster.gateway_url}  (auth {cluster.auth_url}, "
+        f"\nauthbench is up: gateway {cluster.gateway_url}  (auth {auth}, "
         f"{args.replicas} replicas from :{cluster.ports.resource_base})\n"
         f"metrics (operator port): {cluster.gateway_admin_url}/metrics\n"
         f"Redis: {cluster.redis_address}   logs: {cluster.workdir / 'logs'}\n"

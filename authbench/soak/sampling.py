@@ -3,7 +3,7 @@
 Kept cheap so sampling itself does not disturb what it measures: psutil reads /proc, and
 Redis is asked INFO plus one SCAN pass (COUNT 1000 a call) whose keys are grouped by
 prefix; the TTL of at most `ttl_probe` of them is checked in one pipeline (a key with no
-TTL is one that nothing will ever remove).
+TTL is one that nothing will ever remove, but for the few meant to stay: PERMANENT_KEYS).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import psutil
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from authcore.keystore import RING_KEY
+from authcore.pushlist import STREAM_KEY
+
 SCAN_COUNT = 1000
+# Keys that live for ever on purpose: the shared signing keys (authcore.keystore) and
+# the revocation stream of jwt+pushlist (authcore.pushlist; bounded by PUSHLIST_MAXLEN,
+# its memory is in used_memory's slope).
+PERMANENT_KEYS = frozenset({RING_KEY, STREAM_KEY})
 AUTH_EVENT_ROUTES = ("/auth/login", "/auth/refresh", "/auth/logout")
 _REQUESTS_COUNT = "authbench_http_request_duration_seconds_count"
 
@@ -93,7 +100,7 @@ def read_redis(client: redis.Redis, ttl_probe: int = 200) -> RedisReading:
     for raw in client.scan_iter(count=SCAN_COUNT):
         key = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         by_prefix[key_prefix(key)] += 1
-        if len(probe) < ttl_probe:
+        if len(probe) < ttl_probe and key not in PERMANENT_KEYS:
             probe.append(raw)
     without_ttl = 0
     if probe:

@@ -43,6 +43,7 @@ from authbench.targets.base import (
 )
 from authcore.assertion import generate_keys
 from authcore.config import documented_settings
+from authcore.keystore import new_kek
 
 REDIS_MISSING = (
     "redis-server was not found on PATH. Install it first, e.g.\n"
@@ -61,6 +62,10 @@ _SETTING_NAMES = frozenset(name for name, _default, _doc in documented_settings(
 _SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
 
 
+# The key store's key-encryption key is a secret: never reported with a group's settings.
+_SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
+
+
 class ClusterError(DeploymentError):
     pass
 
@@ -73,6 +78,7 @@ class Ports:
     redis: int = 6390
     redis_proxy: int = 6391  # the delay proxy, when the cluster runs one
     gateway_admin: int = 9080  # the gateway's operator port (/metrics), loopback only
+    auth_extra: int = 8082  # auth replicas 2, 3, ... (--auth-replicas), one port each
     # --store sentinel: the replica here, the three Sentinels on the next three ports, a
     # replica delay proxy on the one after (None: a free block of five is taken at start).
     store_extra: int | None = None
@@ -83,6 +89,7 @@ class Ports:
         `base`): tests and benchmarks never clash with `up`; up to 29 replicas."""
         return cls(
             gateway=base, auth=base + 1, resource_base=base + 21, redis=base + 10,
+            auth_extra=base + 3,  # up to 7 more auth replicas: base+3 ... base+9
             redis_proxy=base + 11, gateway_admin=base + 2, store_extra=base + 12,
         )  # fmt: skip
 
@@ -112,6 +119,7 @@ class LocalCluster(Deployment):
     target: ClassVar[str] = "local"
 
     replicas: int = 3
+    auth_replicas: int = 1  # more than one: the gateway balances /auth/* over them
     ports: Ports = field(default_factory=Ports)
     settings_env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: PROJECT_ROOT / ".authbench")
@@ -128,6 +136,7 @@ class LocalCluster(Deployment):
     redis: Child | None = field(default=None, init=False)
     proxy: DelayProxy | None = field(default=None, init=False)
     _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
+    _kek: str = field(default="", init=False, repr=False)  # see _service_env
 
     @property
     def gateway_url(self) -> str:
@@ -162,6 +171,11 @@ class LocalCluster(Deployment):
     def settings(self) -> Mapping[str, str]:
         return self.settings_env
 
+    def auth_urls(self) -> list[str]:
+        """Every auth replica, the first at `auth_url`."""
+        extra = [self.ports.auth_extra + i for i in range(self.auth_replicas - 1)]
+        return [self.auth_url, *(f"http://127.0.0.1:{port}" for port in extra)]
+
     def replica_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{self.ports.resource_base + i}" for i in range(self.replicas)]
 
@@ -187,6 +201,12 @@ class LocalCluster(Deployment):
         ):
             # One random secret for this cluster's lifetime, handed to every process.
             self.settings_env["JWT_HS256_SECRET"] = secrets.token_urlsafe(48)
+        if not self._kek:
+            # The signing keys' key-encryption key, random per cluster and kept out of
+            # settings_env (manifests record it): every auth replica and restart shares
+            # the keys in Redis (authcore.keystore), unless the settings name one.
+            self._kek = self.settings_env.get("JWT_KEY_ENCRYPTION_KEY") or new_kek()
+        extra = {"JWT_KEY_ENCRYPTION_KEY": self._kek, **extra}
         return process.python_env(
             {
                 **self.settings_env,
@@ -244,6 +264,10 @@ class LocalCluster(Deployment):
         gateway_keys, replica_keys = self._edge_keys()
         children = [
             self._python_child("auth", "auth_service", self.ports.auth, {}),
+            *(
+                self._python_child(f"auth-{i + 2}", "auth_service", self.ports.auth_extra + i, {})
+                for i in range(self.auth_replicas - 1)
+            ),
         ]
         for i in range(self.replicas):
             port = self.ports.resource_base + i
@@ -256,6 +280,8 @@ class LocalCluster(Deployment):
                 )
             )
         admin = {"GATEWAY_ADMIN_PORT": str(self.ports.gateway_admin), **gateway_keys}
+        if self.auth_replicas > 1:  # the gateway balances /auth/* over every auth replica
+            admin["AUTH_URL"] = ",".join(self.auth_urls())
         children.append(self._python_child("gateway", "gateway", self.ports.gateway, admin))
         return children
 

@@ -284,8 +284,14 @@ def test_key_rotation_reaches_every_replica_and_old_tokens_keep_working(
     done = _rotate(cluster)
     assert done.returncode == 0, done.stderr
     assert ADMIN_TOKEN not in done.stdout + done.stderr
-    new = login(cluster, 9, "jwt").json()["access_token"]
-    new_kid = jwt.get_unverified_header(new)["kid"]
+    # The key store publishes the new key first; it signs 2 x JWT_KEYS_REFRESH_S later.
+    deadline = time.monotonic() + 5
+    while True:
+        new = login(cluster, 9, "jwt").json()["access_token"]
+        new_kid = jwt.get_unverified_header(new)["kid"]
+        if new_kid != old_kid or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert new_kid != old_kid and new_kid in done.stdout
     kids = {
         k["kid"] for k in request(cluster.url, "GET", "/auth/.well-known/jwks.json").json()["keys"]
