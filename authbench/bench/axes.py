@@ -33,6 +33,7 @@ import redis
 
 from authbench import cgroups
 from authbench.targets.base import Deployment, DeploymentError
+from authcore.config import VALIDATION_PLACES
 
 DIRECT = "direct"  # no proxy: the services talk to Redis itself
 PROXY = "proxy"  # the userspace delay proxy
@@ -126,6 +127,18 @@ def parse_token_bytes(text: str) -> tuple[int, ...]:
     if not sizes:
         raise ValueError("--token-bytes: give at least one value")
     return tuple(dict.fromkeys(sizes))
+
+
+def parse_validate_at(text: str) -> tuple[str, ...]:
+    """`--validate-at replica[,gateway]`: where credentials are checked (VALIDATE_AT), an
+    axis: the replicas themselves, or the gateway once, with an identity assertion inward."""
+    places = [p.strip() for p in text.split(",") if p.strip()]
+    wrong = [p for p in places if p not in VALIDATION_PLACES]
+    if wrong or not places:
+        raise ValueError(
+            f"--validate-at: comma-separated {' and/or '.join(VALIDATION_PLACES)}, not {text!r}"
+        )
+    return tuple(dict.fromkeys(places))
 
 
 MAX_JWT_TTL_S = 86400  # an access token living a day is not short-lived any more

@@ -71,6 +71,7 @@ class Cell:
     redis_cpus: float | None = None  # cores; None = uncapped
     token_bytes: int = 0
     jwt_ttl_s: int | None = None  # --jwt-ttl: JWT_TTL_S of this cell (None: the mode's own)
+    validate_at: str = "replica"  # --validate-at: VALIDATE_AT of this cell's deployment
 
     @property
     def spec(self) -> Mode:
@@ -95,6 +96,8 @@ class Cell:
         settings = dict(self.spec.settings)
         if self.jwt_ttl_s is not None:
             settings[modes.TTL_SETTING] = str(self.jwt_ttl_s)
+        if self.validate_at != "replica":
+            settings["VALIDATE_AT"] = self.validate_at  # edge validation (issue 15)
         return settings
 
     @property
@@ -128,6 +131,8 @@ class Cell:
             axes += f"-pad{self.token_bytes}"
         if self.jwt_ttl_s is not None:
             axes += f"-ttl{self.jwt_ttl_s}s"
+        if self.validate_at != "replica":
+            axes += f"-at-{self.validate_at}"
         return (
             f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
             f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}{axes}"
@@ -158,6 +163,7 @@ class Matrix:
     redis_cpus: tuple[float | None, ...] = (None,)
     token_bytes: tuple[int, ...] = (0,)
     jwt_ttls: tuple[int, ...] = ()  # --jwt-ttl, for modes that set JWT_TTL_S (jwt-short)
+    validate_at: tuple[str, ...] = ("replica",)  # --validate-at: VALIDATE_AT values
     # More matrices whose cells join this one's (a study of several axes that are not
     # crossed with each other, e.g. the `scaling` preset); repeats and seed are ours.
     also: tuple[Matrix, ...] = ()
@@ -179,11 +185,13 @@ class Matrix:
                             for cpus in self.redis_cpus:
                                 for pad in pads:
                                     for ttl in ttls:
-                                        cells.append(
-                                            Cell(
-                                                mode, replicas, load, alg, 0, store, cpus, pad, ttl
-                                            )
-                                        )
+                                        for place in self.validate_at:
+                                            cells.append(
+                                                Cell(
+                                                    mode, replicas, load, alg, 0, store, cpus,
+                                                    pad, ttl, place,
+                                                )
+                                            )  # fmt: skip
         for part in self.also:
             cells += part.configs()
         return list(dict.fromkeys(cells))  # a cell two parts share is measured once
@@ -219,6 +227,7 @@ class Matrix:
             "redis_cpus": [cpus if cpus is not None else "none" for cpus in self.redis_cpus],
             "token_bytes": list(self.token_bytes),
             "jwt_ttls": list(self.jwt_ttls),
+            "validate_at": list(self.validate_at),
             "also": [part.as_dict() for part in self.also],
             "repeats": self.repeats,
             "seed": self.seed,

@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "token (ACCESS_TOKEN_PAD_BYTES); sessions keep their fixed cookie",
     )
     matrix.add_argument(
+        "--validate-at",
+        default="replica",
+        help="validation placement, an axis: replica (every replica checks the credential) "
+        "and/or gateway (the gateway checks it once and forwards a signed identity "
+        "assertion; VALIDATE_AT), e.g. replica,gateway",
+    )
+    matrix.add_argument(
         "--jwt-ttl",
         default="",
         help="access-token lifetime, an axis: comma-separated JWT_TTL_S in seconds (e.g. "
@@ -257,6 +264,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     caps = axes.parse_redis_cpus(args.redis_cpus)
     pads = axes.parse_token_bytes(args.token_bytes)
     ttls = axes.parse_jwt_ttls(args.jwt_ttl)
+    places = axes.parse_validate_at(args.validate_at)
     protocol = Protocol(
         warmup_s=args.warmup,
         capture_s=args.capture,
@@ -272,6 +280,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
         store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
+        validate_at=places,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
