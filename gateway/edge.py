@@ -28,6 +28,7 @@ from authcore.assertion import ASSERTION_HEADER, AssertionSigner
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.jwks import KeySetFetcher
+from authcore.pushlist import PushList
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
 from authcore.sessions import SessionStore
@@ -60,6 +61,7 @@ class EdgeValidator:
         self.signer = AssertionSigner.from_settings(settings)  # a bad key stops the start
         self._checker: CredentialChecker | None = None
         self._fetcher: KeySetFetcher | None = None
+        self._pushlist: PushList | None = None  # JWT_REVOCATION=pushlist
 
     async def assertion_line(self, request: ProxyRequest) -> bytes:
         """The header line (with its leading CRLF) that carries the identity assertion,
@@ -76,7 +78,12 @@ class EdgeValidator:
     def ready(self) -> bool:
         """Whether the JWKS is loaded (a session-only check would not need it, but a
         gateway that answers 401 to every JWT is not ready)."""
-        return self._fetcher is not None and self._fetcher.loaded.is_set()
+        pushlist = self._pushlist
+        return (
+            self._fetcher is not None
+            and self._fetcher.loaded.is_set()
+            and (pushlist is None or pushlist.stale_reason() is None)
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -89,17 +96,25 @@ class EdgeValidator:
         denylist = (
             RevocationList(store, settings.jwt_leeway_s) if settings.denylist_enabled else None
         )
+        # The gateway checks revocation as a replica would: with the pushed set it holds.
+        pushlist = self._pushlist = (
+            PushList(settings, "gateway") if settings.pushlist_enabled else None
+        )
         self._checker = CredentialChecker(
             settings,
             SessionStore(store, settings),
             verifier,
-            denylist,
+            denylist or pushlist,
             refresh_keys=fetcher.refresh_on_unknown_kid,
         )
         loading = asyncio.create_task(fetcher.load_until_ready())
+        if pushlist is not None:
+            pushlist.start()
         try:
             yield
         finally:
+            if pushlist is not None:
+                await pushlist.stop()
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading

@@ -156,3 +156,21 @@ def request_status(url: str, path: str) -> int:
         return request(url, "GET", path, timeout=1).status
     except OSError:
         return 0
+
+
+def test_edge_validation_at_the_gateway_checks_the_pushed_set_too(
+    make_cluster: ClusterFactory,
+) -> None:
+    """VALIDATE_AT=gateway: the gateway checks credentials instead of the replicas, so it
+    must hold the pushed set itself; without it a logged-out token would pass."""
+    cluster = make_cluster(replicas=1, env={**ENV, "VALIDATE_AT": "gateway"})
+    gateway = cluster.gateway_url
+    token = bearer(login(gateway, 4, "jwt"))
+    assert request(gateway, "GET", "/api/me", headers=token).status == 200
+    assert request(gateway, "POST", "/auth/logout", headers=token).status == 204
+    deadline = time.monotonic() + 1
+    while (answer := request(gateway, "GET", "/api/me", headers=token)).status != 401:
+        assert answer.status == 200, answer.body
+        assert time.monotonic() < deadline, "the gateway still accepts a logged-out token"
+        time.sleep(0.01)
+    assert answer.json()["error"] == "revoked_credential"
