@@ -124,7 +124,8 @@ def read_cells(run_dir: Path) -> list[CellCost]:
                 reads=reads,
                 refreshes=refreshes,
                 redis_commands=_mode_commands(details.get("redis_per_command", {})),
-                cpu_auth_pct=row.cpu_auth_pct,
+                # unrounded (summary.csv keeps 0.1 %: too coarse for a few ms per refresh)
+                cpu_auth_pct=float(details.get("cpu_pct", {}).get("auth", row.cpu_auth_pct)),
                 store_rtt_ms=row.store_rtt_ms,
                 store_link=row.store_link,
                 read_p50_ms=row.read_p50_ms,
