@@ -23,7 +23,7 @@ import redis
 
 from authbench.process import free_port_block
 from authcore.config import Settings
-from authcore.errors import ConfigError, StoreUnavailable
+from authcore.errors import ConfigError, RevokedCredential, StoreUnavailable
 from authcore.pushlist import CLIENT_NAME_PREFIX, STREAM_KEY, PushList, RevocationFeed
 from authcore.redis_store import RedisStore
 from authcore.tokens import FAMILY_CLAIM
@@ -317,3 +317,23 @@ def test_bad_pushlist_settings_are_refused_naming_the_setting(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+async def test_a_reused_refresh_token_pushes_its_family(pair: Pair, server: Server) -> None:
+    """Reuse of a spent refresh token revokes the family inside a Lua script; the store
+    then pushes the family, so its access tokens are refused on every replica too."""
+    from auth_service.refresh_tokens import RefreshTokenStore
+
+    store = RedisStore(pair.settings)
+    try:
+        tokens = RefreshTokenStore(store, 60, 600, 70, RevocationFeed(store, pair.settings))
+        family, first = await tokens.start_family("dave")
+        await tokens.rotate(first)
+        assert not await revoked(pair.replica, claims("jd", "dave", family))
+        with pytest.raises(RevokedCredential, match="reused"):
+            await tokens.rotate(first)  # spent: reuse
+        await until(lambda: len(pair.replica) == 1)
+        assert await revoked(pair.replica, claims("jd", "dave", family))
+        assert not await revoked(pair.replica, claims("je", "dave", "another-family"))
+    finally:
+        await store.close()
