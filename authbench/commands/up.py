@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--jwt-revocation",
         choices=REVOCATION_MODES,
         default=DEFAULTS.jwt_revocation,
-        help="none: a logged-out JWT works until it expires; denylist: replicas check its jti",
+        help="none: a logged-out JWT works until it expires; denylist: replicas check its jti; "
+        "pushlist: revocations are pushed to every replica through a Redis Stream",
     )
     parser.add_argument(
         "--jwt-alg", choices=ALGORITHMS, default=DEFAULTS.jwt_algorithm,
