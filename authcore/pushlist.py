@@ -153,6 +153,7 @@ class PushList:
         self._incomplete_until = 0.0  # epoch: trimmed entries we never read matter until
         self.loaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._sentinel: Sentinel | None = None  # REDIS_SENTINELS set: finds the primary
         SILENCE.set_function(self._silence)
         ENTRIES.set_function(self.__len__)
@@ -263,10 +264,12 @@ class PushList:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True  # the loops end even if redis-py swallows the cancellation
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, 2.0)  # never hang a shutdown on Redis
+                # never hang a shutdown on Redis: at most one blocked XREAD's time
+                await asyncio.wait_for(task, self._block_ms / 1000 + 1.0)
         if self._sentinel is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._sentinel.aclose()
@@ -304,7 +307,7 @@ class PushList:
         """Tail the stream for ever, reconnecting with a short backoff."""
         delay = 0.05
         failing = False
-        while True:
+        while not self._stopping:
             client = self._client()
             try:
                 await self._check_stream(client)
@@ -356,7 +359,7 @@ class PushList:
 
     async def _tail(self, client: Redis) -> None:
         block: int | None = None  # the first read after a (re)connect: catch up at once
-        while True:
+        while not self._stopping:
             reply: Any = await client.xread(
                 {STREAM_KEY: self._last_id}, count=READ_COUNT, block=block
             )
