@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stack (session plus its one JWT mode; kill, pause and the restart matching its "
         "REDIS_APPENDONLY)",
     )  # fmt: skip
+    parser.add_argument(
+        "--swarm-stack", default="authbench",
+        help="swarm: the stack deployed from docker-compose.yml (`docker stack deploy`), "
+        "updated to --replicas and left running; its faults go through the engine",
+    )  # fmt: skip
     parser.add_argument("--replicas", type=int, default=2, help="resource replicas per group")
     parser.add_argument("--users-per-mode", type=int, default=4, help="Locust users per mode")
     parser.add_argument("--user-rps", type=float, default=5.0, help="requests/s of each user")
@@ -145,6 +150,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
             return 1
         target = ComposeTarget()  # the running stack, as it is
+    if args.target == "swarm":
+        from authbench.targets.swarm import SwarmTarget, swarm_state
+
+        if swarm_state() != "active":
+            print(
+                "authbench chaos: --target swarm: this engine is not a swarm manager; run "
+                "`docker swarm init --advertise-addr 127.0.0.1` first",
+                file=sys.stderr,
+            )
+            return 1
+        # The compose file's stack, deployed (or updated) with --replicas and left running.
+        target = SwarmTarget(stack=args.swarm_stack, replicas=args.replicas)
     if target is not None:
         runnable = []
         for scenario in scenarios:

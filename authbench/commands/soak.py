@@ -7,11 +7,9 @@ import re
 import sys
 from pathlib import Path
 
-from authbench.chaos.load import LoadError
 from authbench.process import PROJECT_ROOT
 from authbench.soak.criteria import Bounds, failed
 from authbench.soak.run import SoakConfig, run
-from authbench.targets.base import DeploymentError
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s?)?\s*")
@@ -93,11 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
         bounds=Bounds(args.max_rss_mb_per_h, args.max_fds_per_h, args.max_redis_mb_per_h),
         results_dir=args.results_dir,
     )
-    try:
-        run_dir, checks = run(config, say=lambda msg: print(msg, flush=True))
-    except (DeploymentError, LoadError, OSError) as err:
-        print(f"soak: {err}", file=sys.stderr)
-        return 1
+    run_dir, checks = run(config, say=lambda msg: print(msg, flush=True))
     print((run_dir / "summary.txt").read_text(), end="")
     bad = failed(checks)
     if bad:

@@ -5,7 +5,8 @@
 - `local.py`: `LocalCluster`, loopback processes (target `local`; also `authbench up`);
 - `compose.py`: `ComposeTarget`, the docker compose stack (target `compose`);
 - `external.py`: `ExternalTarget`, a deployment something else runs, by URL (target
-  `external`): nothing started or broken, only measured.
+  `external`): nothing started or broken, only measured;
+- `swarm.py`: `SwarmTarget`, the compose file's stack on Docker Swarm (target `swarm`).
 
 A new target (swarm, Kubernetes, external) is a `Deployment` subclass in a module of its
 own here, plus a branch in `open_deployment` and its name in `TARGETS`; bench and chaos
@@ -25,7 +26,7 @@ from authbench.targets.base import SINGLE_REDIS, Deployment, StoreTopology
 if TYPE_CHECKING:
     from authbench.targets.external import Endpoints
 
-TARGETS: tuple[str, ...] = ("local", "compose", "external")  # --target choices
+TARGETS: tuple[str, ...] = ("local", "compose", "external", "swarm")  # --target choices
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class DeploymentSpec:
     store: StoreTopology = SINGLE_REDIS
     port_base: int | None = None  # local: first port of its private block (None: any free)
     workdir: Path | None = None  # local: logs and Redis data (None: .authbench/)
-    project: str = "authbench"  # compose: the project to (re)configure
+    project: str = "authbench"  # compose: the project to (re)configure; swarm: the stack
     # Store distance: None, the services talk to Redis itself; a number, they go through
     # the delay proxy, which adds that many ms each way once `slow_redis` switches it on.
     redis_delay_ms: float | None = None
@@ -89,4 +90,10 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
         if spec.redis_delay_ms is not None or spec.redis_persistence != "none":
             raise ValueError("external: the harness cannot change the deployment's Redis")
         return ExternalTarget(spec.external)
+    if target == "swarm":
+        from authbench.targets.swarm import SwarmTarget
+
+        if spec.redis_delay_ms is not None or spec.redis_persistence != "none":
+            raise ValueError("swarm: Redis persistence and delay come from the compose file")
+        return SwarmTarget(stack=spec.project, env=dict(spec.settings), replicas=spec.replicas)
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
