@@ -7,9 +7,11 @@ import re
 import sys
 from pathlib import Path
 
+from authbench.chaos.load import LoadError
 from authbench.process import PROJECT_ROOT
 from authbench.soak.criteria import Bounds, failed
 from authbench.soak.run import SoakConfig, run
+from authbench.targets.base import DeploymentError
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s?)?\s*")
@@ -91,7 +93,11 @@ def run_command(args: argparse.Namespace) -> int:
         bounds=Bounds(args.max_rss_mb_per_h, args.max_fds_per_h, args.max_redis_mb_per_h),
         results_dir=args.results_dir,
     )
-    run_dir, checks = run(config, say=lambda msg: print(msg, flush=True))
+    try:
+        run_dir, checks = run(config, say=lambda msg: print(msg, flush=True))
+    except (DeploymentError, LoadError, OSError) as err:
+        print(f"soak: {err}", file=sys.stderr)
+        return 1
     print((run_dir / "summary.txt").read_text(), end="")
     bad = failed(checks)
     if bad:

@@ -74,6 +74,9 @@ class SoakConfig:
             "JWT_TTL_S": str(life),
             "REFRESH_TTL_S": str(2 * life),
             "REFRESH_FAMILY_ABSOLUTE_S": str(4 * life),
+            # session+cache renews a cached session's idle TTL at most this often; it must
+            # stay below the idle timeout.
+            "SESSION_CACHE_RENEW_S": f"{life / 4:g}",
         }
 
     @property
@@ -206,6 +209,10 @@ def run(config: SoakConfig, say: Callable[[str], None] = print) -> tuple[Path, l
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: stopping everything started; keeping the samples taken")
+    except BaseException:
+        if not samples:  # nothing measured: leave no half-written run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if load is not None:
             load.stop(grace_s=10.0)

@@ -190,7 +190,7 @@ class ComposeTarget(Deployment):
     def settings(self) -> Mapping[str, str]:
         env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
         # Assertion keys never go into a manifest (HS256's is a shared secret).
-        hidden = ("EDGE_ASSERTION_KEY", "EDGE_ASSERTION_VERIFY_KEY")
+        hidden = ("EDGE_ASSERTION_KEY", "EDGE_ASSERTION_VERIFY_KEY", "JWT_KEY_ENCRYPTION_KEY")
         return {str(k): str(v) for k, v in env.items() if k not in hidden}
 
     @property
