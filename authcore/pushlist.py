@@ -37,10 +37,12 @@ import logging
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
@@ -151,6 +153,8 @@ class PushList:
         self._incomplete_until = 0.0  # epoch: trimmed entries we never read matter until
         self.loaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._sentinel: Sentinel | None = None  # REDIS_SENTINELS set: finds the primary
         SILENCE.set_function(self._silence)
         ENTRIES.set_function(self.__len__)
 
@@ -260,15 +264,21 @@ class PushList:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True  # the loops end even if redis-py swallows the cancellation
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, 2.0)  # never hang a shutdown on Redis
+                # never hang a shutdown on Redis: at most one blocked XREAD's time
+                await asyncio.wait_for(task, self._block_ms / 1000 + 1.0)
+        if self._sentinel is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._sentinel.aclose()
+            self._sentinel = None
 
     def _client(self) -> Redis:
-        timeout = self._settings.redis_timeout_s
-        client: Redis = aioredis.Redis.from_url(
-            self._settings.redis_url,
+        settings = self._settings
+        timeout = settings.redis_timeout_s
+        bounds: dict[str, Any] = dict(
             # A blocked XREAD answers after block time; a reply later than that plus the
             # command timeout means Redis is not answering (paused, partitioned).
             socket_timeout=self._block_ms / 1000 + timeout,
@@ -278,13 +288,26 @@ class PushList:
             retry=Retry(NoBackoff(), 0),  # this loop reconnects, and checks the stream first
             max_connections=1,  # only this loop uses it: one connection
         )
+        sentinels = settings.sentinel_addresses()
+        if sentinels:  # REDIS_SENTINELS: tail the current primary, as RedisStore does
+            if self._sentinel is None:  # one for the process's life, closed by stop()
+                self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                    sentinels,
+                    sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                )
+            db = int(urlparse(settings.redis_url).path.strip("/") or 0)
+            primary: Redis = self._sentinel.master_for(
+                settings.redis_sentinel_master, db=db, **bounds
+            )
+            return primary
+        client: Redis = aioredis.Redis.from_url(settings.redis_url, **bounds)
         return client
 
     async def run(self) -> None:
         """Tail the stream for ever, reconnecting with a short backoff."""
         delay = 0.05
         failing = False
-        while True:
+        while not self._stopping:
             client = self._client()
             try:
                 await self._check_stream(client)
@@ -336,7 +359,7 @@ class PushList:
 
     async def _tail(self, client: Redis) -> None:
         block: int | None = None  # the first read after a (re)connect: catch up at once
-        while True:
+        while not self._stopping:
             reply: Any = await client.xread(
                 {STREAM_KEY: self._last_id}, count=READ_COUNT, block=block
             )

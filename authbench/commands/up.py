@@ -10,7 +10,7 @@ from types import FrameType
 
 from authbench.targets.base import REDIS_PERSISTENCE, STORES, StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
-from authcore.config import ALGORITHMS, REVOCATION_MODES, Settings
+from authcore.config import ALGORITHMS, REVOCATION_MODES, VALIDATION_PLACES, Settings
 
 MAX_AUTH_REPLICAS = 8  # ports 8081..8088: below Locust's 8089
 DEFAULTS = Settings()  # the services' own defaults, so `up` starts what they would
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--jwt-revocation",
         choices=REVOCATION_MODES,
         default=DEFAULTS.jwt_revocation,
-        help="none: a logged-out JWT works until it expires; denylist: replicas check its jti",
+        help="none: a logged-out JWT works until it expires; denylist: replicas check its jti; "
+        "pushlist: revocations are pushed to every replica through a Redis Stream",
     )
     parser.add_argument(
         "--jwt-alg", choices=ALGORITHMS, default=DEFAULTS.jwt_algorithm,
@@ -49,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store", choices=STORES, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
         "(replica on --redis-port + 2, Sentinels on the three ports after it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--validate-at", choices=VALIDATION_PLACES, default=DEFAULTS.validate_at,
+        help="replica: every replica checks the credential; gateway: the gateway checks it "
+        "once and forwards a signed identity assertion (a fresh key pair per start)",
     )  # fmt: skip
     parser.add_argument("--gateway-port", type=int, default=Ports.gateway)
     parser.add_argument("--redis-port", type=int, default=Ports.redis)
@@ -72,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         ports=Ports(
             gateway=args.gateway_port, redis=args.redis_port, store_extra=args.redis_port + 2
         ),
-        settings_env={"JWT_REVOCATION": args.jwt_revocation, "JWT_ALG": args.jwt_alg},
+        settings_env={
+            "JWT_REVOCATION": args.jwt_revocation,
+            "JWT_ALG": args.jwt_alg,
+            "VALIDATE_AT": args.validate_at,
+        },
         redis_persistence=args.redis_persistence,
         store=StoreTopology.parse(args.store),
     )

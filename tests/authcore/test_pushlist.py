@@ -255,22 +255,22 @@ async def test_entries_expire_with_their_tokens(pair: Pair) -> None:
 
 
 def test_memory_of_expired_entries_is_given_back() -> None:
-    """20k entries held, then expired: the set's memory (dicts and heap) goes back."""
+    """10k entries held, then expired: the set's memory (dicts and heap) goes back."""
     replica = PushList(Settings.from_env({"JWT_REVOCATION": "pushlist"}), "memory")
     keep = f"{time.time() + 60:.3f}"
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    for i in range(20_000):
+    for i in range(10_000):
         replica.apply(f"{i + 1}-0", {"k": "jti", "v": f"jti-{i:012d}-abcdefgh", "keep": keep})
     held = tracemalloc.get_traced_memory()[0] - base
-    assert len(replica) == 20_000
+    assert len(replica) == 10_000
     replica.expire(time.time() + 61)
     gc.collect()
     left = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     assert len(replica) == 0
-    assert held > 1_000_000  # the entries did take room (~100+ bytes each)
+    assert held > 500_000  # the entries did take room (~100+ bytes each)
     assert left < held / 10, (held, left)
 
 

@@ -174,3 +174,47 @@ def test_edge_validation_at_the_gateway_checks_the_pushed_set_too(
         assert time.monotonic() < deadline, "the gateway still accepts a logged-out token"
         time.sleep(0.01)
     assert answer.json()["error"] == "revoked_credential"
+
+
+def test_on_sentinels_the_tails_follow_the_primary_through_a_failover(
+    make_cluster: ClusterFactory,
+) -> None:
+    from authbench.targets.base import SENTINEL
+
+    cluster = make_cluster(
+        replicas=1,
+        env=ENV,
+        store=SENTINEL,
+        sentinel_down_after_ms=300,
+        sentinel_failover_timeout_ms=2000,
+    )
+    gateway, replica = cluster.gateway_url, cluster.replica_urls()[0]
+    token = bearer(login(gateway, 5, "jwt"))
+    assert request(gateway, "POST", "/auth/logout", headers=token).status == 204
+    deadline = time.monotonic() + 1
+    while request(replica, "GET", "/api/me", headers=token).status != 401:
+        assert time.monotonic() < deadline, "logout did not reach the replica"
+        time.sleep(0.01)
+    old = cluster.kill_redis_primary()
+    cluster.wait_redis_failover(old, 20)
+    # After the failover a new logout reaches the replica through the new primary.
+    later = bearer(login_when_up(gateway, 6))
+    # Until its own tail has found the new primary the auth service fails closed (503).
+    deadline = time.monotonic() + 10
+    while (out := request(gateway, "POST", "/auth/logout", headers=later)).status != 204:
+        assert out.status == 503 and time.monotonic() < deadline, out.body
+        time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while request(replica, "GET", "/api/me", headers=later).status != 401:
+        assert time.monotonic() < deadline, "after the failover, logout did not reach the replica"
+        time.sleep(0.05)
+    # The token revoked before the failover is still refused (held, or replayed).
+    assert request(replica, "GET", "/api/me", headers=token).status == 401
+
+
+def login_when_up(gateway: str, user: int) -> object:
+    deadline = time.monotonic() + 10
+    while (answer := login(gateway, user, "jwt")).status != 200:
+        assert time.monotonic() < deadline, answer.body
+        time.sleep(0.1)
+    return answer
