@@ -30,11 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authbench.chaos import failover, probes, timeline
+from authbench.chaos import failover, probes, replica_crash, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
 from authbench.targets.base import Deployment, Group, StoreTopology
+from authcore.config import Settings
 
 Progress = Callable[[str], None]
 
@@ -103,6 +104,17 @@ FAILOVER_SCENARIOS: dict[str, Scenario] = {
         )
 }  # fmt: skip
 
+# Issue 16 item 5: a resource replica SIGKILLed mid-request (authbench.chaos.replica_crash).
+# Not in the default run either: `--scenarios replica-crash`.
+REPLICA_SCENARIOS: dict[str, Scenario] = {
+    "replica-crash": Scenario(
+        "replica-crash", "replica_kill", "none", "A resource replica killed mid-request",
+        "SIGKILL of one resource replica behind the main gateway; only requests in flight on "
+        "it should fail, and the gateway should eject it within its health interval; it is "
+        "started again after the outage.",
+    ),
+}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -142,9 +154,12 @@ class ScenarioResult:
     revocation: list[probes.RevocationWindow]
     records: int
     failover: dict[str, Any] | None = None  # the failover scenarios' figures
+    replica_crash: dict[str, Any] | None = None  # the replica-crash scenario's figures
 
     def to_json(self) -> dict[str, Any]:
         extra = {"failover": self.failover} if self.failover is not None else {}
+        if self.replica_crash is not None:
+            extra["replica_crash"] = self.replica_crash
         return extra | {
             "scenario": asdict(self.scenario),
             "window": asdict(self.window),
@@ -163,6 +178,7 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "pause": ("pause_redis", "resume_redis", "wait_redis"),
     "slow": ("slow_redis",),
     "failover": ("kill_redis_primary", "wait_redis_failover", "rejoin_redis"),
+    "replica_kill": ("kill_replica", "start_replica", "upstream_health"),
 }
 
 
@@ -306,6 +322,8 @@ def _run_scenario(
             window, times = failover.inject(
                 target, writes, gateways, timing.failover_timeout_s, events, say
             )
+        elif scenario.fault == "replica_kill":
+            window, crash_times = replica_crash.inject(target, timing.outage_s, events, say)
         else:
             window = _inject(scenario, target, timing, events, say)
         _sleep_until(window.back_at + timing.after_s)
@@ -339,9 +357,17 @@ def _run_scenario(
     per_mode = timeline.buckets(records, window.fault_at)
     rows = timeline.timeline_rows(scenario.name, per_mode, timeline.failure_statuses(records))
     timeline.write_timeline(out_dir / "timeline.csv", rows)
+    crash_figures = None
+    if scenario.fault == "replica_kill":
+        interval = target.settings.get("HEALTH_INTERVAL_S", str(Settings().health_interval_s))
+        crash_figures = replica_crash.figures(
+            records, window, crash_times, {m.key: group_of[m.key].name for m in modes},
+            float(interval),
+        )  # fmt: skip
     result = ScenarioResult(
-        scenario, window, events, figures, losses, revocation, len(records), failover_figures
-    )
+        scenario, window, events, figures, losses, revocation, len(records), failover_figures,
+        crash_figures,
+    )  # fmt: skip
     (out_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from authbench.chaos.load import LoadShape
 from authbench.chaos.scenarios import (
     FAILOVER_SCENARIOS,
+    REPLICA_SCENARIOS,
     SCENARIOS,
     ChaosOptions,
     Timing,
@@ -23,7 +24,8 @@ from authbench.targets.base import Deployment
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scenario_help = "; ".join(
-        f"{s.name}: {s.what}" for s in {**SCENARIOS, **FAILOVER_SCENARIOS}.values()
+        f"{s.name}: {s.what}"
+        for s in {**SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS}.values()
     )
     parser = subparsers.add_parser(
         "chaos",
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS),
         help="comma-separated scenarios to run, in this order (failover and failover-wait, "
-        "on a primary/replica/3-Sentinel store, run only when named)",
+        "on a primary/replica/3-Sentinel store, and replica-crash run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from authbench.chaos.run import run_chaos
 
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-    known = {**SCENARIOS, **FAILOVER_SCENARIOS}
+    known = {**SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         print(

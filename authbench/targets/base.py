@@ -225,6 +225,19 @@ class Deployment(ABC):
         """Start the killed primary again, as a replica of the new one."""
         raise NotSupported(self.target, "rejoin_redis")
 
+    # --- replica faults (the replica-crash scenario) ------------------------------------
+    def kill_replica(self, index: int) -> None:
+        """SIGKILL resource replica `index` (of `replica_urls()`); it stays down."""
+        raise NotSupported(self.target, "kill_replica")
+
+    def start_replica(self, index: int) -> None:
+        """Start replica `index` again; return once it answers /readyz."""
+        raise NotSupported(self.target, "start_replica")
+
+    def upstream_health(self) -> dict[str, bool]:
+        """The gateway's own view: upstream URL -> in its rotation (its health gauge)."""
+        raise NotSupported(self.target, "upstream_health")
+
     # --- what samplers read -------------------------------------------------------------
     def redis_info(self) -> Mapping[str, Any]:
         """`INFO all` as a flat dict; a `cmdstat_*` value is a dict or the text

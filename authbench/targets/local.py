@@ -452,6 +452,33 @@ class LocalCluster(Deployment):
     def rejoin_redis(self) -> None:
         self._sentinels().rejoin()
 
+    # --- replica faults -------------------------------------------------------------------
+    def kill_replica(self, index: int) -> None:
+        victim = self.child(f"resource-{index + 1}")
+        if victim.process is None:
+            raise ClusterError(f"{victim.name} was never started")
+        victim.process.kill()
+        victim.process.wait()
+
+    def start_replica(self, index: int) -> None:
+        self.restart_child(f"resource-{index + 1}")
+
+    def upstream_health(self) -> dict[str, bool]:
+        """Read from the gateway's operator port: `authbench_gateway_upstream_healthy`."""
+        try:
+            with urllib.request.urlopen(f"{self.gateway_admin_url}/metrics", timeout=2.0) as resp:  # noqa: S310
+                text = resp.read().decode()
+        except (OSError, ValueError) as err:
+            raise ClusterError(f"the gateway's metrics did not answer: {err}") from err
+        found = {}
+        for line in text.splitlines():
+            if line.startswith('authbench_gateway_upstream_healthy{upstream="'):
+                url, _, value = line.removeprefix(
+                    'authbench_gateway_upstream_healthy{upstream="'
+                ).partition('"}')
+                found[url] = float(value) == 1.0
+        return found
+
     def child(self, name: str) -> Child:
         for child in self.all_children():
             if child.name == name:
