@@ -117,7 +117,10 @@ class Gateway(Listener):
             self._builtin(request, client)
             client.request_done(None)
             return
-        self.inflight.enter()  # or a fast 503 with Retry-After
+        limit = self.inflight  # InFlightLimit.enter, inlined on the hot path
+        if limit.inflight >= limit.limit:
+            limit.enter()  # raises Overloaded: a fast 503 with Retry-After
+        limit.inflight += 1
         request.admitted = True  # `observe` counts it out, however it ends
         if self.edge is not None and pool is self.resource_pool:
             task = asyncio.get_running_loop().create_task(
@@ -186,7 +189,7 @@ class Gateway(Listener):
         """Per-route request duration, as the other services report it (cached children)."""
         if request.admitted:
             request.admitted = False
-            self.inflight.leave()
+            self.inflight.inflight -= 1
         target = request.target
         if target.startswith(_API):
             route = ROUTE_API
