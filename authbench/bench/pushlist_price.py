@@ -41,7 +41,7 @@ from typing import Any
 
 import redis
 
-from authbench import process
+from authbench import modes, process
 from authbench.delay_proxy import DelayProxy
 from authbench.provenance import new_run_id, run_head
 from authbench.targets.local import LocalCluster, Ports
@@ -84,7 +84,11 @@ def _login(gateway: str, user: int) -> dict[str, str]:
     status, body = Client(gateway).call(
         "POST",
         "/auth/login",
-        body={"username": f"user{user}", "password": f"password{user}", "mode": "jwt"},
+        body={
+            "username": f"user{user}",
+            "password": f"password{user}",
+            "mode": str(modes.JWT_PUSHLIST.login),
+        },
     )
     if status != 200:
         raise RuntimeError(f"login of user{user} answered {status}: {body[:200]!r}")
@@ -346,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     env = {
-        "JWT_REVOCATION": "pushlist",
+        **modes.JWT_PUSHLIST.deployment,
         "AUTH_SEED_USERS": "40",
         "PUSHLIST_MAX_SILENCE_S": str(args.max_silence),
     }
