@@ -31,6 +31,7 @@ from authcore.jwks import KeySetFetcher
 from authcore.pushlist import PushList
 from authcore.redis_store import RedisStore
 from authcore.revocation import RevocationList
+from authcore.session_cache import CachedSessionStore
 from authcore.sessions import SessionStore
 from authcore.tokens import TokenVerifier
 from gateway.exchange import ProxyRequest
@@ -100,14 +101,19 @@ class EdgeValidator:
         pushlist = self._pushlist = (
             PushList(settings, "gateway") if settings.pushlist_enabled else None
         )
+        # SESSION_CACHE (mode session+cache): the near cache and its invalidation listener
+        # live where sessions are checked, here.
+        cache = CachedSessionStore(store, settings) if settings.session_cache else None
         self._checker = CredentialChecker(
             settings,
-            SessionStore(store, settings),
+            cache if cache is not None else SessionStore(store, settings),
             verifier,
             denylist or pushlist,
             refresh_keys=fetcher.refresh_on_unknown_kid,
         )
-        loading = asyncio.create_task(fetcher.load_until_ready())
+        background = [asyncio.create_task(fetcher.load_until_ready())]
+        if cache is not None:
+            background.append(asyncio.create_task(cache.listener.run()))
         if pushlist is not None:
             pushlist.start()
         try:
@@ -115,8 +121,10 @@ class EdgeValidator:
         finally:
             if pushlist is not None:
                 await pushlist.stop()
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loading
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await client.close()
             await store.close()
