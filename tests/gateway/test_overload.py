@@ -86,7 +86,9 @@ def test_a_frozen_upstream_takes_only_its_share_of_connections(rig_with: RigFact
     # 20 clients, 60 requests: the healthy upstream never holds more than the 10 clients
     # that are not stuck, so it never reaches its cap of 10.
     answers = _burst(rig.port, [f"/api/n{i}" for i in range(60)], clients=20)
-    fast_ok = [a for a in answers if a[0] == 200 and a[1] < 2.0]
+    # "Fast": before the 3 s that a request stuck at the frozen upstream waits for its 504
+    # (a busy CI machine makes healthy answers slow too, but not that slow).
+    fast_ok = [a for a in answers if a[0] == 200 and a[1] < 2.8]
     stuck = [a for a in answers if a[0] != 200]
     # At most 10 ever wait for the frozen one (then 504 at UPSTREAM_TIMEOUT_S); round robin
     # without the cap sends it every other request, until all 20 clients are stuck there.
