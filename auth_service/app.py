@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from auth_service import state
+from auth_service.introspection import OpaqueTokenStore
 from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.routes import routes
 from auth_service.throttle import LoginThrottle
@@ -71,9 +72,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     app[state.THROTTLE] = LoginThrottle(store, settings)
     app[state.USERS] = users
+    opaque_tokens = OpaqueTokenStore(store, settings)
+    app[state.OPAQUE_TOKENS] = opaque_tokens
     # Logout accepts either credential; a revoked token cannot log out twice.
     denylist = revocations if settings.denylist_enabled else pushlist
-    app[state.CHECKER] = CredentialChecker(settings, sessions, verifier, denylist)
+    app[state.CHECKER] = CredentialChecker(
+        settings, sessions, verifier, denylist, opaque=opaque_tokens
+    )
     app[READINESS_CHECKS].append(store.ping)
 
     seeding = asyncio.create_task(users.seed())

@@ -1,4 +1,5 @@
-"""HTTP routes of the auth service: login, refresh, logout, JWKS, key rotation."""
+"""HTTP routes of the auth service: login, refresh, logout, JWKS, key rotation,
+token introspection (for the replicas only)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import time
 from aiohttp import web
 
 from auth_service import state
+from auth_service.introspection import introspect as answer_introspection
 from authcore import metrics
 from authcore.credentials import (
     CSRF_HEADER,
     MODE_JWT,
     MODE_JWT_COOKIE,
+    MODE_OPAQUE,
     MODE_SESSION,
     REFRESH_COOKIE_PATH,
     SESSION_ID_PATTERN,
@@ -35,7 +38,7 @@ from authcore.tokens import FAMILY_CLAIM
 
 routes = web.RouteTableDef()
 
-MODES = (MODE_SESSION, MODE_JWT, MODE_JWT_COOKIE)
+MODES = (MODE_SESSION, MODE_JWT, MODE_JWT_COOKIE, MODE_OPAQUE)
 
 
 LOGOUT_SCOPES = ("all",)  # absent: this credential only
@@ -48,7 +51,9 @@ async def login(request: web.Request) -> web.Response:
     password = string_field(data, "password", max_length=1024, pattern=None)
     mode = data.get("mode", MODE_SESSION)
     if not isinstance(mode, str) or mode not in MODES:
-        raise InvalidField("'mode' must be 'session', 'jwt' or 'jwt-cookie'")
+        raise InvalidField("'mode' must be 'session', 'jwt', 'jwt-cookie' or 'opaque'")
+    if mode == MODE_OPAQUE and not request.app[state.SETTINGS].introspect_secret:
+        raise InvalidField("mode 'opaque' is off here: the deployment sets no INTROSPECT_SECRET")
 
     app = request.app
     address = client_address(request, app[state.TRUSTED_PROXIES])
@@ -68,6 +73,8 @@ async def login(request: web.Request) -> web.Response:
         return await _session_login(request, username)
     if mode == MODE_JWT_COOKIE:
         return await _cookie_login(request, username)
+    if mode == MODE_OPAQUE:
+        return await _opaque_login(request, username)
 
     family, refresh_token = await app[state.REFRESH_TOKENS].start_family(username)
     access = app[state.ISSUER].issue(username, family)
@@ -116,6 +123,30 @@ async def _cookie_login(request: web.Request, username: str) -> web.Response:
     )
     _set_token_cookies(request, response, access.token, refresh_token)
     return response
+
+
+async def _opaque_login(request: web.Request, username: str) -> web.Response:
+    """Mode opaque: a random bearer token, meaningful only to the auth service."""
+    tokens = request.app[state.OPAQUE_TOKENS]
+    token = await tokens.issue(username)
+    return json_response(
+        {
+            "mode": MODE_OPAQUE,
+            "user": username,
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": tokens.ttl_s,
+        }
+    )
+
+
+@routes.post("/auth/introspect")
+async def introspect(request: web.Request) -> web.Response:
+    """RFC 7662 token introspection, for the replicas (auth_service/introspection.py)."""
+    app = request.app
+    return json_response(
+        await answer_introspection(request, app[state.SETTINGS], app[state.OPAQUE_TOKENS])
+    )
 
 
 @routes.post("/auth/refresh")
@@ -174,11 +205,15 @@ async def logout(request: web.Request) -> web.Response:
     if principal.mode == MODE_SESSION:
         assert principal.session_id is not None
         await app[state.SESSIONS].delete(principal.session_id, principal.user)
+    elif principal.mode == MODE_OPAQUE:
+        assert principal.opaque_token is not None
+        await app[state.OPAQUE_TOKENS].revoke(principal.opaque_token, principal.user)
     else:
         await _revoke_token(request, principal)
     if everywhere:
         await app[state.SESSIONS].delete_all(principal.user)
         await app[state.REFRESH_TOKENS].revoke_all(principal.user)
+        await app[state.OPAQUE_TOKENS].revoke_all(principal.user)
         if app[state.SETTINGS].denylist_enabled:
             await app[state.REVOCATIONS].revoke_user(principal.user)
         feed = app.get(state.REVOCATION_FEED)

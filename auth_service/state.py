@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from auth_service.introspection import OpaqueTokenStore
 from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
@@ -28,5 +29,6 @@ REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 CHECKER = web.AppKey("checker", CredentialChecker)
+OPAQUE_TOKENS = web.AppKey("opaque_tokens", OpaqueTokenStore)  # mode opaque
 KEYSTORE = web.AppKey("keystore", KeyStore)  # shared signing keys (issue 16)
 REVOCATION_FEED = web.AppKey("revocation_feed", RevocationFeed)  # JWT_REVOCATION=pushlist

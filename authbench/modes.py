@@ -172,6 +172,24 @@ JWT_DENYLIST_OPEN = replace(
     former_keys=("denylist_open",),
 )
 
+# Opaque tokens (RFC 7662): every read asks the auth service, which reads its Redis; the
+# central hop moves from Redis to the auth service. Any deployment with an
+# INTROSPECT_SECRET serves it (LocalCluster sets one); INTROSPECT_CACHE_S is its axis.
+OPAQUE = Mode(
+    key="opaque",
+    label="opaque",
+    checks="introspection at the auth service (RFC 7662)",
+    login=Login.OPAQUE,
+    deployment={},
+    color="#9467bd",
+    bench_user=UserClass(BENCH_LOCUSTFILE, "OpaqueUser"),
+    chaos_user=UserClass(CHAOS_LOCUSTFILE, "OpaqueChaosUser"),
+    chaos_group="main",
+    store_on_read=True,
+    store_role="opaque tokens behind the auth service",
+    read_command="GET",  # auth_service.introspection: one GET per introspection
+)
+
 # Short-lived access tokens (issue 14): no store on the read path; the load user refreshes
 # its token before it expires (POST /auth/refresh, rotating refresh token), so the price is
 # refresh traffic on the auth service and Redis, and the revocation window is the TTL.
@@ -230,6 +248,7 @@ MODES: tuple[Mode, ...] = (  # report order
     JWT_DENYLIST_OPEN,
     JWT_PUSHLIST,
     JWT_SHORT,
+    OPAQUE,
 )
 BENCH_MODES: tuple[Mode, ...] = tuple(m for m in MODES if m.bench_user is not None)
 CHAOS_MODES: tuple[Mode, ...] = MODES

@@ -232,6 +232,33 @@ class Settings:
         "published this long, twice, before it signs, so every replica's JWKS has it first.",
     )
 
+    # --- opaque tokens and introspection (mode opaque, RFC 7662) ----------------------
+    opaque_ttl_s: int = _setting(
+        "OPAQUE_TTL_S", 300, "Lifetime of an opaque access token (mode opaque) in Redis."
+    )
+    introspect_client_id: str = _setting(
+        "INTROSPECT_CLIENT_ID",
+        "resource",
+        "Client ID replicas present (HTTP Basic) to POST /auth/introspect.",
+    )
+    introspect_secret: str = _setting(
+        "INTROSPECT_SECRET",
+        "",
+        "Client secret of POST /auth/introspect (>= 32 bytes), shared by the auth service and "
+        "the replicas; empty = introspection off (the endpoint is a 404, opaque tokens 401).",
+    )
+    introspect_cache_s: float = _setting(
+        "INTROSPECT_CACHE_S",
+        0.0,
+        "Replica-side cache of active introspection answers, in seconds (never past the "
+        "token's exp); 0 = off. A logged-out token may be accepted this long.",
+    )
+    introspect_timeout_ms: int = _setting(
+        "INTROSPECT_TIMEOUT_MS",
+        500,
+        "Replica: total time allowed for one introspection call before 503 auth_unavailable.",
+    )
+
     # --- resources --------------------------------------------------------------------
     item_bytes: int = _setting("ITEM_BYTES", 512, "Size of the payload of /api/items/{id}.")
 
@@ -419,6 +446,22 @@ class Settings:
         self.sentinel_addresses()  # a malformed host:port is refused at start
         if self.redis_wait_replicas < 0 or self.redis_wait_timeout_ms <= 0:
             raise ConfigError("REDIS_WAIT_REPLICAS must be >= 0, REDIS_WAIT_TIMEOUT_MS > 0")
+        # Opaque tokens and introspection (mode opaque).
+        if not (math.isfinite(self.introspect_cache_s) and self.introspect_cache_s >= 0):
+            raise ConfigError(
+                f"INTROSPECT_CACHE_S={self.introspect_cache_s!r}: expected seconds >= 0 (0 = off)"
+            )
+        if self.introspect_secret and len(self.introspect_secret.encode()) < 32:
+            raise ConfigError("INTROSPECT_SECRET must be at least 32 bytes (or empty: off)")
+        client_id = self.introspect_client_id
+        if not client_id or ":" in client_id or not client_id.isprintable():
+            raise ConfigError("INTROSPECT_CLIENT_ID must be printable text without ':'")
+        for name, value in (
+            ("OPAQUE_TTL_S", self.opaque_ttl_s),
+            ("INTROSPECT_TIMEOUT_MS", self.introspect_timeout_ms),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive")
         if self.gateway_max_connections < 0 or self.gateway_fd_reserve < 0:
             raise ConfigError("GATEWAY_MAX_CONNECTIONS and GATEWAY_FD_RESERVE must be >= 0")
         _choice("VALIDATE_AT", self.validate_at, VALIDATION_PLACES)

@@ -1,8 +1,10 @@
 """The one place that knows the credential formats and checks a request's credential.
 
-A request carries one of three credentials; the type is recognised per request, so one
+A request carries one of four credentials; the type is recognised per request, so one
 cluster serves every mode at once:
 - `Authorization: Bearer <JWT>` (mode jwt); it wins when several are present;
+- `Authorization: Bearer <opaque token>` (mode opaque): 43 base64url characters, no dots,
+  so never a JWT; resolved by introspection (authcore.introspection, RFC 7662);
 - a session cookie `sid` (`__Host-sid` when cookies are secure) (mode session);
 - an access-token cookie `at` (`__Host-at`) holding a JWT (mode jwt-cookie, the seed
   document's advice: the token out of reach of page scripts).
@@ -38,6 +40,7 @@ from authcore.errors import (
     RevokedCredential,
     StoreUnavailable,
 )
+from authcore.introspection import OpaqueResolver
 from authcore.modes import Login
 from authcore.revocation import RevocationCheck
 from authcore.sessions import SessionStore
@@ -67,6 +70,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MODE_SESSION = Login.SESSION
 MODE_JWT = Login.JWT
 MODE_JWT_COOKIE = Login.JWT_COOKIE
+MODE_OPAQUE = Login.OPAQUE
 
 
 def session_cookie_name(settings: Settings) -> str:
@@ -173,6 +177,7 @@ class Principal:
     mode: str
     session_id: str | None = None
     claims: dict[str, Any] | None = None
+    opaque_token: str | None = None  # mode opaque: the token itself (logout revokes it)
 
 
 KeyRefresher = Callable[[], Awaitable[bool]]
@@ -190,6 +195,7 @@ class CredentialChecker:
         verifier: TokenVerifier,
         revocations: RevocationCheck | None,
         refresh_keys: KeyRefresher | None = None,
+        opaque: OpaqueResolver | None = None,
     ) -> None:
         self._settings = settings
         self._cookie = session_cookie_name(settings)
@@ -204,6 +210,7 @@ class CredentialChecker:
         # DENYLIST_FAIL is the denylist's policy; the pushlist always fails closed.
         self._fail_open = settings.denylist_fail == "open" and settings.denylist_enabled
         self._refresh_keys = refresh_keys
+        self._opaque = opaque  # None: opaque tokens are not accepted (no introspection)
 
     @property
     def cookie_name(self) -> str:
@@ -218,6 +225,8 @@ class CredentialChecker:
         authorization = headers.get("Authorization")
         if authorization is not None:  # the hot path of mode jwt: no cookie parsing
             token = bearer_token(authorization)
+            if self._opaque is not None and OPAQUE_TOKEN_PATTERN.fullmatch(token):
+                return await self._timed(MODE_OPAQUE, self._check_opaque(token))
             # _timed inlined: one coroutine less on the path every JWT request takes.
             started = time.perf_counter()
             outcome = "ok"
@@ -278,6 +287,11 @@ class CredentialChecker:
     async def _check_session(self, session_id: str) -> Principal:
         session = await self._sessions.validate(session_id)
         return Principal(session.user, MODE_SESSION, session_id=session_id)
+
+    async def _check_opaque(self, token: str) -> Principal:
+        assert self._opaque is not None
+        info = await self._opaque.resolve(token)
+        return Principal(info.user, MODE_OPAQUE, opaque_token=token)
 
     async def _check_jwt(self, token: str) -> Principal:
         try:

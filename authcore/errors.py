@@ -83,6 +83,17 @@ class WrongPassword(CredentialError):
         return {"WWW-Authenticate": 'Bearer realm="authbench"'}
 
 
+class InvalidClient(CredentialError):
+    """401 for a caller of an internal endpoint (token introspection) without a valid client
+    credential (RFC 6749 section 5.2 `invalid_client`, HTTP Basic per RFC 7662 section 2.1)."""
+
+    code, default_detail = "invalid_client", "client authentication failed"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="authbench-introspection"'}
+
+
 class Forbidden(AuthbenchError):
     status, code, default_detail = 403, "forbidden", "not allowed"
 
@@ -169,6 +180,12 @@ class StoreBusy(DependencyUnavailable):
     does not apply (a flood must never make revoked tokens pass)."""
 
     code, default_detail = "redis_busy", "too many requests are waiting for Redis; retry"
+
+
+class AuthServiceUnavailable(DependencyUnavailable):
+    """Mode opaque: the auth service, which resolves every token, did not answer."""
+
+    code, default_detail = "auth_unavailable", "the auth service (token introspection) is down"
 
 
 class UpstreamUnavailable(DependencyUnavailable):

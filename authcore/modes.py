@@ -16,3 +16,4 @@ class Login(StrEnum):
     SESSION = "session"  # an opaque session ID in a cookie, looked up in Redis
     JWT = "jwt"  # a bearer JWT in the Authorization header
     JWT_COOKIE = "jwt-cookie"  # the JWT in an HttpOnly cookie, with a CSRF token
+    OPAQUE = "opaque"  # a random bearer token that services resolve by introspection (RFC 7662)

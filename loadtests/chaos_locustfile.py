@@ -1,4 +1,4 @@
-"""Chaos load: session, JWT, JWT+denylist and JWT+denylist(open) users side by side.
+"""Chaos load: session, JWT, JWT+denylist, JWT+denylist(open) and opaque users side by side.
 
 Run by `authbench chaos` (authbench/chaos/load.py). Each user class plays one mode of
 the registry (`mode = modes.X`; the registry names the class back, and a test checks both
@@ -130,6 +130,16 @@ class DenylistChaosUser(JwtChaosUser):
 class DenylistOpenChaosUser(JwtChaosUser):
     mode = modes.JWT_DENYLIST_OPEN
     host = _host(mode)
+
+
+class OpaqueChaosUser(day.OpaqueUser):
+    mode = modes.OPAQUE
+    host = _host(mode)
+    fixed_count = USERS_PER_MODE
+    network_timeout = connection_timeout = CLIENT_TIMEOUT_S
+
+    def context(self) -> dict[str, Any]:
+        return {"mode": self.mode.key}
 
 
 class PushlistChaosUser(JwtChaosUser):

@@ -345,6 +345,25 @@ class SessionCacheUser(SessionUser):
     (mode session+cache, `SESSION_CACHE=1`): its own class so its stats say so."""
 
 
+class OpaqueUser(AuthUser):
+    """Logs in for an opaque token (mode opaque): a random bearer token that each replica
+    resolves by asking the auth service (RFC 7662 introspection). No refresh token: a
+    refused token means logging in again."""
+
+    login_mode = Login.OPAQUE
+    access_token = ""
+
+    def credential_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+
+    def accept_login(self, body: dict[str, Any]) -> bool:
+        self.access_token = str(body.get("access_token", ""))
+        return bool(self.access_token)
+
+    def forget_credential(self) -> None:
+        self.access_token = ""
+
+
 class JwtUser(AuthUser):
     """Logs in for tokens: the client carries a signed access token and a refresh token."""
 

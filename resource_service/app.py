@@ -13,6 +13,7 @@ from authcore.assertion import AssertionVerifier
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
+from authcore.introspection import IntrospectionClient
 from authcore.jwks import KeySetFetcher
 from authcore.overload import InFlightLimit
 from authcore.pushlist import PushList
@@ -66,6 +67,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         verifier,
         denylist or pushlist,
         refresh_keys=fetcher.refresh_on_unknown_kid,
+        # Mode opaque: every such read asks the auth service (RFC 7662), when it is set up.
+        opaque=IntrospectionClient(settings, client) if settings.introspect_secret else None,
     )
     app[READINESS_CHECKS].extend([store.ping, fetcher.readiness])
     loading = asyncio.create_task(fetcher.load_until_ready())

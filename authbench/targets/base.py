@@ -24,6 +24,7 @@ What an implementation provides:
 - `scale(replicas)` where the engine can;
 - Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
   `wait_redis`, `slow_redis(delay_ms)` (0: off);
+- auth-service faults: `kill_auth`, `pause_auth`, `resume_auth`, `start_auth`;
 - samplers' sources: `redis_info()` (INFO as a flat dict), `cpu_seconds()` (CPU used so
   far per component: redis, auth, gateway, resource-N, ...), `metrics_pages()` (each
   replica's /metrics text).
@@ -237,6 +238,23 @@ class Deployment(ABC):
     def upstream_health(self) -> dict[str, bool]:
         """The gateway's own view: upstream URL -> in its rotation (its health gauge)."""
         raise NotSupported(self.target, "upstream_health")
+
+    # --- auth-service faults (mode opaque resolves every read there) --------------------
+    def kill_auth(self) -> None:
+        """SIGKILL the auth service; it stays down until `start_auth`."""
+        raise NotSupported(self.target, "kill_auth")
+
+    def pause_auth(self) -> None:
+        """Freeze the auth service: connections are accepted, nothing is answered."""
+        raise NotSupported(self.target, "pause_auth")
+
+    def resume_auth(self) -> None:
+        raise NotSupported(self.target, "resume_auth")
+
+    def start_auth(self) -> None:
+        """Start the auth service again (or wait for a resumed one); return once /readyz
+        answers 200."""
+        raise NotSupported(self.target, "start_auth")
 
     # --- what samplers read -------------------------------------------------------------
     def redis_info(self) -> Mapping[str, Any]:

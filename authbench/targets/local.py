@@ -201,6 +201,9 @@ class LocalCluster(Deployment):
         ):
             # One random secret for this cluster's lifetime, handed to every process.
             self.settings_env["JWT_HS256_SECRET"] = secrets.token_urlsafe(48)
+        if not self.settings_env.get("INTROSPECT_SECRET"):
+            # Mode opaque: the replicas' introspection credential, random per cluster.
+            self.settings_env["INTROSPECT_SECRET"] = secrets.token_urlsafe(32)
         if not self._kek:
             # The signing keys' key-encryption key, random per cluster and kept out of
             # settings_env (manifests record it): every auth replica and restart shares
@@ -478,6 +481,30 @@ class LocalCluster(Deployment):
                 ).partition('"}')
                 found[url] = float(value) == 1.0
         return found
+
+    # Auth-service faults: mode opaque asks it on every read; the others only log in there.
+    def _auth_process(self) -> subprocess.Popen[bytes]:
+        auth = self.child("auth")
+        if auth.process is None:
+            raise ClusterError("the auth service was never started")
+        return auth.process
+
+    def kill_auth(self) -> None:
+        self._auth_process().kill()
+        self._auth_process().wait()
+
+    def pause_auth(self) -> None:
+        self._auth_process().send_signal(signal.SIGSTOP)
+
+    def resume_auth(self) -> None:
+        self._auth_process().send_signal(signal.SIGCONT)
+
+    def start_auth(self, timeout_s: float = 30.0) -> None:
+        """Start a killed auth service again (a resumed one: wait until it answers)."""
+        auth = self.child("auth")
+        if not auth.alive():
+            auth.start()
+        self._wait_ready(auth, time.monotonic() + timeout_s)
 
     def child(self, name: str) -> Child:
         for child in self.all_children():

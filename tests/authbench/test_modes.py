@@ -75,7 +75,12 @@ def test_login_modes_are_the_services_own() -> None:
     from authcore.modes import Login
 
     assert modes.Login is Login  # one definition, not a mirror
-    services = (credentials.MODE_SESSION, credentials.MODE_JWT, credentials.MODE_JWT_COOKIE)
+    services = (
+        credentials.MODE_SESSION,
+        credentials.MODE_JWT,
+        credentials.MODE_JWT_COOKIE,
+        credentials.MODE_OPAQUE,
+    )
     assert services == tuple(Login)
 
 
@@ -88,13 +93,15 @@ def test_one_list_of_jwt_algorithms() -> None:
 
 def test_a_deployment_serves_the_modes_its_settings_fit() -> None:
     served = [m.key for m in modes.MODES if m.served_by({"JWT_REVOCATION": "denylist"})]
-    assert served == [modes.SESSION.key, modes.JWT_DENYLIST.key]
+    # opaque needs no JWT setting: every deployment serves it (with INTROSPECT_SECRET).
+    assert served == [modes.SESSION.key, modes.JWT_DENYLIST.key, modes.OPAQUE.key]
     served = [m.key for m in modes.MODES if m.served_by({})]
-    assert served == [modes.SESSION.key, modes.JWT.key]
+    assert served == [modes.SESSION.key, modes.JWT.key, modes.OPAQUE.key]
     open_env = {"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"}
     assert [m.key for m in modes.MODES if m.served_by(open_env)] == [
         modes.SESSION.key,
         modes.JWT_DENYLIST_OPEN.key,
+        modes.OPAQUE.key,
     ]
 
 
