@@ -221,6 +221,28 @@ class SwarmTarget(Deployment):
             "stack", "deploy", "--resolve-image", "never", "--prune", "-c", str(path),
             self.stack, timeout_s=300,
         )  # fmt: skip
+        self.wait_updated()
+
+    def wait_updated(self, timeout_s: float = 300.0) -> None:
+        """Until no service of the stack is in a rolling update. A redeploy with other
+        settings replaces every task one by one (the gateway too); measuring before that
+        ends would measure the old settings, then a gateway going away."""
+        time.sleep(2.0)  # the orchestrator marks an update `updating` shortly after the call
+        names = self.docker(
+            "service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={self.stack}"
+        ).split()
+        deadline = time.monotonic() + timeout_s
+        while names:
+            out = self.docker(
+                "service", "inspect", "--format",
+                "{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", *names,
+            )  # fmt: skip
+            busy = [line for line in out.splitlines() if line.endswith(" updating")]
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise SwarmError(f"still updating after {timeout_s:.0f} s: {busy}")
+            time.sleep(1.0)
 
     def wait_ready(self) -> None:
         """Until the gateway answers /readyz and every resource task is healthy (so that
