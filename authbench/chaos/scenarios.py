@@ -127,7 +127,6 @@ class Timing:
     slow_ms: float = 5.0  # one-way delay of the slow scenario
     failover_writes_s: float = 3.0  # failover: writers run this long up to the kill
     failover_timeout_s: float = 30.0  # failover: longest wait for a new primary
-    replica_delay_ms: float = 0.0  # failover: replication link delay each way (0: direct)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +220,6 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         settings_env={"AUTH_SEED_USERS": str(options.seed_users), **dict(scenario.settings)},
         redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
         store=StoreTopology.parse(scenario.store),
-        sentinel_replica_delay_ms=options.timing.replica_delay_ms or None,
     )
     try:
         yield cluster

@@ -75,11 +75,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--hang-ms", type=float, default=1000.0, help="a request slower than this counts as hung"
     )
     parser.add_argument(
-        "--replica-delay-ms", type=float, default=0.0,
-        help="failover scenarios: the replica replicates through the delay proxy, this many ms "
-        "each way (a replica in another zone); 0: directly on loopback",
-    )  # fmt: skip
-    parser.add_argument(
         "--planted", type=int, default=10,
         help="sessions, refresh tokens and revoked JWTs planted to check for losses",
     )  # fmt: skip
@@ -106,7 +101,6 @@ def options_from(args: argparse.Namespace) -> ChaosOptions:
             revocation_observe_s=args.revocation_observe,
             hang_ms=args.hang_ms,
             slow_ms=args.slow_ms,
-            replica_delay_ms=args.replica_delay_ms,
         ),
         planted_each=args.planted,
     )
