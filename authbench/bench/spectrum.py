@@ -18,9 +18,11 @@ Read from committed run folders only, nothing is measured here:
 It also draws jwt-short's price: **refresh cost per user-hour** against its revocation
 window, one point per TTL. Refreshes per user per hour is the measured refresh rate of the
 cell (refreshes / users / capture seconds) times 3600: arithmetic on a measured rate.
-Redis commands per refresh are the cell's commands over its refreshes (its reads send none);
-auth CPU per refresh is the auth service's CPU over the window, less the same run's
-lowest auth CPU in a cell without refreshes (its idle baseline), over the refreshes.
+Redis commands per refresh are the cell's commands, less the same run's background rate (the
+fewest commands/s of a cell without refreshes: e.g. key-store polling), over its refreshes
+(its reads send none); auth CPU per refresh is the auth service's CPU over the window, less
+the same run's lowest auth CPU in a cell without refreshes (its idle baseline), over the
+refreshes.
 
 Modes come from the registry (`authbench.modes`): a new mode appears as soon as a run
 holds its cells, with its colour and label.
@@ -43,8 +45,10 @@ from authbench.bench import revocation_window as rw
 from authbench.bench.summary import READ_PREFIX, SummaryRow, read_summary
 
 REFRESH_ENTRY = "POST /auth/refresh"
-# Commands the harness itself sends to Redis (the samplers' INFO, probes' PING): not the mode's.
-HARNESS_COMMANDS = ("info", "ping", "client", "hello", "config", "command", "select")
+# Commands the harness itself sends to Redis inside the window (the sampler's INFO); every
+# other command is the deployment's: reads, refreshes, and background work such as a
+# replica's keepalive PINGs or the auth service's key-store polling.
+HARNESS_COMMANDS = ("info",)
 STORE_RTT_PANEL_MS = 1.0
 
 
@@ -228,10 +232,14 @@ class RefreshCost:
 def refresh_costs(cells: Sequence[CellCost]) -> list[RefreshCost]:
     """Per (mode, TTL) of the modes that refresh before expiry (their deployment sets the
     TTL: jwt-short); other modes' refreshes are the bench's --refresh-prob, not a price."""
-    baseline: dict[str, float] = {}
+    baseline: dict[str, float] = {}  # the auth service's idle CPU, per run
+    background: dict[str, float] = {}  # Redis commands/s with no refresh and no store read
     for c in cells:
         if c.refreshes == 0 and not math.isnan(c.cpu_auth_pct):
             baseline[c.run] = min(baseline.get(c.run, math.inf), c.cpu_auth_pct)
+        if c.refreshes == 0 and c.capture_s > 0:
+            rate = c.redis_commands / c.capture_s
+            background[c.run] = min(background.get(c.run, math.inf), rate)
     out: list[RefreshCost] = []
     keys = sorted({(c.mode, c.ttl_s) for c in cells if c.refreshes > 0})
     for mode_key, ttl in keys:
@@ -240,7 +248,12 @@ def refresh_costs(cells: Sequence[CellCost]) -> list[RefreshCost]:
             continue  # refreshes by chance (--refresh-prob), not the mode's own price
         mine = [c for c in cells if (c.mode, c.ttl_s) == (mode_key, ttl) and c.refreshes > 0]
         per_user_hour = _median([c.refreshes_per_user_hour for c in mine])
-        cmds = _median([c.redis_commands / c.refreshes for c in mine])
+        cmds = _median(
+            [
+                max(0.0, c.redis_commands - background.get(c.run, 0.0) * c.capture_s) / c.refreshes
+                for c in mine
+            ]
+        )
         cpu = _median(
             [
                 max(0.0, c.cpu_auth_pct - baseline.get(c.run, 0.0)) / 100.0 * c.capture_s

@@ -62,11 +62,11 @@ def authbench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def test_a_jwt_short_user_refreshes_before_expiry_at_the_rate_its_ttl_sets(
     tmp_path: Path,
 ) -> None:
-    # TTL 3 s: the user refreshes at 0.8 x 3 = 2.4 s, so 4 users over 10 s make about 16
+    # TTL 2 s: the user refreshes at 0.8 x 2 = 1.6 s, so 4 users over 6 s make about 15
     # refreshes; a user that waited for expiry would instead see 401s (failures).
     done = authbench(
-        "bench", "--modes", f"{modes.JWT.key},{modes.JWT_SHORT.key}", "--jwt-ttl", "3",
-        "--replicas", "1", "--loads", "4@5", "--warmup", "1", "--capture", "10", "--rest", "0",
+        "bench", "--modes", f"{modes.JWT.key},{modes.JWT_SHORT.key}", "--jwt-ttl", "2",
+        "--replicas", "1", "--loads", "4@5", "--warmup", "1", "--capture", "6", "--rest", "0",
         "--accounts", "10", "--relogin-prob", "0", "--refresh-prob", "0", "--no-report",
         "--no-locust-html", "--port-base", str(free_port_block()),
         "--results-dir", str(tmp_path), "--run-id", "short",
@@ -75,11 +75,12 @@ def test_a_jwt_short_user_refreshes_before_expiry_at_the_rate_its_ttl_sets(
     assert done.returncode == 0, done.stdout + done.stderr
     cells = {c.mode: c for c in spectrum.read_cells(tmp_path / "short")}
     short, jwt = cells[modes.JWT_SHORT.key], cells[modes.JWT.key]
-    assert short.ttl_s == 3 and jwt.ttl_s == 300
-    assert jwt.refreshes == 0 and jwt.redis_commands == 0  # reads alone: no store at all
-    expected = short.users * short.capture_s / (0.8 * 3)
+    assert short.ttl_s == 2 and jwt.ttl_s == 300
+    # jwt's reads ask no store: at most background work (the auth service's key store)
+    assert jwt.refreshes == 0 and jwt.redis_commands <= 0.1 * jwt.reads
+    expected = short.users * short.capture_s / (0.8 * 2)
     assert 0.6 * expected <= short.refreshes <= 1.4 * expected, (short.refreshes, expected)
-    assert short.redis_commands > 0  # the refreshes' own Redis work
+    assert short.redis_commands > jwt.redis_commands  # the refreshes' own Redis work
     [cost] = spectrum.refresh_costs(list(cells.values()))
-    assert cost.ttl_s == 3 and cost.redis_cmds_per_refresh >= 1
-    assert 900 <= cost.refreshes_per_user_hour <= 2100  # 3600 / 2.4 = 1500
+    assert cost.ttl_s == 2 and cost.redis_cmds_per_refresh >= 1
+    assert 1350 <= cost.refreshes_per_user_hour <= 3150  # 3600 / 1.6 = 2250
