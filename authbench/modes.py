@@ -81,6 +81,7 @@ class Mode:
     store_role: str = ""  # what the store is to this mode, in a finding: "sessions"
     read_command: str = ""  # the Redis command each authenticated read sends ("": none)
     former_keys: tuple[str, ...] = ()  # its name in earlier runs' files, read back as this
+    requires: tuple[str, ...] = ()  # settings a deployment must set (non-empty) to serve it
     bench_default: bool = True  # in `authbench bench`'s default modes (else: by --modes)
     settings: Mapping[str, str] = field(init=False)  # deployment over the defaults
 
@@ -107,7 +108,9 @@ class Mode:
 
     def served_by(self, env: Mapping[str, str]) -> bool:
         """Whether a deployment running with `env` (over the defaults) serves this mode."""
-        return all(env.get(k, DEPLOYMENT_DEFAULTS.get(k)) == v for k, v in self.deployment.items())
+        return all(
+            env.get(k, DEPLOYMENT_DEFAULTS.get(k)) == v for k, v in self.deployment.items()
+        ) and all(env.get(k) for k in self.requires)
 
 
 # The settings a mode may ask for, with the services' own defaults (authcore.config).
@@ -188,6 +191,7 @@ OPAQUE = Mode(
     store_on_read=True,
     store_role="opaque tokens behind the auth service",
     read_command="GET",  # auth_service.introspection: one GET per introspection
+    requires=("INTROSPECT_SECRET",),  # the replicas' client credential (compose: .env)
 )
 
 # Short-lived access tokens (issue 14): no store on the read path; the load user refreshes

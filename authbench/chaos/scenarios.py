@@ -43,7 +43,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    fault: str  # kill | pause | restart | slow | failover
+    fault: str  # kill | pause | restart | slow | failover | kill_auth | pause_auth
     persistence: str  # none | aof
     title: str
     what: str
@@ -76,6 +76,18 @@ SCENARIOS: dict[str, Scenario] = {
             "slow", "slow", "none", "Slow Redis (userspace delay proxy)",
             "Every byte between the services and Redis delayed by a userspace TCP proxy "
             "(netem is not available on this kernel); the delay is on during the outage.",
+        ),
+        # Issue 15: the auth service as the central component. Sessions and JWTs are
+        # checked at the replicas (only logins need it); opaque tokens ask it on every read.
+        Scenario(
+            "auth-kill", "kill_auth", "none", "Auth service killed",
+            "SIGKILL of the auth service (Redis untouched); started again after the outage. "
+            "Mode opaque introspects every read there; the others only log in there.",
+        ),
+        Scenario(
+            "auth-pause", "pause_auth", "none", "Auth service paused",
+            "SIGSTOP of the auth service: connections are accepted, nothing is answered, so "
+            "only the replicas' introspection timeout protects mode opaque; SIGCONT after.",
         ),
     )
 }  # fmt: skip
@@ -176,6 +188,8 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "restart": ("kill_redis", "start_redis"),
     "pause": ("pause_redis", "resume_redis", "wait_redis"),
     "slow": ("slow_redis",),
+    "kill_auth": ("kill_auth", "start_auth"),
+    "pause_auth": ("pause_auth", "resume_auth", "start_auth"),
     "failover": ("kill_redis_primary", "wait_redis_failover", "rejoin_redis"),
     "replica_kill": ("kill_replica", "start_replica", "upstream_health"),
 }
@@ -398,12 +412,36 @@ def _inject(
         _sleep_until(fault_at + timing.outage_s)
         restore_at = time.time()
         target.slow_redis(0)
+    elif scenario.fault == "kill_auth":
+        target.kill_auth()
+        say("fault: auth service SIGKILLed (Redis untouched)")
+        _sleep_until(fault_at + timing.outage_s)
+        restore_at = time.time()
+        target.start_auth()  # returns once it answers /readyz
+    elif scenario.fault == "pause_auth":
+        target.pause_auth()
+        say("fault: auth service SIGSTOPped (Redis untouched)")
+        _sleep_until(fault_at + timing.outage_s)
+        restore_at = time.time()
+        target.resume_auth()
+        target.start_auth()  # a resumed process: waits until it answers /readyz
     else:  # pragma: no cover - SCENARIOS is closed
         raise ValueError(scenario.fault)
     back_at = time.time()
-    say(f"redis back after {back_at - fault_at:.2f} s; measuring recovery for {timing.after_s:g} s")
+    say(
+        f"{_faulty(scenario)} back after {back_at - fault_at:.2f} s; "
+        f"measuring recovery for {timing.after_s:g} s"
+    )
     events.update(fault_at=fault_at, restore_at=restore_at, back_at=back_at)
     return timeline.FaultWindow(fault_at, restore_at, back_at)
+
+
+def _faulty(scenario: Scenario) -> str:
+    """What the scenario's fault hits, for progress lines."""
+    return "auth service" if scenario.fault in AUTH_FAULTS else "redis"
+
+
+AUTH_FAULTS = ("kill_auth", "pause_auth")
 
 
 def _sleep_until(wall_clock: float) -> None:

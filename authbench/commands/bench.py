@@ -25,6 +25,8 @@ from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
 from authbench.targets.base import DeploymentError
 from authbench.targets.external import Endpoints, check_modes, split_address
+from authcore.config import Settings
+from authcore.errors import ConfigError
 
 # The default run's two load levels: a paced one (30 users x 15 tasks/s = 450 reads/s
 # offered, constant arrival: latency without coordinated omission) and a closed-loop one
@@ -103,6 +105,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="access-token lifetime, an axis: comma-separated JWT_TTL_S in seconds (e.g. "
         "30,300,3600) for the modes that set one (jwt-short, whose users refresh before "
         "expiry: its revocation window and its refresh cost); empty: the mode's own",
+    )
+    matrix.add_argument(
+        "--introspect-cache",
+        type=float,
+        default=None,
+        metavar="S",
+        help="mode opaque: each replica caches active introspection answers S seconds "
+        "(INTROSPECT_CACHE_S; never past the token's exp), so a logged-out token may pass "
+        "that long; absent: the services' default, 0 = off",
     )
     matrix.add_argument(
         "--preset",
@@ -305,6 +316,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     endpoints = external_endpoints(args, matrix)
 
     return BenchConfig(
+        settings_env=introspection_settings(args.introspect_cache),
         matrix=matrix,
         protocol=protocol,
         placement=axes.Placement.split() if args.pin else None,
@@ -316,6 +328,19 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         render_report=not args.no_report,
         external=endpoints,
     )
+
+
+def introspection_settings(cache_s: float | None) -> dict[str, str]:
+    """--introspect-cache as the services' INTROSPECT_CACHE_S, checked by the services' own
+    rule (authcore.config), so a bad value fails here naming the setting, not mid-run."""
+    if cache_s is None:
+        return {}
+    env = {"INTROSPECT_CACHE_S": repr(cache_s)}
+    try:
+        Settings.from_env(env)
+    except ConfigError as err:
+        raise ValueError(f"--introspect-cache: {err.detail}") from None
+    return env
 
 
 def distributed_options(args: argparse.Namespace) -> dict[str, Any]:

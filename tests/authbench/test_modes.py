@@ -93,15 +93,17 @@ def test_one_list_of_jwt_algorithms() -> None:
 
 def test_a_deployment_serves_the_modes_its_settings_fit() -> None:
     served = [m.key for m in modes.MODES if m.served_by({"JWT_REVOCATION": "denylist"})]
-    # opaque needs no JWT setting: every deployment serves it (with INTROSPECT_SECRET).
-    assert served == [modes.SESSION.key, modes.JWT_DENYLIST.key, modes.OPAQUE.key]
+    assert served == [modes.SESSION.key, modes.JWT_DENYLIST.key]
     served = [m.key for m in modes.MODES if m.served_by({})]
+    assert served == [modes.SESSION.key, modes.JWT.key]
+    # opaque needs no JWT setting, only the introspection credential (LocalCluster sets one).
+    secret = {"INTROSPECT_SECRET": "s" * 32}
+    served = [m.key for m in modes.MODES if m.served_by(secret)]
     assert served == [modes.SESSION.key, modes.JWT.key, modes.OPAQUE.key]
     open_env = {"JWT_REVOCATION": "denylist", "DENYLIST_FAIL": "open"}
     assert [m.key for m in modes.MODES if m.served_by(open_env)] == [
         modes.SESSION.key,
         modes.JWT_DENYLIST_OPEN.key,
-        modes.OPAQUE.key,
     ]
 
 
