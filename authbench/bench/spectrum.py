@@ -298,18 +298,26 @@ def draw_spectrum(found: Sequence[Point], path: Path) -> None:
     if second:
         ys.append(("read_p50_ms_at_rtt1", f"read p50 (ms) at --store-rtt {STORE_RTT_PANEL_MS:g}"))
     for ax, (attr, ylabel) in zip(panels, ys, strict=True):
-        offsets = [(6, 6), (6, -14), (-10, 12), (-10, -20)]  # neighbours' labels apart
-        for index, p in enumerate(found):
+        # Each label takes the first place (above, below, left-above, left-below) that no
+        # close neighbour's label took, so points side by side keep readable labels.
+        shown = [p for p in found if not math.isnan(getattr(p, attr))]
+        span = max((getattr(p, attr) for p in shown), default=1.0) or 1.0
+        offsets = [(4, 8), (4, -16), (-70, 8), (-70, -16)]
+        taken: list[tuple[float, float, tuple[int, int]]] = []
+        for p in sorted(shown, key=lambda p: p.window_s):
             y = getattr(p, attr)
-            if math.isnan(y):
-                continue
+            where = (math.log10(p.window_s), y / span)
+            near = [o for (lx, ly, o) in taken
+                    if abs(lx - where[0]) < 0.6 and abs(ly - where[1]) < 0.1]  # fmt: skip
+            offset = next((o for o in offsets if o not in near), offsets[0])
+            taken.append((*where, offset))
             hollow = "expiry" in p.window_basis
             ax.scatter(
                 [p.window_s], [y], s=70, color=modes.color(p.mode),
                 facecolors="none" if hollow else modes.color(p.mode), linewidths=2, zorder=3,
             )  # fmt: skip
             ax.annotate(p.label, (p.window_s, y), textcoords="offset points",
-                        xytext=offsets[index % len(offsets)], fontsize=8)  # fmt: skip
+                        xytext=offset, fontsize=8)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("revocation window (s, log): logout to the last replica's 401, p99")
         ax.set_ylabel(ylabel)
