@@ -83,10 +83,10 @@ def test_prefixes_and_durations() -> None:
 @pytest.mark.slow
 def test_a_short_soak_samples_everything_and_names_the_failed_criterion(tmp_path: Path) -> None:
     argv = [
-        sys.executable, "-m", "authbench", "soak", "--duration", "40s", "--interval", "5s",
-        "--warmup", "15s", "--lifetime", "5", "--users-per-mode", "2",
+        sys.executable, "-m", "authbench", "soak", "--duration", "30s", "--interval", "5s",
+        "--warmup", "10s", "--lifetime", "5", "--users-per-mode", "2",
         "--results-dir", str(tmp_path),
-        # Wide bounds: 40 s of samples make a slope mostly noise...
+        # Wide bounds: 30 s of samples make a slope mostly noise...
         "--max-rss-mb-per-h", "100000", "--max-redis-mb-per-h", "100000",
         # ...but this one no series can meet: the command must fail and say which.
         "--max-fds-per-h", "-1000000",
@@ -107,7 +107,7 @@ def test_a_short_soak_samples_everything_and_names_the_failed_criterion(tmp_path
         assert not checks[f"fd slope {name}"]["passed"]
         assert checks[f"rss slope {name}"]["passed"]
     samples = json.loads((run_dir / "samples.json").read_text())
-    assert len(samples) >= 8
+    assert len(samples) >= 6
     last = samples[-1]
     assert {"auth", "gateway", "redis", "resource-1", "loadgen"} <= set(last["processes"])
     assert all(p["rss_mb"] > 1 and p["fds"] > 0 for p in last["processes"].values())
