@@ -203,7 +203,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="local: private clusters started here; compose: the docker compose stack, "
         "reconfigured per group (`up -d --scale resource=N` with JWT_REVOCATION and JWT_ALG) "
         "and left running; CPU from the containers' cgroups, INFO through redis-cli; external: "
-        "a deployment something else runs, at --gateway-url (measured, never changed)",
+        "a deployment something else runs, at --gateway-url (measured, never changed); swarm: "
+        "the compose file's stack on this swarm manager (`docker stack deploy` per group, "
+        "gateway on GATEWAY_PORT in host mode), left running",
     )
     where.add_argument(
         "--port-base",
@@ -215,7 +217,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--compose-project",
         default="authbench",
         help="compose: the project to (re)configure per group (JWT_REVOCATION, JWT_ALG, "
-        "--scale resource=N); build its images first with `docker compose build`",
+        "--scale resource=N); build its images first with `docker compose build`; swarm: "
+        "the stack's name",
     )
     external = parser.add_argument_group(
         "target external (a deployment something else runs: measured, never changed)"
