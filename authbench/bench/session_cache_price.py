@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import redis
 
-from authbench import process
+from authbench import modes, process
 from authbench.bench.pushlist_price import Client
 from authbench.provenance import new_run_id, run_head
 from authbench.targets.local import LocalCluster, Ports
@@ -61,7 +61,11 @@ def _session_cookie(gateway: str, user: int) -> str:
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
         body = json.dumps(
-            {"username": f"user{user}", "password": f"password{user}", "mode": "session"}
+            {
+                "username": f"user{user}",
+                "password": f"password{user}",
+                "mode": modes.SESSION_CACHE.login,
+            }
         )
         conn.request("POST", "/auth/login", body=body, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
@@ -257,12 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     base = {"AUTH_SEED_USERS": str(max(args.threads, 8)), "LOG_LEVEL": "WARNING"}
+    plain, cached = modes.SESSION, modes.SESSION_CACHE  # their settings from the registry
     configs = {
-        "session": {**base, "SESSION_CACHE": "0"},
-        "session+cache": {**base, "SESSION_CACHE": "1"},
-        f"session+cache, renew {args.short_renew:g} s": {
+        plain.key: {**base, **plain.settings},
+        cached.key: {**base, **cached.settings},
+        f"{cached.key}, renew {args.short_renew:g} s": {
             **base,
-            "SESSION_CACHE": "1",
+            **cached.settings,
             "SESSION_CACHE_RENEW_S": str(args.short_renew),
         },
     }
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     print("memory ...", flush=True)
     # Renewal batched past the time the filling takes: a first read that renews would
     # invalidate (and drop) the very entry it cached, and each session is read once.
-    memory_env = {**base, "SESSION_CACHE": "1", "SESSION_CACHE_RENEW_S": "1500"}
+    memory_env = {**base, **cached.settings, "SESSION_CACHE_RENEW_S": "1500"}
     summary["settings"]["memory"] = memory_env
     cluster = _cluster(1, memory_env, run_id)
     cluster.start()
