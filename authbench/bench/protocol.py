@@ -143,6 +143,20 @@ def revocation_probe(host: str, mode: str, account: int = 0) -> int | None:
         return None
 
 
+def cell_revocation_window(target: Target, cell: Cell, timeout_s: float = 1.0) -> float:
+    """One logout measured as `authbench revocation-window` measures it (every replica
+    warmed, then asked until each answers 401): ms, or NaN when not every replica refused
+    within `timeout_s` (a plain JWT) or the login failed."""
+    from authbench.bench import revocation_window as rw
+
+    replicas = target.replica_urls or (target.host,)  # unreachable replicas: the gateway
+    try:
+        logout = rw.measure_logout(target.host, replicas, cell.spec, 0, timeout_s)
+    except (rw.WindowError, OSError, ValueError):
+        return math.nan
+    return logout.window_ms if logout.window_ms is not None else math.nan
+
+
 def health_check(target: Target, patience_s: float = 30.0) -> str | None:
     """None when the system is ready for a cell; otherwise why it still is not after
     `patience_s` (a freshly recreated container or a re-resolved upstream takes a moment)."""
@@ -398,6 +412,7 @@ def measure(
     row = base_row
     # Outside the capture window: does logout revoke the credential at once?
     row.after_logout_status = revocation_probe(target.host, cell.mode)
+    row.revocation_window_ms = cell_revocation_window(target, cell)
     flags: list[str] = []
     hist = _read_histogram(outputs.histogram_json)
     capture_end = outputs.marker_time("capture_end") or end_at

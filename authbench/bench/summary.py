@@ -99,6 +99,12 @@ class SummaryRow:
         "HTTP status",
         None,
     )
+    revocation_window_ms: float = _figure(
+        "after the cell: one logout, then every replica asked until each answers 401; from "
+        "logout's response to the last replica's first 401 (authbench.bench.revocation_window;"
+        " empty: not revoked within 1 s, e.g. a plain JWT, or not measured)",
+        "ms",
+    )
     flags: str = _text("`;`-separated reasons to read the cell with care (see below)")
     error: str = _text("why the cell was not measured at all")
     # --- µs client latency: every request in HdrHistograms, merged over Locust processes --

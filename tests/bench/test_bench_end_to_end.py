@@ -101,6 +101,9 @@ def test_logout_revokes_a_session_at_once_but_not_a_stateless_jwt(run_dir: Path)
     by_mode = {row["mode"]: row for row in summary_rows(run_dir)}
     assert by_mode["session"]["after_logout_status"] == "401"
     assert by_mode["jwt"]["after_logout_status"] == "200"
+    # the window, measured after the cell as `authbench revocation-window` measures it
+    assert 0 < float(by_mode["session"]["revocation_window_ms"]) < 1000
+    assert by_mode["jwt"]["revocation_window_ms"] == ""  # not revoked within 1 s: empty
 
 
 @pytest.mark.slow
