@@ -23,7 +23,7 @@ from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
-from authbench.targets.base import DeploymentError
+from authbench.targets.base import STORES, DeploymentError, StoreTopology
 from authbench.targets.external import Endpoints, check_modes, split_address
 from authcore.config import Settings
 from authcore.errors import ConfigError
@@ -197,6 +197,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where = parser.add_argument_group("target and output")
     where.add_argument(
+        "--store", choices=STORES, default=STORES[0],
+        help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
+        "(the services find the primary through them; --target local)",
+    )  # fmt: skip
+    where.add_argument(
         "--target",
         choices=TARGETS,
         default="local",
@@ -330,6 +335,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         run_id=args.run_id,
         render_report=not args.no_report,
         external=endpoints,
+        store=StoreTopology.parse(args.store),
     )
 
 
