@@ -33,6 +33,7 @@ from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
 from authbench.stores.sentinel import SentinelSet
+from authbench.targets import nginx as nginx_gateway
 from authbench.targets.base import (
     SINGLE_REDIS,
     Deployment,
@@ -120,6 +121,7 @@ class LocalCluster(Deployment):
 
     replicas: int = 3
     auth_replicas: int = 1  # more than one: the gateway balances /auth/* over them
+    gateway_impl: str = "ours"  # one of GATEWAYS: ours, or Debian's nginx in its place
     ports: Ports = field(default_factory=Ports)
     settings_env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: PROJECT_ROOT / ".authbench")
@@ -286,6 +288,9 @@ class LocalCluster(Deployment):
         if self.auth_replicas > 1:  # the gateway balances /auth/* over every auth replica
             admin["AUTH_URL"] = ",".join(self.auth_urls())
         children.append(self._python_child("gateway", "gateway", self.ports.gateway, admin))
+        if self.gateway_impl == "nginx":  # the same place (name, port, env), nginx inside
+            ours = children[-1]
+            ours.argv, ours.env = nginx_gateway.gateway_process(ours.env, self.workdir)
         return children
 
     # --- lifecycle --------------------------------------------------------------------

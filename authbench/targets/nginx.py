@@ -1,0 +1,201 @@
+"""`--gateway nginx`: Debian's nginx in the gateway's place, with the same public surface.
+
+What our gateway does, and how nginx is told to do the same:
+- routes: `/auth/*` to the auth service, `/api/*` to the replicas, `/healthz` and
+  `/readyz` answered by nginx itself, anything else a JSON 404; `/auth/introspect` (mode
+  opaque's internal endpoint) is a JSON 404 from outside (nginx matches the decoded,
+  normalised path, so `%69ntrospect` is caught too; the auth service also refuses any
+  request carrying X-Forwarded-For there);
+- upstream keep-alive: `keepalive` pools per upstream with HTTP/1.1 and no `Connection`
+  header towards them;
+- health: nginx (open source) has no active health checks, so its behaviour is the passive
+  one: an upstream that refuses a connection is skipped for `fail_timeout` after
+  `max_fails` errors, and an idempotent request that failed to connect is retried on the
+  next replica (`proxy_next_upstream error timeout`), never a POST;
+- client headers that would spoof the client's address or identity are replaced or
+  dropped (X-Forwarded-For is set from the TCP peer, not appended to);
+- errors nginx itself produces (no upstream, timeout, too large) are the contract's JSON.
+It has no /metrics operator port and no /openapi.json (both are our gateway's own).
+
+The cluster starts it through this module (`python -m authbench.targets.nginx gateway`),
+which writes nothing and only `exec`s nginx with the config named in NGINX_CONF: the child
+keeps the gateway's place (name, argv tail, PID) in LocalCluster, so groups, CPU sampling
+and stopping treat it as they treat ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+NGINX_MISSING = (
+    "nginx was not found on PATH (it is at /usr/sbin/nginx on Debian). Install it first:\n"
+    "  Debian/Ubuntu: sudo apt-get install nginx-light"
+)
+CONF_ENV = "NGINX_CONF"
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise FileNotFoundError(NGINX_MISSING)
+    return found
+
+
+def _servers(urls: Sequence[str], max_fails: int) -> str:
+    lines = []
+    for url in urls:
+        parts = urlsplit(url)
+        lines.append(
+            f"        server {parts.hostname}:{parts.port} max_fails={max_fails} fail_timeout=1s;"
+        )
+    return "\n".join(lines)
+
+
+def _json(code: str, detail: str) -> str:
+    return json.dumps({"error": code, "detail": detail})
+
+
+def nginx_config(
+    *,
+    port: int,
+    auth_urls: Sequence[str],
+    replica_urls: Sequence[str],
+    workdir: Path,
+    workers: int = 1,
+    upstream_timeout_s: float = 5.0,
+    max_body_bytes: int = 65536,
+) -> str:
+    """The nginx.conf of a gateway on 127.0.0.1:`port` (see the module's docstring)."""
+    if not auth_urls or not replica_urls:
+        raise ValueError("nginx gateway: needs at least one auth URL and one replica URL")
+    temp = workdir / "nginx-temp"
+    timeout_ms = max(1, round(upstream_timeout_s * 1000))  # nginx takes no fractions
+    not_found = _json("not_found", "no such resource")
+    return f"""# written by authbench.targets.nginx; do not edit (the cluster rewrites it)
+worker_processes {max(1, workers)};
+daemon off;
+pid {workdir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    server_tokens off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    default_type application/json;
+    client_max_body_size {max_body_bytes};
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+    keepalive_timeout 60s;
+
+    upstream authbench_auth {{
+{_servers(auth_urls, 1)}
+        keepalive 32;
+    }}
+    upstream authbench_resource {{
+{_servers(replica_urls, 1)}
+        keepalive 64;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        # The client's address as nginx saw it: replaces, never appends to, what it sent.
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto http;
+        proxy_set_header Forwarded "";
+        proxy_set_header X-Real-IP "";
+        proxy_set_header X-Forwarded-Host "";
+        proxy_set_header X-Forwarded-User "";
+        proxy_set_header X-User "";
+        proxy_set_header X-Authenticated-User "";
+        proxy_set_header X-Request-Id $request_id;
+        proxy_connect_timeout 1s;
+        proxy_send_timeout {timeout_ms}ms;
+        proxy_read_timeout {timeout_ms}ms;
+        proxy_next_upstream error timeout;
+        proxy_next_upstream_tries 3;
+
+        error_page 502 503 = @unavailable;
+        error_page 504 = @timeout;
+        error_page 413 = @too_large;
+        error_page 400 494 = @bad_request;
+
+        location = /healthz {{ return 200 '{{"status": "ok", "service": "gateway"}}'; }}
+        location = /readyz {{ return 200 '{{"status": "ready", "service": "gateway"}}'; }}
+        location = /auth/introspect {{ return 404 '{not_found}'; }}
+        location ^~ /auth/ {{ proxy_pass http://authbench_auth; }}
+        location ^~ /api/ {{ proxy_pass http://authbench_resource; }}
+        location / {{ return 404 '{not_found}'; }}
+
+        location @unavailable {{
+            add_header Retry-After 1 always;
+            return 503 '{_json("upstream_unavailable", "no healthy upstream could answer")}';
+        }}
+        location @timeout {{
+            return 504 '{_json("upstream_timeout", "the upstream did not answer in time")}';
+        }}
+        location @too_large {{
+            return 413 '{_json("payload_too_large", "request body too large")}';
+        }}
+        location @bad_request {{
+            return 400 '{_json("bad_request", "malformed request")}';
+        }}
+    }}
+}}
+"""
+
+
+def write_config(path: Path, **kwargs: object) -> Path:
+    workdir = Path(str(kwargs["workdir"]))
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / "nginx-temp" / sub).mkdir(parents=True, exist_ok=True)
+    path.write_text(nginx_config(**kwargs))  # type: ignore[arg-type]
+    return path
+
+
+def gateway_process(
+    env: dict[str, str], workdir: Path, workers: int = 1
+) -> tuple[list[str], dict[str, str]]:
+    """argv and env of an nginx gateway in place of ours, whose env (PORT, AUTH_URL,
+    RESOURCE_URLS, UPSTREAM_TIMEOUT_S, MAX_BODY_BYTES) it is given; writes its config."""
+    nginx_binary()  # fail now, with the install hint, rather than in the child
+    port = int(env["PORT"])
+    conf = write_config(
+        workdir / f"nginx-{port}.conf",
+        port=port,
+        auth_urls=[u for u in env.get("AUTH_URL", "").split(",") if u],
+        replica_urls=[u for u in env.get("RESOURCE_URLS", "").split(",") if u],
+        workdir=workdir,
+        workers=workers,
+        upstream_timeout_s=float(env.get("UPSTREAM_TIMEOUT_S", "5")),
+        max_body_bytes=int(env.get("MAX_BODY_BYTES", "65536")),
+    )
+    return [sys.executable, "-m", __name__, "gateway"], {**env, CONF_ENV: str(conf)}
+
+
+def main(argv: Sequence[str]) -> None:
+    """`python -m authbench.targets.nginx gateway`: become nginx with $NGINX_CONF."""
+    conf = os.environ.get(CONF_ENV)
+    if not conf or list(argv) != ["gateway"]:
+        raise SystemExit(f"usage: {CONF_ENV}=nginx.conf python -m authbench.targets.nginx gateway")
+    binary = nginx_binary()
+    os.execv(binary, [binary, "-c", conf, "-e", "stderr"])  # noqa: S606 - a fixed argv
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
