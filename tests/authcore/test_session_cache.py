@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from authbench.process import free_port_block
 from authcore.config import Settings
 from authcore.errors import ConfigError, InvalidCredential
 from authcore.redis_store import RedisStore
-from authcore.session_cache import CachedSessionStore
+from authcore.session_cache import HEARTBEAT_S, CachedSessionStore
 from authcore.sessions import SessionStore, session_key
 
 SESSION_COMMANDS = ("get", "getex", "pttl", "expire")
@@ -252,3 +253,59 @@ async def test_the_idle_timeout_still_ends_an_unused_session(
 def test_bad_cache_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own (it gets paused)."""
+    server = shutil.which("redis-server")
+    assert server
+    port = free_port_block()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield port, proc
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait()
+
+
+async def test_a_silent_channel_counts_as_lost_within_two_heartbeats(
+    own_redis: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    """Redis paused (SIGSTOP): no EOF ever comes, only silence; the missed PONG must flush."""
+    port, proc = own_redis
+    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{port}/0", "SESSION_CACHE": "1"})
+    store = RedisStore(settings)
+    cache = CachedSessionStore(store, settings)
+    listening = asyncio.create_task(cache.listener.run())
+    try:
+        await until(lambda: cache.live)
+        await cache.validate(await cache.create("gina"))
+        assert cache.size == 1
+        proc.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            await until(lambda: not cache.live, timeout_s=5.0)
+            lost_after = time.monotonic() - paused
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert cache.size == 0
+        assert lost_after <= 2 * HEARTBEAT_S + 0.5, lost_after
+        await until(lambda: cache.live, timeout_s=5.0)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await cache.close()
+        await store.close()
