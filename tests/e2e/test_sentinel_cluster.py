@@ -57,6 +57,8 @@ def test_cluster_on_sentinels_keeps_sessions_and_serves_logins_after_a_failover(
     assert new == replica and cluster.redis_address == f"127.0.0.1:{new}"
     # The services find the new primary through the Sentinels, within a breaker cooldown.
     _until(lambda: request(gateway, "GET", "/api/me", headers=cookie).status == 200, 5)
+    # The auth service too (its own breaker may have opened on a key-store poll meanwhile).
+    _until(lambda: login(gateway, 2, "jwt").status == 200, 5)
     token = bearer(login(gateway, 2, "jwt"))
     assert request(gateway, "GET", "/api/me", headers=token).status == 200
 
