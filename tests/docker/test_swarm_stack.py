@@ -12,8 +12,11 @@ published in host mode (authbench/targets/swarm.py).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +26,33 @@ import pytest
 from authbench.process import free_port_block
 from authbench.targets.swarm import SwarmTarget, stack_file, swarm_state
 from tests.client import bearer, login, request, session_cookie
-from tests.docker.conftest import _machine_lock, require_engine
+from tests.docker.conftest import require_engine
 
 STACK = "authbench-swarm-test"
 IMAGE = f"authbench-swarm-test:{os.getpid()}"
+# Two runs of this test on one machine would init and leave the one swarm under each
+# other. A lock of its own: the compose tests' machine lock is held by their
+# session-scoped stack for the whole session, so taking that one here would wait for
+# ourselves.
+SWARM_LOCK = Path(tempfile.gettempdir()) / "authbench-swarm-tests.lock"
+
+
+@contextlib.contextmanager
+def swarm_lock(wait_s: float = 300.0) -> Iterator[None]:
+    with SWARM_LOCK.open("a") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another run of the swarm test held {SWARM_LOCK} too long")
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def docker(*args: str) -> str:
@@ -86,7 +112,7 @@ def test_the_stack_file_is_the_compose_file_as_a_swarm_reads_it() -> None:
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmTarget]:
     require_engine()
-    with _machine_lock():
+    with swarm_lock():
         initialised = False
         # Swarm makes the bridge `docker_gwbridge` on first use, and `swarm leave` keeps
         # it: when this test made the swarm, it removes that too.
