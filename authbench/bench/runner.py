@@ -47,6 +47,7 @@ class BenchConfig:
     placement: Placement | None = None  # --pin: the generator's CPUs and the system's
     external: Endpoints | None = None  # --target external: where it answers
     store: StoreTopology = SINGLE_REDIS  # --store: one redis-server, or Sentinel-watched
+    gateway: str = "ours"  # --gateway: ours or nginx in its place (authbench.targets.nginx)
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
@@ -66,6 +67,7 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "cluster_env": config.settings_env,
             "store_link": axes.netem_status(),
             "store": str(config.store),
+            "gateway": config.gateway,
             "placement": config.placement.as_dict() if config.placement else None,
             # --target external: its addresses and what the harness could not control.
             "external": (
@@ -255,6 +257,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
         external=config.external,
         store=config.store,
+        gateway=config.gateway,
     )
     return open_deployment(config.target, spec)
 

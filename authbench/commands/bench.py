@@ -25,6 +25,7 @@ from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
 from authbench.targets.base import STORES, DeploymentError, StoreTopology
 from authbench.targets.external import Endpoints, check_modes, split_address
+from authbench.targets.nginx import GATEWAYS
 from authcore.config import Settings
 from authcore.errors import ConfigError
 
@@ -213,6 +214,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "gateway on GATEWAY_PORT in host mode), left running",
     )
     where.add_argument(
+        "--gateway",
+        choices=GATEWAYS,
+        default=GATEWAYS[0],
+        help="what answers at the gateway's address: ours, or Debian's nginx in its place "
+        "(same routes, upstream keep-alive, passive health; --target local only)",
+    )
+    where.add_argument(
         "--port-base",
         type=int,
         default=28000,
@@ -321,6 +329,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         )
     if args.pin and args.target != "local":
         raise ValueError("--pin: only with --target local")
+    if args.gateway != GATEWAYS[0] and args.target != "local":
+        raise ValueError(f"--gateway {args.gateway}: only with --target local (so far)")
     endpoints = external_endpoints(args, matrix)
 
     return BenchConfig(
@@ -335,6 +345,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         run_id=args.run_id,
         render_report=not args.no_report,
         external=endpoints,
+        gateway=args.gateway,
         store=StoreTopology.parse(args.store),
     )
 

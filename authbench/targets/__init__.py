@@ -46,6 +46,8 @@ class DeploymentSpec:
     # external: where the deployment that something else runs answers (gateway URL, and
     # optionally auth URL and Redis address); nothing is started for it.
     external: Endpoints | None = None
+    # Issue 15: what answers at the gateway's address, ours or nginx (local only so far).
+    gateway: str = "ours"
 
 
 def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
@@ -55,6 +57,8 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             f"--store {spec.store} is built for --target local; compose runs it as the "
             "`sentinel` profile (README, section failover)"
         )
+    if spec.gateway != "ours" and target != "local":
+        raise ValueError(f"--gateway {spec.gateway} is built for --target local only (so far)")
     if target == "local":
         from authbench.process import free_port_block
         from authbench.targets.local import LocalCluster, Ports
@@ -67,6 +71,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             redis_persistence=spec.redis_persistence,
             redis_delay_ms=spec.redis_delay_ms,
             store=spec.store,
+            gateway_impl=spec.gateway,
         )
         if spec.workdir is not None:
             cluster.workdir = spec.workdir

@@ -38,6 +38,7 @@ NGINX_MISSING = (
     "  Debian/Ubuntu: sudo apt-get install nginx-light"
 )
 CONF_ENV = "NGINX_CONF"
+GATEWAYS = ("ours", "nginx")  # what can answer at the gateway's address (--gateway)
 
 
 def nginx_binary() -> str:
