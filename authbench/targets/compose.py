@@ -44,6 +44,7 @@ from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
 REDIS_SERVICE = "redis"
+AUTH_SERVICE = "auth"
 RESOURCE_SERVICE = "resource"
 LOAD_PROFILE = "load"
 # Store distance: the delay-proxy container between the services and Redis (profile
@@ -390,6 +391,29 @@ class ComposeTarget(Deployment):
                          profiles=(STORE_PROXY_PROFILE,))  # fmt: skip
         signal = "SIGUSR1" if delay_ms > 0 else "SIGUSR2"
         self.compose("kill", "-s", signal, PROXY_SERVICE, profiles=(STORE_PROXY_PROFILE,))
+
+    # --- auth-service faults (issue 15: mode opaque asks it on every read) ---------------
+    def kill_auth(self) -> None:
+        """SIGKILL every auth container; they stay down (a killed container is not
+        restarted by `restart: on-failure`) until start_auth."""
+        self.compose("kill", "-s", "SIGKILL", AUTH_SERVICE)
+
+    def pause_auth(self) -> None:
+        """Freeze the auth containers (cgroup freezer): connections open, nothing answered."""
+        self.compose("pause", AUTH_SERVICE)
+
+    def resume_auth(self) -> None:
+        self.compose("unpause", AUTH_SERVICE)
+
+    def start_auth(self, timeout_s: float = 60.0) -> None:
+        """Start the auth containers again (a resumed one: no-op), then wait until the
+        gateway reaches one (the auth service is not published to the host)."""
+        self.compose("start", AUTH_SERVICE)
+        deadline = time.monotonic() + timeout_s
+        while http_status(f"{self.gateway_url}/auth/.well-known/jwks.json") != 200:
+            if time.monotonic() > deadline:
+                raise DeploymentError("the auth service did not answer through the gateway")
+            time.sleep(0.2)
 
     def pause_redis(self) -> None:
         """Freeze Redis (cgroup freezer): connections stay open, nothing is answered."""

@@ -44,3 +44,13 @@ def test_auth_service_faults_run_locally_and_are_refused_where_unsupported() -> 
         "target external cannot kill_auth, start_auth"
     )
     assert "pause_auth" in str(cannot_run(SCENARIOS["auth-pause"], external))
+
+
+def test_compose_implements_the_auth_faults_through_the_engine() -> None:
+    """Checked by definition only here (tests/docker runs containers); the local ones are
+    exercised for real by tests/e2e/test_opaque_flows.py."""
+    from authbench.targets.base import Deployment
+    from authbench.targets.compose import ComposeTarget
+
+    for operation in ("kill_auth", "pause_auth", "resume_auth", "start_auth"):
+        assert getattr(ComposeTarget, operation) is not getattr(Deployment, operation)
