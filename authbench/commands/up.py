@@ -10,6 +10,7 @@ from types import FrameType
 
 from authbench.targets.base import REDIS_PERSISTENCE, STORES, StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
+from authbench.targets.nginx import GATEWAYS
 from authcore.config import ALGORITHMS, REVOCATION_MODES, VALIDATION_PLACES, Settings
 
 MAX_AUTH_REPLICAS = 8  # ports 8081..8088: below Locust's 8089
@@ -56,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replica: every replica checks the credential; gateway: the gateway checks it "
         "once and forwards a signed identity assertion (a fresh key pair per start)",
     )  # fmt: skip
+    parser.add_argument(
+        "--gateway", choices=GATEWAYS, default=GATEWAYS[0],
+        help="what answers at the gateway port: ours, or Debian's nginx in its place "
+        "(same routes; no operator port, no edge validation)",
+    )  # fmt: skip
     parser.add_argument("--gateway-port", type=int, default=Ports.gateway)
     parser.add_argument("--redis-port", type=int, default=Ports.redis)
     parser.add_argument(
@@ -72,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.auth_replicas <= MAX_AUTH_REPLICAS:
         print(f"--auth-replicas must be between 1 and {MAX_AUTH_REPLICAS}", file=sys.stderr)
         return 2
+    if args.gateway == "nginx" and args.validate_at == "gateway":
+        print(
+            "--gateway nginx validates nothing at the edge: use --validate-at replica",
+            file=sys.stderr,
+        )
+        return 2
     cluster = LocalCluster(
         replicas=args.replicas,
         auth_replicas=args.auth_replicas,
@@ -85,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         },
         redis_persistence=args.redis_persistence,
         store=StoreTopology.parse(args.store),
+        gateway_impl=args.gateway,
     )
     stopping = False
 

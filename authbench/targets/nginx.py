@@ -175,6 +175,10 @@ def gateway_process(
     """argv and env of an nginx gateway in place of ours, whose env (PORT, AUTH_URL,
     RESOURCE_URLS, UPSTREAM_TIMEOUT_S, MAX_BODY_BYTES) it is given; writes its config."""
     nginx_binary()  # fail now, with the install hint, rather than in the child
+    if env.get("VALIDATE_AT") == "gateway":
+        # Replicas would wait for an identity assertion nginx cannot sign (auth_request
+        # edge validation is not built): every read would be refused.
+        raise ValueError("the nginx gateway does not validate at the edge: use VALIDATE_AT=replica")
     port = int(env["PORT"])
     conf = write_config(
         workdir / f"nginx-{port}.conf",
