@@ -245,6 +245,13 @@ class AuthUser(FastHttpUser):
         self.account = next(_ACCOUNT_COUNTER) % accounts
         self.item_ids = max(1, int(self._option("item_ids", 1000)))
         self.login()
+        if self.pacing > 0:
+            # Each user's phase at random within one pacing period, as independent clients
+            # have: users spawned together would otherwise all send on the same tick, and
+            # the latency measured would include the generator's own burst queueing (h2load
+            # staggers its clients over the period for the same reason; see crosscheck.py).
+            gevent.sleep(random.uniform(0.0, self.pacing))
+            self._last_run = time.perf_counter()
 
     def _option(self, name: str, default: Any) -> Any:
         options = self.environment.parsed_options
@@ -340,11 +347,6 @@ class SessionUser(AuthUser):
         self.client.cookiejar.clear()
 
 
-class SessionCacheUser(SessionUser):
-    """The same day as SessionUser, against replicas with the session near cache
-    (mode session+cache, `SESSION_CACHE=1`): its own class so its stats say so."""
-
-
 class OpaqueUser(AuthUser):
     """Logs in for an opaque token (mode opaque): a random bearer token that each replica
     resolves by asking the auth service (RFC 7662 introspection). No refresh token: a
@@ -362,6 +364,11 @@ class OpaqueUser(AuthUser):
 
     def forget_credential(self) -> None:
         self.access_token = ""
+
+
+class SessionCacheUser(SessionUser):
+    """The same day as SessionUser, against replicas with the session near cache
+    (mode session+cache, `SESSION_CACHE=1`): its own class so its stats say so."""
 
 
 class JwtUser(AuthUser):
