@@ -192,6 +192,7 @@ OPAQUE = Mode(
     store_role="opaque tokens behind the auth service",
     read_command="GET",  # auth_service.introspection: one GET per introspection
     requires=("INTROSPECT_SECRET",),  # the replicas' client credential (compose: .env)
+    bench_default=False,  # `authbench bench --modes all` or by name (README)
 )
 
 # Short-lived access tokens (issue 14): no store on the read path; the load user refreshes
@@ -226,6 +227,7 @@ JWT_PUSHLIST = Mode(
     bench_user=UserClass(BENCH_LOCUSTFILE, "PushlistUser"),
     chaos_user=UserClass(CHAOS_LOCUSTFILE, "PushlistChaosUser"),
     chaos_group="pushlist",
+    bench_default=False,  # `authbench bench --modes all` or by name (README)
 )
 
 # Sessions with a near cache on each replica (issue 14): a hit asks Redis nothing; Redis

@@ -238,7 +238,12 @@ def parse_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+ALL_MODES = "all"  # --modes all: every mode the bench can play, in report order
+
+
 def validate_modes(names: Sequence[str]) -> tuple[str, ...]:
+    if list(names) == [ALL_MODES]:
+        return BENCH_CHOICES
     unknown = [m for m in names if m not in BENCH_CHOICES]
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {list(BENCH_CHOICES)}")

@@ -38,7 +38,8 @@ from authbench.modes import Login
 from authbench.targets.base import Deployment
 
 Progress = Callable[[str], None]
-KINDS = ("session", "refresh", "revocation")
+SESSION_WRITE = Login.SESSION.value  # a session created by a login (the login's name)
+KINDS = (SESSION_WRITE, "refresh", "revocation")
 # The writers' operations whose latency is reported (WAIT's cost).
 OPERATIONS = ("login (session)", "login (jwt)", "refresh", "logout (jwt+denylist)")
 LAST_MS = 100.0  # "just before the kill": acknowledged in the last this-many ms
@@ -154,7 +155,7 @@ class AcknowledgedWrites:
             body = _login_body(account, Login.SESSION)
             answer = self._timed("login (session)", gateway, "/auth/login", body=body)
             if answer.status == 200:
-                self._record("session", {"headers": probes.credential_headers(answer)})
+                self._record(SESSION_WRITE, {"headers": probes.credential_headers(answer)})
 
     def _write_refreshes(self, chain: int) -> None:
         gateway = self._gateways.jwt
@@ -226,7 +227,7 @@ class AcknowledgedWrites:
     def _ask(self, ack: Ack, deadline: float) -> tuple[bool, bool]:
         """(lost, no definite answer) for one acknowledged write."""
         g = self._gateways
-        if ack.kind == "session":
+        if ack.kind == SESSION_WRITE:
             status = _definite(g.session, "GET", "/api/me", deadline, headers=ack.check["headers"])
             return status == 401, status not in (200, 401)
         assert g.denylist is not None

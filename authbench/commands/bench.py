@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     matrix.add_argument(
         "--modes",
         default=",".join(MODE_ORDER),
-        help=f"comma-separated, from: {', '.join(BENCH_CHOICES)}",
+        help=f"comma-separated, from: {', '.join(BENCH_CHOICES)}; or 'all' (every one of them)",
     )
     matrix.add_argument("--replicas", default="1,2,4", help="comma-separated replica counts")
     matrix.add_argument(

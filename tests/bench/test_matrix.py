@@ -87,3 +87,13 @@ def test_doubtful_cells_are_flagged_not_silently_reported() -> None:
     assert doubts(replace(healthy, read_rps=10.0), closed_loop, Protocol()) == []
     idle = replace(healthy, requests=0, failures=0)
     assert doubts(idle, cell, Protocol()) == ["no-requests"]
+
+
+def test_modes_all_is_every_bench_mode_and_the_default_stays_the_three_designs() -> None:
+    from authbench import modes
+    from authbench.bench.matrix import BENCH_CHOICES, MODE_ORDER, validate_modes
+
+    assert validate_modes(["all"]) == BENCH_CHOICES
+    assert set(MODE_ORDER) < set(BENCH_CHOICES)  # hybrids and opaque: by name or `all`
+    # The default bench (about 5 minutes) compares the seed's three designs.
+    assert MODE_ORDER == tuple(m.key for m in (modes.SESSION, modes.JWT, modes.JWT_DENYLIST))
