@@ -14,6 +14,13 @@ where it is not and by how much. What cannot be the same: Locust users each hold
 credential (one account each) and relogin/refresh are off here; h2load sends one
 credential from all its clients.
 
+The floor: first, both tools run the same mix with no credential (loadtests/
+floor_locustfile.py), so every read is the gateway and a replica answering 401 at once.
+Locust's p50 there minus h2load's is what Locust itself adds on this machine (a Python
+generator sharing 2 cores with the system); each mode's row also gives Locust's p50 less
+that floor against h2load's, which is where the two must agree when the excess is the
+generator's own (`--no-floor` skips it).
+
     python -m authbench.bench.crosscheck --out results/<run-id>   # about 4 minutes
 """
 
@@ -43,6 +50,7 @@ from authbench.targets.local import LocalCluster, Ports
 H2LOAD_MISSING = "h2load was not found; install it: apt-get install nghttp2-client"
 READ_MIX = ("/api/me",) * 6 + tuple(f"/api/items/{i}" for i in (3, 17, 256, 901))
 TOLERANCE = 0.20
+FLOOR = "floor"  # the row of the generators' own cost: no credential, every read a 401
 
 
 @dataclass(frozen=True)
@@ -118,11 +126,23 @@ def run_h2load(
     }
 
 
-def run_locust(gateway: str, mode: modes.Mode, settings: Settings, out_dir: Path) -> dict[str, Any]:
-    assert mode.bench_user is not None
+FLOOR_LOCUSTFILE = PROJECT_ROOT / "loadtests" / "floor_locustfile.py"
+FLOOR_USER = "AnonymousReader"
+
+
+def run_locust(
+    gateway: str, mode: modes.Mode | None, settings: Settings, out_dir: Path
+) -> dict[str, Any]:
+    """One Locust run of `mode`'s bench user; None: the floor's user (no credential)."""
+    if mode is None:
+        user, locustfile = FLOOR_USER, FLOOR_LOCUSTFILE
+    else:
+        assert mode.bench_user is not None
+        user, locustfile = mode.bench_user.name, mode.bench_user.locustfile
     job = locust_runner.LocustJob(
         host=gateway,
-        user_classes=(mode.bench_user.name,),
+        user_classes=(user,),
+        locustfile=locustfile,
         out_dir=out_dir,
         users=settings.users,
         run_time_s=settings.warmup_s + settings.capture_s + 30,
@@ -148,7 +168,11 @@ def run_locust(gateway: str, mode: modes.Mode, settings: Settings, out_dir: Path
     }
 
 
-def check_mode(mode: modes.Mode, settings: Settings, run_dir: Path) -> dict[str, Any]:
+def check_mode(
+    mode: modes.Mode, settings: Settings, run_dir: Path, floor: bool = False
+) -> dict[str, Any]:
+    """Locust against h2load, ABBA, on one private cluster serving `mode`; with `floor`,
+    both tools send no credential (every read a fast 401: the generators' own cost)."""
     cluster = LocalCluster(
         replicas=settings.replicas,
         ports=Ports.block(free_port_block()),
@@ -162,12 +186,12 @@ def check_mode(mode: modes.Mode, settings: Settings, run_dir: Path) -> dict[str,
     cluster.start()
     try:
         wait_quiet(cluster)  # the seeding's argon2id hashes are done
-        header = _login(cluster.gateway_url, mode.login, 0)
+        header = {} if floor else _login(cluster.gateway_url, mode.login, 0)
         runs: list[dict[str, Any]] = []
         for i, tool in enumerate(("locust", "h2load", "h2load", "locust")):
-            out = run_dir / mode.slug / f"{i + 1}-{tool}"
+            out = run_dir / ("floor" if floor else mode.slug) / f"{i + 1}-{tool}"
             if tool == "locust":
-                runs.append(run_locust(cluster.gateway_url, mode, settings, out))
+                runs.append(run_locust(cluster.gateway_url, None if floor else mode, settings, out))
             else:
                 runs.append(run_h2load(cluster.gateway_url, header, settings, out))
             time.sleep(1.0)
@@ -177,7 +201,7 @@ def check_mode(mode: modes.Mode, settings: Settings, run_dir: Path) -> dict[str,
     h2load_p50 = statistics.median(r["p50_us"] for r in runs if r["tool"] == "h2load")
     ratio = locust_p50 / h2load_p50 if h2load_p50 else float("nan")
     return {
-        "mode": mode.key,
+        "mode": FLOOR if floor else mode.key,
         "locust_p50_us": locust_p50,
         "h2load_p50_us": h2load_p50,
         "locust_over_h2load": round(ratio, 3),
@@ -200,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=defaults.rate, help="req/s per user")
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s)
     parser.add_argument("--capture", type=float, default=defaults.capture_s)
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the floor (both tools with no credential: what Locust itself adds)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("h2load") is None:
         print(f"crosscheck: {H2LOAD_MISSING}", file=sys.stderr)
@@ -209,12 +238,37 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=False)
     manifest = {**run_head("crosscheck", run_dir.name), "settings": asdict(settings)}
     results = []
+    floor_us = 0.0
+    if not args.no_floor:
+        floor = check_mode(modes.JWT, settings, run_dir, floor=True)
+        floor_us = floor["locust_p50_us"] - floor["h2load_p50_us"]
+        results.append(floor)
+        print(
+            f"floor (no credential, every read a 401): Locust p50 {floor['locust_p50_us']:.0f}"
+            f" µs, h2load p50 {floor['h2load_p50_us']:.0f} µs: Locust adds {floor_us:.0f} µs "
+            "of its own",
+            flush=True,
+        )
     for key in args.modes.split(","):
         result = check_mode(modes.get(key.strip()), settings, run_dir)
+        if not args.no_floor:
+            # What remains of Locust's p50 once its own cost (the floor's excess) is taken
+            # off: the system's part, which must agree with h2load's.
+            less = result["locust_p50_us"] - floor_us
+            ratio = less / result["h2load_p50_us"] if result["h2load_p50_us"] else float("nan")
+            result["locust_p50_less_floor_us"] = round(less, 1)
+            result["less_floor_over_h2load"] = round(ratio, 3)
+            result["within_20pct_less_floor"] = abs(ratio - 1.0) <= TOLERANCE
         results.append(result)
         print(
             f"{result['mode']}: Locust p50 {result['locust_p50_us']:.0f} µs, h2load p50 "
-            f"{result['h2load_p50_us']:.0f} µs, ratio {result['locust_over_h2load']}",
+            f"{result['h2load_p50_us']:.0f} µs, ratio {result['locust_over_h2load']}"
+            + (
+                f"; less the floor {result['locust_p50_less_floor_us']:.0f} µs, ratio "
+                f"{result['less_floor_over_h2load']}"
+                if "locust_p50_less_floor_us" in result
+                else ""
+            ),
             flush=True,
         )
     manifest["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -58,3 +58,16 @@ def test_h2load_keeps_the_rate_and_reports_the_capture_in_us(
     assert 0.8 * offered <= result["rps"] <= 1.1 * offered  # the capture window only
     assert DELAY_S * 1e6 <= result["p50_us"] < DELAY_S * 1e6 + 10_000
     assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
+
+
+def test_the_floor_locustfile_offers_its_anonymous_reader() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(crosscheck.FLOOR_LOCUSTFILE), "--list"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert crosscheck.FLOOR_USER in done.stdout.split()
+    assert "SessionUser" not in done.stdout  # only the floor's user: no mode's
