@@ -10,14 +10,12 @@ cookies parsed as aiohttp parses them) without building an aiohttp request.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
 from types import MappingProxyType
 from typing import cast
 
-import aiohttp
 from aiohttp import web
 
 # The parser aiohttp's own request.cookies uses: replicas and gateway read cookies alike.
@@ -25,15 +23,11 @@ from aiohttp._cookie_helpers import parse_cookie_header
 from multidict import CIMultiDict
 
 from authcore.assertion import ASSERTION_HEADER, AssertionSigner
+from authcore.checking import credential_checking
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.jwks import KeySetFetcher
 from authcore.pushlist import PushList
-from authcore.redis_store import RedisStore
-from authcore.revocation import RevocationList
-from authcore.session_cache import CachedSessionStore
-from authcore.sessions import SessionStore
-from authcore.tokens import TokenVerifier
 from gateway.exchange import ProxyRequest
 
 _HEADER_LINE = b"\r\n" + ASSERTION_HEADER.encode() + b": "
@@ -88,43 +82,11 @@ class EdgeValidator:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """One Redis pool and one JWKS fetcher per gateway worker, while it serves."""
-        settings = self.settings
-        store = RedisStore(settings)
-        verifier = TokenVerifier(settings)
-        client = aiohttp.ClientSession()
-        fetcher = self._fetcher = KeySetFetcher(settings, verifier, client)
-        denylist = (
-            RevocationList(store, settings.jwt_leeway_s) if settings.denylist_enabled else None
-        )
-        # The gateway checks revocation as a replica would: with the pushed set it holds.
-        pushlist = self._pushlist = (
-            PushList(settings, "gateway") if settings.pushlist_enabled else None
-        )
-        # SESSION_CACHE (mode session+cache): the near cache and its invalidation listener
-        # live where sessions are checked, here.
-        cache = CachedSessionStore(store, settings) if settings.session_cache else None
-        self._checker = CredentialChecker(
-            settings,
-            cache if cache is not None else SessionStore(store, settings),
-            verifier,
-            denylist or pushlist,
-            refresh_keys=fetcher.refresh_on_unknown_kid,
-        )
-        background = [asyncio.create_task(fetcher.load_until_ready())]
-        if cache is not None:
-            background.append(asyncio.create_task(cache.listener.run()))
-        if pushlist is not None:
-            pushlist.start()
-        try:
+        """One Redis pool and one JWKS fetcher per gateway worker, while it serves: the
+        replicas' own credential check (authcore.checking), the pushed revocation set and
+        the session near cache included."""
+        async with credential_checking(self.settings, "gateway") as checking:
+            self._fetcher = checking.fetcher
+            self._pushlist = checking.pushlist
+            self._checker = checking.checker
             yield
-        finally:
-            if pushlist is not None:
-                await pushlist.stop()
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await client.close()
-            await store.close()

@@ -291,3 +291,20 @@ def test_a_replica_refuses_whatever_did_not_come_from_this_gateway(
     resp = conn.getresponse()
     _assert_401_json(resp.status, resp.read())
     conn.close()
+
+
+@pytest.mark.slow
+def test_edge_validation_resolves_opaque_tokens_by_introspection_too(
+    edge: tuple[WatchedCluster, str],
+) -> None:
+    """The gateway checks with the replicas' own wiring (authcore.checking): an opaque
+    token is introspected there, and its logout is honoured at once."""
+    watched, _ = edge
+    url = watched.url
+    token = bearer(login(url, 3, "opaque"))
+    watched.remember(token["Authorization"])
+    me = request(url, "GET", "/api/me", headers=token)
+    assert me.status == 200 and me.json()["user"] == "user3" and me.json()["auth"] == "opaque"
+    assert request(url, "POST", "/auth/logout", headers=token).status == 204
+    answer = request(url, "GET", "/api/me", headers=token)
+    _assert_401_json(answer.status, answer.body)
