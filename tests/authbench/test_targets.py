@@ -99,8 +99,12 @@ def test_a_spec_opens_the_target_it_names(tmp_path: Path) -> None:
     compose = open_deployment("compose", DeploymentSpec(replicas=2, project="p"))
     assert isinstance(compose, ComposeTarget)
     assert (compose.project_name, compose.scale_to) == ("p", 2)
-    with pytest.raises(ValueError, match="unknown target 'swarm'"):
-        open_deployment("swarm", spec)
+    from authbench.targets.swarm import SwarmTarget
+
+    swarm = open_deployment("swarm", DeploymentSpec(replicas=2, project="p"))
+    assert isinstance(swarm, SwarmTarget)
+    with pytest.raises(ValueError, match="unknown target 'nomad'"):
+        open_deployment("nomad", spec)
 
 
 def test_only_the_single_store_is_built_yet() -> None:
