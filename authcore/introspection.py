@@ -158,7 +158,7 @@ class IntrospectionClient:
     the cache, which the bench and chaos runs measure."""
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
-        self._url = settings.auth_url.rstrip("/") + INTROSPECT_PATH
+        self._url = settings.auth_service_url + INTROSPECT_PATH
         self._session = session
         self._headers = {
             "Authorization": client_authorization(
