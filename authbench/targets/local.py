@@ -63,10 +63,6 @@ _SETTING_NAMES = frozenset(name for name, _default, _doc in documented_settings(
 _SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
 
 
-# The key store's key-encryption key is a secret: never reported with a group's settings.
-_SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
-
-
 class ClusterError(DeploymentError):
     pass
 
