@@ -16,8 +16,10 @@ from resource_service.routes import routes as resource_routes
 from tests.api.conftest import served_document
 from tests.client import request
 
-# Operator-only routes, deliberately absent from the public description.
-OPERATOR_ROUTES = {("POST", "/auth/admin/rotate-keys")}
+# Operator-only and internal routes, deliberately absent from the public description:
+# introspection (RFC 7662) is for the replicas' client credential, never through the
+# gateway (tests/security/test_introspect_hostile.py).
+OPERATOR_ROUTES = {("POST", "/auth/admin/rotate-keys"), ("POST", "/auth/introspect")}
 # Answered by the gateway itself (gateway/app.py), not by a routed service.
 GATEWAY_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 # `{name}` or `{name:regex}`, the regex possibly with `{m,n}` quantifiers of its own.
