@@ -42,6 +42,7 @@ from typing import Any
 import redis
 
 from authbench import modes, process
+from authbench.bench.price import command_calls, commands_sent, read_window, rss_kib
 from authbench.delay_proxy import DelayProxy
 from authbench.provenance import new_run_id, run_head
 from authbench.targets.local import LocalCluster, Ports
@@ -95,11 +96,6 @@ def _login(gateway: str, user: int) -> dict[str, str]:
     return {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
 
 
-def _calls(client: redis.Redis) -> dict[str, int]:
-    stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
 def commands_per_read(cluster: LocalCluster, seconds: float, threads: int) -> dict[str, Any]:
     tokens = [_login(cluster.gateway_url, i) for i in range(threads)]
     client = redis.Redis(port=cluster.ports.redis)
@@ -120,36 +116,20 @@ def commands_per_read(cluster: LocalCluster, seconds: float, threads: int) -> di
     for w in workers:
         w.start()
     time.sleep(1.0)  # warm: connections open, every replica's tail settled
-    before, started = _calls(client), time.monotonic()
+    before, started = command_calls(client), time.monotonic()
     base_reads = sum(reads)
     time.sleep(seconds)
     measured = sum(reads) - base_reads
     elapsed = time.monotonic() - started
-    after = _calls(client)
+    after = command_calls(client)
     stop.set()
     for w in workers:
         w.join()
     client.close()
-    sent = {k: after[k] - before.get(k, 0) for k in after}
-    sent["info"] -= 1  # the `after` INFO itself
-    sent = {k: v for k, v in sorted(sent.items()) if v}
-    total = sum(sent.values())
     return {
-        "reads": measured,
-        "seconds": round(elapsed, 2),
-        "reads_per_s": round(measured / elapsed, 1),
-        "read_failures": sum(failures),
-        "redis_commands": total,
-        "redis_commands_by_name": sent,
-        "redis_commands_per_read": round(total / measured, 5) if measured else None,
+        **read_window(measured, elapsed, sum(failures), commands_sent(before, after)),
         "target": 0.02,
     }
-
-
-def _rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(match.group(1)) if match else 0
 
 
 def _entries(url: str) -> float:
@@ -164,7 +144,7 @@ def memory(cluster: LocalCluster, revoked: int) -> dict[str, Any]:
     from authcore.redis_store import RedisStore
 
     replicas = [c for c in cluster.children if c.name.startswith("resource-")]
-    before = {c.name: _rss_kib(c.pid or 0) for c in replicas}
+    before = {c.name: rss_kib(c.pid or 0) for c in replicas}
     urls = {c.name: (c.health_url or "").removesuffix("/readyz") for c in replicas}
     held_before = {name: _entries(url) for name, url in urls.items()}
 
@@ -191,7 +171,7 @@ def memory(cluster: LocalCluster, revoked: int) -> dict[str, Any]:
             time.sleep(0.2)
     applied_s = time.monotonic() - started
     time.sleep(2.0)  # let allocations settle
-    after = {c.name: _rss_kib(c.pid or 0) for c in replicas}
+    after = {c.name: rss_kib(c.pid or 0) for c in replicas}
     client = redis.Redis(port=cluster.ports.redis)
     stream_bytes = int(client.memory_usage(STREAM_KEY, samples=0) or 0)
     client.close()

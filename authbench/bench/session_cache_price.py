@@ -39,6 +39,7 @@ import aiohttp
 import redis
 
 from authbench import modes, process
+from authbench.bench.price import command_calls, commands_sent, read_window, rss_kib
 from authbench.bench.pushlist_price import Client
 from authbench.provenance import new_run_id, run_head
 from authbench.targets.local import LocalCluster, Ports
@@ -80,11 +81,6 @@ def _session_cookie(gateway: str, user: int) -> str:
         conn.close()
 
 
-def _calls(client: redis.Redis) -> dict[str, int]:
-    stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
 def _lookups(urls: list[str]) -> dict[str, float]:
     total: dict[str, float] = {}
     for url in urls:
@@ -117,39 +113,23 @@ def commands_per_read(
         w.start()
     time.sleep(warmup_s)  # every replica has seen (and cached) every session
     lookups_before = _lookups(cluster.replica_urls())
-    before, started = _calls(client), time.monotonic()
+    before, started = command_calls(client), time.monotonic()
     base_reads = sum(reads)
     time.sleep(seconds)
     measured = sum(reads) - base_reads
     elapsed = time.monotonic() - started
-    after = _calls(client)
+    after = command_calls(client)
     lookups_after = _lookups(cluster.replica_urls())
     stop.set()
     for w in workers:
         w.join()
     client.close()
-    sent = {k: after[k] - before.get(k, 0) for k in after}
-    sent["info"] -= 1  # the `after` INFO itself
-    sent = {k: v for k, v in sorted(sent.items()) if v}
-    total = sum(sent.values())
     return {
-        "reads": measured,
-        "seconds": round(elapsed, 2),
-        "reads_per_s": round(measured / elapsed, 1),
-        "read_failures": sum(failures),
-        "redis_commands": total,
-        "redis_commands_by_name": sent,
-        "redis_commands_per_read": round(total / measured, 5) if measured else None,
+        **read_window(measured, elapsed, sum(failures), commands_sent(before, after)),
         "replica_lookups": {
             k: int(lookups_after[k] - lookups_before.get(k, 0.0)) for k in sorted(lookups_after)
         },
     }
-
-
-def _rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(match.group(1)) if match else 0
 
 
 def _entries(url: str) -> float:
@@ -215,13 +195,13 @@ def memory(cluster: LocalCluster, sessions: int, concurrency: int = 32) -> dict[
     created_s = time.monotonic() - started
     held_before = _entries(url)
     time.sleep(1.0)
-    before = _rss_kib(replica.pid or 0)
+    before = rss_kib(replica.pid or 0)
     started = time.monotonic()
     failed = asyncio.run(read_all(ids))
     read_s = time.monotonic() - started
     held = _entries(url)
     time.sleep(2.0)  # let allocations settle
-    after = _rss_kib(replica.pid or 0)
+    after = rss_kib(replica.pid or 0)
     delta = after - before
     added = held - held_before
     return {
