@@ -7,6 +7,7 @@ is itself the check)."""
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -101,4 +102,41 @@ def test_the_whole_stack_runs_on_three_shards(make_cluster: ClusterFactory) -> N
     assert request(gateway, "GET", "/api/me", headers=token).status == 401
     assert request(gateway, "GET", "/api/me", headers=other).status == 200
 
+    # Log out everywhere: the user's sessions sit on several shards, the index on one.
+    mine = [{"Cookie": session_cookie(login(gateway, 19, "session"))} for _ in range(4)]
+    out = request(gateway, "POST", "/auth/logout?scope=all", headers=mine[0])
+    assert out.status == 204
+    assert [request(gateway, "GET", "/api/me", headers=c).status for c in mine] == [401] * 4
+    # ...and a JWT user's: every family and every access token (rb:, rfr: on their shards).
+    jwts = [login(gateway, 18, "jwt").json() for _ in range(2)]
+    all_out = {"Authorization": f"Bearer {jwts[0]['access_token']}"}
+    assert request(gateway, "POST", "/auth/logout?scope=all", headers=all_out).status == 204
+    for tokens in jwts:
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert request(gateway, "GET", "/api/me", headers=headers).status == 401
+        body = {"refresh_token": tokens["refresh_token"]}
+        assert request(gateway, "POST", "/auth/refresh", body=body).status == 401
+
     assert {"redis-shard-1", "redis-shard-2", "redis-shard-3"} <= set(cluster.cpu_seconds())
+
+
+def test_opaque_tokens_and_the_pushed_list_on_two_shards(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(
+        replicas=1, env={"JWT_REVOCATION": "pushlist"}, store=StoreTopology.parse("cluster:2")
+    )
+    gateway = cluster.gateway_url
+    # Mode opaque: tokens and each user's index on the shards, introspection per read.
+    opaque = [bearer(login(gateway, 2, "opaque")) for _ in range(3)]
+    assert all(request(gateway, "GET", "/api/me", headers=h).status == 200 for h in opaque)
+    assert request(gateway, "POST", "/auth/logout", headers=opaque[0]).status == 204
+    assert request(gateway, "GET", "/api/me", headers=opaque[0]).status == 401
+    assert request(gateway, "POST", "/auth/logout?scope=all", headers=opaque[1]).status == 204
+    assert request(gateway, "GET", "/api/me", headers=opaque[2]).status == 401
+    # JWT_REVOCATION=pushlist: the replicas tail the stream on its shard.
+    token = bearer(login(gateway, 3, "jwt"))
+    assert request(gateway, "GET", "/api/me", headers=token).status == 200
+    assert request(gateway, "POST", "/auth/logout", headers=token).status == 204
+    deadline = time.monotonic() + 2.0
+    while request(gateway, "GET", "/api/me", headers=token).status != 401:
+        assert time.monotonic() < deadline, "the logout never reached the replica"
+        time.sleep(0.02)
