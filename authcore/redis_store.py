@@ -51,7 +51,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authcore import metrics
@@ -259,8 +259,9 @@ class RedisStore:
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
-        except RedisError as err:
-            # e.g. LOADING while a restarted Redis reads its AOF, or a script error.
+        except (RedisError, RedisClusterException) as err:
+            # e.g. LOADING while a restarted Redis reads its AOF, or a script error; on a
+            # cluster, a slot no live node serves (SlotNotCoveredError, not a RedisError).
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable(f"redis error: {type(err).__name__}") from err

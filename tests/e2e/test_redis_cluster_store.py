@@ -140,3 +140,12 @@ def test_opaque_tokens_and_the_pushed_list_on_two_shards(make_cluster: ClusterFa
     while request(gateway, "GET", "/api/me", headers=token).status != 401:
         assert time.monotonic() < deadline, "the logout never reached the replica"
         time.sleep(0.02)
+
+    # A dead shard: what needs it answers 503 (store unavailable), never a 500.
+    assert cluster.cluster_store is not None
+    victim = cluster.cluster_store.nodes[1].proc
+    assert victim is not None
+    victim.kill()
+    victim.wait()
+    statuses = {login(gateway, 4 + i % 10, "session").status for i in range(10)}
+    assert 503 in statuses and statuses <= {200, 503}, statuses
