@@ -102,6 +102,20 @@ SENTINEL = StoreTopology("sentinel")
 MAX_SHARDS = 8  # cluster:N, N <= 8 (their ports fit a private port block)
 STORES: tuple[str, ...] = ("single", "sentinel")  # --store choices wired into the commands
 
+STORE_METAVAR = "{single,sentinel,cluster:N}"
+
+
+def store_argument(text: str) -> str:
+    """argparse's type for --store: the text, once StoreTopology.parse accepts it."""
+    import argparse  # only the commands need it
+
+    try:
+        StoreTopology.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
+
 # How Redis keeps its data: none, or an append-only file fsynced every second.
 REDIS_PERSISTENCE: tuple[str, ...] = ("none", "aof")
 

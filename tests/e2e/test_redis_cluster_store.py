@@ -7,12 +7,16 @@ is itself the check)."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
 
+from authbench import cgroups
+from authbench.bench.axes import RedisCap
 from authbench.process import free_port_block
 from authbench.stores.cluster import ShardedCluster, slot_ranges
 from authbench.targets.base import StoreTopology
@@ -149,3 +153,25 @@ def test_opaque_tokens_and_the_pushed_list_on_two_shards(make_cluster: ClusterFa
     victim.wait()
     statuses = {login(gateway, 4 + i % 10, "session").status for i in range(10)}
     assert 503 in statuses and statuses <= {200, 503}, statuses
+
+
+def test_redis_cpus_caps_every_shard_on_its_own(tmp_path: Path) -> None:
+    try:
+        cgroups.detect()
+    except cgroups.CgroupError as err:
+        pytest.skip(str(err))
+    base = free_port_block(4)
+    with ShardedCluster(ports=(base, base + 1), bus_ports=(base + 2, base + 3),
+                        workdir=tmp_path) as store:  # fmt: skip
+        deployment = SimpleNamespace(target="local", cluster_store=store)
+        cap = RedisCap(deployment, f"authbench-test-shards-{os.getpid()}")  # type: ignore[arg-type]
+        try:
+            cap.apply(0.5)
+            assert len(cap._quotas) == 2
+            assert sorted(p for q in cap._quotas for p in q.pids()) == sorted(
+                store.processes().values()
+            )
+            assert set(cap.throttling()) >= {"periods", "throttled_s"}
+        finally:
+            cap.release()
+        assert cap._quotas == []
