@@ -135,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
             f"{cluster.sentinel_set.master_name}); the Redis address above is the primary now.",
             flush=True,
         )
+    if cluster.cluster_store is not None:
+        print(
+            f"Redis Cluster nodes: {cluster.cluster_store.nodes_setting} (no replicas); "
+            "the Redis address above is shard 1.",
+            flush=True,
+        )
     reported: set[str] = set()
     try:
         while not stopping:

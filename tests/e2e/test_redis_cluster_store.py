@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +20,7 @@ import redis
 
 from authbench import cgroups
 from authbench.bench.axes import RedisCap
-from authbench.process import free_port_block
+from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.stores.cluster import ShardedCluster, slot_ranges
 from authbench.targets.base import StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
@@ -175,3 +178,33 @@ def test_redis_cpus_caps_every_shard_on_its_own(tmp_path: Path) -> None:
         finally:
             cap.release()
         assert cap._quotas == []
+
+
+def test_up_runs_on_a_two_shard_cluster_and_stops_clean(tmp_path: Path) -> None:
+    base = free_port_block()
+    gateway = f"http://127.0.0.1:{base}"
+    env = {**os.environ, "AUTH_SEED_USERS": "5", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authbench", "up", "--replicas", "1", "--store", "cluster:2",
+         "--gateway-port", str(base), "--redis-port", str(base + 10)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while not any("Redis Cluster nodes:" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line and time.monotonic() < deadline, "".join(lines)
+            lines.append(line)
+        assert f"127.0.0.1:{base + 10},127.0.0.1:{base + 12}" in lines[-1]
+        token = bearer(login(gateway, 1, "jwt"))
+        assert request(gateway, "GET", "/api/me", headers=token).status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
