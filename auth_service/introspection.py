@@ -73,6 +73,13 @@ class OpaqueTokenStore:
         key, user_key = _key(token), USER_OPAQUE_PREFIX + user
 
         async def _issue(r: Redis) -> None:
+            if self._store.cluster:  # token and index on different shards: token first
+                await r.set(key, record, ex=self._ttl_s)
+                async with r.pipeline(transaction=False) as pipe:  # one key, one node
+                    pipe.sadd(user_key, key)
+                    pipe.expire(user_key, self._ttl_s)
+                    await pipe.execute()
+                return
             async with r.pipeline(transaction=True) as pipe:
                 pipe.set(key, record, ex=self._ttl_s)
                 pipe.sadd(user_key, key)
@@ -105,7 +112,7 @@ class OpaqueTokenStore:
         key = _key(token)
 
         async def _revoke(r: Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
+            async with r.pipeline(transaction=not self._store.cluster) as pipe:
                 pipe.delete(key)
                 pipe.srem(USER_OPAQUE_PREFIX + user, key)
                 await pipe.execute()
@@ -117,8 +124,12 @@ class OpaqueTokenStore:
 
         async def _revoke_all(r: Redis) -> None:
             keys = await r.smembers(user_key)
-            async with r.pipeline(transaction=True) as pipe:
-                if keys:
+            sharded = self._store.cluster  # then the tokens sit on every shard: a DEL each
+            async with r.pipeline(transaction=not sharded) as pipe:
+                if keys and sharded:
+                    for k in keys:
+                        pipe.delete(k)
+                elif keys:
                     pipe.delete(*keys)
                 pipe.delete(user_key)
                 await pipe.execute()

@@ -4,6 +4,12 @@ A refresh token is 256 random bits; Redis keeps only its SHA-256. Tokens of one 
 a family. Using a token spends it and issues the next one of the family (rotation); a spent
 token presented again means it was stolen or replayed, so the whole family is revoked
 (OAuth 2.0 Security BCP, refresh token rotation). Rotation is one atomic Lua script.
+
+A token begins with its family's ID (16 characters, not secret: the access tokens carry
+it too), followed by 160 random bits: 43 characters in all. So the keys one rotation
+touches (the presented token, its successor, the family's revoked marker) are all known
+before the script runs, are all declared in KEYS, and on a sharded store (Redis Cluster)
+all carry the hash tag `{rfr:<family>}`, the slot of the marker's own name.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ TOKEN_PREFIX = "rt:"  # noqa: S105 - a Redis key prefix, not a secret
 # A sorted set per user: family -> its absolute deadline (epoch seconds).
 USER_FAMILIES_PREFIX = "uf:"
 
-# KEYS[1] presented token, KEYS[2] its successor; ARGV[1] refresh ttl, ARGV[2]
-# revoked-family prefix, ARGV[3] hash of the presented CSRF token ('' when none was
-# presented), ARGV[4] now (epoch seconds), ARGV[5] ttl of a revoked-family marker.
+# KEYS[1] presented token, KEYS[2] its successor, KEYS[3] the family's revoked marker;
+# ARGV[1] refresh ttl, ARGV[2] the family named by the presented token, ARGV[3] hash of
+# the presented CSRF token ('' when none was presented), ARGV[4] now (epoch seconds),
+# ARGV[5] ttl of a revoked-family marker.
 # Answers {status, user, family, csrf, successor ttl}: 1 rotated, 0 unknown, 2 family
 # revoked, 3 reuse, 4 CSRF mismatch (nothing spent), 5 family past its absolute
 # deadline. `c` is the CSRF hash of a cookie login ('' otherwise): it passes down the
@@ -35,9 +42,10 @@ _ROTATE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0, '', '', '', 0} end
 local rec = cjson.decode(raw)
+if rec.f ~= ARGV[2] then return {0, '', '', '', 0} end
 local csrf = rec.c or ''
 if ARGV[3] ~= csrf then return {4, '', '', '', 0} end
-local revoked = ARGV[2] .. rec.f
+local revoked = KEYS[3]
 if redis.call('EXISTS', revoked) == 1 then return {2, rec.u, rec.f, csrf, 0} end
 if rec.s == 1 then
   redis.call('SET', revoked, 1, 'EX', ARGV[5])
@@ -58,8 +66,23 @@ return {1, rec.u, rec.f, csrf, ttl}
 """
 
 
-def _key(token: str) -> str:
-    return TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+FAMILY_ID_CHARS = 16  # secrets.token_urlsafe(12)
+
+
+def _new_token(family: str) -> str:
+    return family + secrets.token_urlsafe(20)  # 16 + 27 = 43 characters
+
+
+def _family_of(token: str) -> str:
+    return token[:FAMILY_ID_CHARS]
+
+
+def _key(token: str, sharded: bool = False) -> str:
+    """The token's key: on a sharded store tagged to its family's revoked marker's slot."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if sharded:
+        return f"{TOKEN_PREFIX}{{{REVOKED_FAMILY_PREFIX}{_family_of(token)}}}{digest}"
+    return TOKEN_PREFIX + digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +128,19 @@ class RefreshTokenStore:
     async def start_family(self, user: str, csrf_hash: str | None = None) -> tuple[str, str]:
         """A new family and its first token: (family id, refresh token)."""
         family = secrets.token_urlsafe(12)
-        token = secrets.token_urlsafe(32)
+        token = _new_token(family)
+        sharded = self._store.cluster
         now = time.time()
         deadline = now + self._family_absolute_s
         record = json.dumps({"u": user, "f": family, "s": 0, "c": csrf_hash or "", "d": deadline})
         index = USER_FAMILIES_PREFIX + user
 
         async def _start(r: Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.set(_key(token), record, ex=self._ttl_s)
+            # Sharded: the token and the user's index sit on different shards, so no MULTI;
+            # either half alone is harmless (an indexed family without a token, or a token
+            # the client never got because the login failed).
+            async with r.pipeline(transaction=not sharded) as pipe:
+                pipe.set(_key(token, sharded), record, ex=self._ttl_s)
                 pipe.zadd(index, {family: deadline})
                 pipe.zremrangebyscore(index, "-inf", now)  # families past their deadline
                 # The newest family has the latest deadline: the index outlives them all.
@@ -126,11 +153,14 @@ class RefreshTokenStore:
     async def rotate(self, token: str, csrf_hash: str = "") -> Rotation:
         """Spend `token` and return its successor; reuse revokes the family. `csrf_hash`
         must be the family's (empty for a family that was not started by a cookie login)."""
-        successor = secrets.token_urlsafe(32)
+        named = _family_of(token)
+        successor = _new_token(named)
+        sharded = self._store.cluster
+        keys = [_key(token, sharded), _key(successor, sharded), REVOKED_FAMILY_PREFIX + named]
         status, user, family, csrf, ttl = await self._store.call(
             lambda r: self._rotate(
-                keys=[_key(token), _key(successor)],
-                args=[self._ttl_s, REVOKED_FAMILY_PREFIX, csrf_hash, time.time(), self._marker_s],
+                keys=keys,
+                args=[self._ttl_s, named, csrf_hash, time.time(), self._marker_s],
                 client=r,
             ),
             durable=True,
@@ -164,7 +194,8 @@ class RefreshTokenStore:
         async def _revoke_all(r: Redis) -> list[str]:
             found = await r.zrangebyscore(index, time.time(), "+inf")
             families = [f for f in found if isinstance(f, bytes | str)]
-            async with r.pipeline(transaction=True) as pipe:
+            # Sharded: the markers sit on their families' shards; each SET is idempotent.
+            async with r.pipeline(transaction=not self._store.cluster) as pipe:
                 for family in families:
                     pipe.set(REVOKED_FAMILY_PREFIX + _text(family), 1, ex=self._marker_s)
                 pipe.delete(index)

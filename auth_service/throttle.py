@@ -45,6 +45,17 @@ return {0, 0}
 """
 
 
+# Sharded (REDIS_CLUSTER_NODES): the account counter alone. KEYS[1] account counter;
+# ARGV[1] account limit, ARGV[2] window. Answers as _RESERVE.
+_RESERVE_ACCOUNT = """
+local account = tonumber(redis.call('GET', KEYS[1]) or '0')
+if account >= tonumber(ARGV[1]) then return {1, redis.call('TTL', KEYS[1])} end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+return {0, 0}
+"""
+
+
 class LoginThrottle:
     def __init__(self, store: RedisStore, settings: Settings) -> None:
         self._store = store
@@ -52,24 +63,40 @@ class LoginThrottle:
         self._max_address = settings.login_max_failures_per_ip
         self._window_s = settings.login_window_s
         self._reserve = store.client.register_script(_RESERVE)
+        self._reserve_account = store.client.register_script(_RESERVE_ACCOUNT)
 
     async def reserve(self, username: str, address: str) -> None:
         """Count an attempt on `username` before it is verified; Throttled if the account
         or the address is over its limit (then nothing is counted)."""
         keys = [ACCOUNT_PREFIX + username, ADDRESS_PREFIX + address]
         args = [self._max_account, self._max_address, self._window_s]
-        throttled, ttl = await self._store.call(
-            lambda r: self._reserve(keys=keys, args=args, client=r)
-        )
+        if self._store.cluster:
+            # The two counters sit on different shards: the address counter (only read
+            # here, a coarse backstop) is read first; the account's is reserved atomically.
+            throttled, ttl = await self._store.call(lambda r: self._reserve_sharded(r, keys, args))
+        else:
+            throttled, ttl = await self._store.call(
+                lambda r: self._reserve(keys=keys, args=args, client=r)
+            )
         if throttled:
             raise Throttled(ttl if ttl > 0 else self._window_s)
+
+    async def _reserve_sharded(self, r: Redis, keys: list[str], args: list[int]) -> list[int]:
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.get(keys[1])
+            pipe.ttl(keys[1])
+            address, address_ttl = await pipe.execute()
+        if int(address or 0) >= args[1]:
+            return [1, int(address_ttl)]
+        found = await self._reserve_account(keys=keys[:1], args=[args[0], args[2]], client=r)
+        return [int(found[0]), int(found[1])]
 
     async def record_failure(self, address: str) -> None:
         """A reserved attempt failed: it stays counted; the address counts it too."""
         key = ADDRESS_PREFIX + address
 
         async def _record(r: Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
+            async with r.pipeline(transaction=not self._store.cluster) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, self._window_s, nx=True)
                 await pipe.execute()

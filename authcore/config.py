@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlparse
 
 from authcore.errors import ConfigError
 
@@ -84,6 +85,13 @@ class Settings:
     )
     redis_sentinel_master: str = _setting(
         "REDIS_SENTINEL_MASTER", "authbench", "Name the Sentinels monitor the primary under."
+    )
+    redis_cluster_nodes: str = _setting(
+        "REDIS_CLUSTER_NODES",
+        "",
+        "Comma-separated host:port of Redis Cluster nodes (issue 17, --store cluster:N); set, "
+        "the services use redis-py's cluster client (slot map learnt from any node) instead "
+        "of REDIS_URL. Keys that must sit together carry hash tags. Empty = no cluster.",
     )
     redis_wait_replicas: int = _setting(
         "REDIS_WAIT_REPLICAS",
@@ -444,6 +452,13 @@ class Settings:
             if value <= 0:
                 raise ConfigError(f"{name} must be positive")
         self.sentinel_addresses()  # a malformed host:port is refused at start
+        if self.cluster_nodes():  # a malformed host:port is refused at start
+            if self.redis_sentinels:
+                raise ConfigError("REDIS_CLUSTER_NODES and REDIS_SENTINELS exclude each other")
+            if self.redis_wait_replicas:
+                raise ConfigError("REDIS_WAIT_REPLICAS needs replicas: not with a cluster store")
+            if urlparse(self.redis_url).path.strip("/") not in ("", "0"):
+                raise ConfigError("a Redis Cluster has only db 0: REDIS_URL must not name another")
         if self.redis_wait_replicas < 0 or self.redis_wait_timeout_ms <= 0:
             raise ConfigError("REDIS_WAIT_REPLICAS must be >= 0, REDIS_WAIT_TIMEOUT_MS > 0")
         # Opaque tokens and introspection (mode opaque).
@@ -494,15 +509,11 @@ class Settings:
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """REDIS_SENTINELS parsed: (host, port) of each Sentinel; empty = no Sentinel."""
-        found = []
-        for part in self.redis_sentinels.split(","):
-            host, _, port = part.strip().rpartition(":")
-            if not part.strip():
-                continue
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(f"REDIS_SENTINELS: {part.strip()!r} is no host:port")
-            found.append((host.strip("[]"), int(port)))
-        return found
+        return _addresses("REDIS_SENTINELS", self.redis_sentinels)
+
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """REDIS_CLUSTER_NODES parsed: (host, port) of each node; empty = no cluster."""
+        return _addresses("REDIS_CLUSTER_NODES", self.redis_cluster_nodes)
 
     def _validate_pushlist(self) -> None:
         """The pushed revocation set's settings (JWT_REVOCATION=pushlist)."""
@@ -551,6 +562,19 @@ class Settings:
         # loopback, so a few connections per core keep a core busy. More only adds
         # contention on a 2-core box, fewer serialises on one socket.
         return self.redis_pool_size or max(8, 8 * (os.cpu_count() or 1))
+
+
+def _addresses(name: str, text: str) -> list[tuple[str, int]]:
+    """A comma-separated host:port list parsed; a malformed entry is a ConfigError."""
+    found = []
+    for part in text.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not part.strip():
+            continue
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: {part.strip()!r} is no host:port")
+        found.append((host.strip("[]"), int(port)))
+    return found
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

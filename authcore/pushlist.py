@@ -36,11 +36,12 @@ import heapq
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -288,6 +289,12 @@ class PushList:
             retry=Retry(NoBackoff(), 0),  # this loop reconnects, and checks the stream first
             max_connections=1,  # only this loop uses it: one connection
         )
+        nodes = settings.cluster_nodes()
+        if nodes:  # REDIS_CLUSTER_NODES: the stream is one key, so one shard answers
+            return cast(
+                Redis,
+                RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **bounds),
+            )
         sentinels = settings.sentinel_addresses()
         if sentinels:  # REDIS_SENTINELS: tail the current primary, as RedisStore does
             if self._sentinel is None:  # one for the process's life, closed by stop()

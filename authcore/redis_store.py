@@ -27,6 +27,13 @@ closes that gap when REDIS_WAIT_REPLICAS > 0: the write and a `WAIT n ms` run on
 connection (WAIT counts that connection's writes), and fewer replicas than asked within
 the timeout answers 503 `redis_not_replicated`, so what the client sees acknowledged is
 on a replica.
+
+Sharding (issue 17): with REDIS_CLUSTER_NODES set, the client is redis-py's async
+RedisCluster (one pool per node, each as large as the slots below, so an admitted call
+never waits for a connection on any node); bounds, breaker and slots are the same. A
+Redis Cluster runs a transaction, a script or an MGET only on keys of one slot, so the
+stores give the keys that must sit together a hash tag and split what need not
+(`cluster` tells them which client they have).
 """
 
 from __future__ import annotations
@@ -38,12 +45,13 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authcore import metrics
@@ -150,7 +158,21 @@ class RedisStore:
         )
         self._sentinel: Sentinel | None = None
         sentinels = settings.sentinel_addresses()
-        if sentinels:
+        nodes = settings.cluster_nodes()
+        # Whether keys are sharded: multi-key operations must then stay within one slot.
+        self.cluster = bool(nodes)
+        self.client: Redis
+        if nodes:
+            # Callers use the commands both clients share (typed as the plain client's).
+            self.client = cast(
+                Redis,
+                RedisCluster(
+                    startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+                    max_connections=size,  # per node; the slots keep every pool from running out
+                    **bounds,
+                ),
+            )
+        elif sentinels:
             # Asking the Sentinels is bounded like any call; a dead Sentinel is skipped.
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 sentinels,
@@ -158,7 +180,7 @@ class RedisStore:
             )
             db = int(urlparse(settings.redis_url).path.strip("/") or 0)
             # A plain (non-blocking) pool: the slots below never let it run out.
-            self.client: Redis = self._sentinel.master_for(
+            self.client = self._sentinel.master_for(
                 settings.redis_sentinel_master, max_connections=size, db=db, **bounds
             )
         else:
@@ -237,8 +259,9 @@ class RedisStore:
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
-        except RedisError as err:
-            # e.g. LOADING while a restarted Redis reads its AOF, or a script error.
+        except (RedisError, RedisClusterException) as err:
+            # e.g. LOADING while a restarted Redis reads its AOF, or a script error; on a
+            # cluster, a slot no live node serves (SlotNotCoveredError, not a RedisError).
             self.breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable(f"redis error: {type(err).__name__}") from err

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from authcore.redis_store import RedisStore
+from authcore.redis_store import Redis, RedisStore
 
 DENYLIST_PREFIX = "dl:"
 REVOKED_BEFORE_PREFIX = "rb:"
@@ -54,8 +54,20 @@ class RevocationList:
         family = claims.get(family_claim)
         if isinstance(family, str):
             keys.append(REVOKED_FAMILY_PREFIX + family)
-        values = await self._store.call(lambda r: r.mget(keys))
+        if self._store.cluster:  # the keys sit on different shards: no MGET across slots
+            values = await self._store.call(lambda r: _get_each(r, keys))
+        else:
+            values = await self._store.call(lambda r: r.mget(keys))
         if values[0] is not None or (len(values) > 2 and values[2] is not None):
             return True
         revoked_before = values[1]
         return revoked_before is not None and float(claims["iat"]) < float(revoked_before)
+
+
+async def _get_each(r: Redis, keys: list[str]) -> list[Any]:
+    """GET of each key in one pipeline (redis-py's cluster client sends each node its
+    share at once): still one round trip per shard involved, in parallel."""
+    async with r.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())

@@ -10,11 +10,14 @@ TTL in the same command. The absolute deadline is checked on the record that cam
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import time
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from authcore.config import Settings
 from authcore.errors import ExpiredCredential, InvalidCredential
@@ -98,7 +101,27 @@ class SessionStore:
                 members = (await pipe.execute())[3]
             await _prune_index(r, user_key, [m for m in members if m not in (key, key.encode())])
 
-        await self._store.call(_create, durable=True)
+        async def _create_sharded(r: Redis) -> None:
+            # Sessions are spread over the shards by their own key, the index lives with
+            # its user: no one MULTI holds both. The key first, so the index never names
+            # a key that does not exist yet (a concurrent prune would drop it); should the
+            # index write fail, the session goes too, so none escapes "log out everywhere".
+            await r.set(key, record, ex=self._idle_s)
+            try:
+                # One key, one node, in order; no MULTI (redis-py 8.1's async cluster
+                # transactions fail on reply callbacks, and nothing here needs one).
+                async with r.pipeline(transaction=False) as pipe:
+                    pipe.sadd(user_key, key)
+                    pipe.expire(user_key, self._absolute_s)
+                    pipe.smembers(user_key)
+                    members = (await pipe.execute())[2]
+            except BaseException:
+                with contextlib.suppress(RedisError, OSError):
+                    await r.delete(key)
+                raise
+            await _prune_index(r, user_key, [m for m in members if m not in (key, key.encode())])
+
+        await self._store.call(_create_sharded if self._store.cluster else _create, durable=True)
         return session_id
 
     async def validate(self, session_id: str) -> Session:
@@ -121,7 +144,8 @@ class SessionStore:
         key = _key(session_id)
 
         async def _delete(r: Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
+            # Sharded: the two keys sit on different shards; both writes are idempotent.
+            async with r.pipeline(transaction=not self._store.cluster) as pipe:
                 pipe.delete(key)
                 pipe.srem(USER_SESSIONS_PREFIX + user, key)
                 await pipe.execute()
@@ -140,6 +164,13 @@ class SessionStore:
 
         async def _delete_all(r: Redis) -> int:
             keys = await r.smembers(user_key)
+            if self._store.cluster:  # the sessions sit on every shard: one DEL each
+                async with r.pipeline(transaction=False) as pipe:
+                    for k in keys:
+                        pipe.delete(k)
+                    pipe.delete(user_key)
+                    results = await pipe.execute()
+                return sum(int(n) for n in results[:-1])
             async with r.pipeline(transaction=True) as pipe:
                 if keys:
                     pipe.delete(*keys)

@@ -238,15 +238,17 @@ def ping_rtt_us(url: str, count: int = 20) -> float:
 # --- the Redis CPU quota on a running deployment ----------------------------------------
 @dataclass
 class RedisCap:
-    """Holds redis-server of one deployment to a CPU quota (or none), cell by cell."""
+    """Holds redis-server of one deployment to a CPU quota (or none), cell by cell. On a
+    cluster store (`--store cluster:N`) every shard gets a quota of its own, each of
+    `cores`: N capped shards, the capped-store experiment scaled out."""
 
     deployment: Deployment
     name: str
     cores: float | None = None
-    _quota: cgroups.CpuQuota | None = field(default=None, init=False)
+    _quotas: list[cgroups.CpuQuota] = field(default_factory=list, init=False)
 
     def apply(self, cores: float | None) -> None:
-        if cores == self.cores and (cores is None or self._quota is not None):
+        if cores == self.cores and (cores is None or self._quotas):
             return
         target = self.deployment.target
         if target == "local":
@@ -258,17 +260,24 @@ class RedisCap:
         self.cores = cores
 
     def _apply_local(self, cores: float | None) -> None:
-        pid = _redis_pid(self.deployment)
+        pids = _redis_pids(self.deployment)
         if cores is None:
-            if self._quota is not None:
-                self._quota.remove()
-                self._quota = None
+            self._remove_quotas()
             return
-        if self._quota is None:
-            self._quota = cgroups.CpuQuota.create(self.name, cores)
-            self._quota.attach(pid)
+        if not self._quotas:
+            for i, pid in enumerate(pids):
+                name = self.name if len(pids) == 1 else f"{self.name}-shard{i + 1}"
+                quota = cgroups.CpuQuota.create(name, cores)
+                self._quotas.append(quota)
+                quota.attach(pid)
         else:
-            self._quota.set_cores(cores)
+            for quota in self._quotas:
+                quota.set_cores(cores)
+
+    def _remove_quotas(self) -> None:
+        for quota in self._quotas:
+            quota.remove()
+        self._quotas = []
 
     def _apply_compose(self, cores: float | None) -> None:
         containers = getattr(self.deployment, "containers", None)
@@ -281,24 +290,34 @@ class RedisCap:
             )  # fmt: skip
 
     def throttling(self) -> dict[str, float]:
-        return self._quota.throttling() if self._quota is not None else {}
+        """Summed over the shards' quotas (one quota: its own numbers)."""
+        total: dict[str, float] = {}
+        for quota in self._quotas:
+            for key, value in quota.throttling().items():
+                total[key] = total.get(key, 0.0) + value
+        return total
 
     def release(self) -> None:
         """Lift the cap and remove the group (the deployment may go on running)."""
-        if self._quota is not None:
-            self._quota.remove()
-            self._quota = None
+        self._remove_quotas()
         if self.cores is not None and self.deployment.target == "compose":
             self._apply_compose(None)
         self.cores = None
 
 
-def _redis_pid(deployment: Deployment) -> int:
+def _redis_pids(deployment: Deployment) -> list[int]:
+    """The redis-server to cap: the one Redis, or every shard of a cluster store."""
+    shards = getattr(deployment, "cluster_store", None)
+    if shards is not None:
+        pids = list(shards.processes().values())
+        if len(pids) != len(shards.ports):
+            raise DeploymentError("--redis-cpus: a shard of the cluster store is not running")
+        return pids
     child = getattr(deployment, "redis", None)
     pid = getattr(child, "pid", None)
     if not isinstance(pid, int):
         raise DeploymentError("--redis-cpus: redis-server is not running")
-    return pid
+    return [pid]
 
 
 # --- --pin: generator on one core, the system on the others -----------------------------

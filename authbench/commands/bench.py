@@ -23,7 +23,13 @@ from authbench.bench.protocol import Protocol
 from authbench.bench.runner import BenchConfig, run
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError
 from authbench.targets import TARGETS
-from authbench.targets.base import STORES, DeploymentError, StoreTopology
+from authbench.targets.base import (
+    STORE_METAVAR,
+    STORES,
+    DeploymentError,
+    StoreTopology,
+    store_argument,
+)
 from authbench.targets.external import Endpoints, check_modes, split_address
 from authbench.targets.nginx import GATEWAYS
 from authcore.config import Settings
@@ -198,9 +204,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where = parser.add_argument_group("target and output")
     where.add_argument(
-        "--store", choices=STORES, default=STORES[0],
+        "--store", type=store_argument, metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
-        "(the services find the primary through them; --target local)",
+        "(the services find the primary through them; --target local); cluster:N: N Redis "
+        "Cluster primaries, no replicas (--redis-cpus then caps each shard)",
     )  # fmt: skip
     where.add_argument(
         "--target",

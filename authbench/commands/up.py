@@ -8,7 +8,13 @@ import sys
 import time
 from types import FrameType
 
-from authbench.targets.base import REDIS_PERSISTENCE, STORES, StoreTopology
+from authbench.targets.base import (
+    REDIS_PERSISTENCE,
+    STORE_METAVAR,
+    STORES,
+    StoreTopology,
+    store_argument,
+)
 from authbench.targets.local import ClusterError, LocalCluster, Ports
 from authbench.targets.nginx import GATEWAYS
 from authcore.config import ALGORITHMS, REVOCATION_MODES, VALIDATION_PLACES, Settings
@@ -48,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="none, or an append-only file fsynced every second",
     )  # fmt: skip
     parser.add_argument(
-        "--store", choices=STORES, default=STORES[0],
+        "--store", type=store_argument, metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
-        "(replica on --redis-port + 2, Sentinels on the three ports after it)",
+        "(replica on --redis-port + 2, Sentinels on the three ports after it); cluster:N: "
+        "N Redis Cluster primaries, the first on --redis-port, the others from --redis-port + 2",
     )  # fmt: skip
     parser.add_argument(
         "--validate-at", choices=VALIDATION_PLACES, default=DEFAULTS.validate_at,
@@ -126,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"Sentinels: {cluster.sentinel_set.sentinel_addresses} (master name "
             f"{cluster.sentinel_set.master_name}); the Redis address above is the primary now.",
+            flush=True,
+        )
+    if cluster.cluster_store is not None:
+        print(
+            f"Redis Cluster nodes: {cluster.cluster_store.nodes_setting} (no replicas); "
+            "the Redis address above is shard 1.",
             flush=True,
         )
     reported: set[str] = set()

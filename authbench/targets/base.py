@@ -68,9 +68,9 @@ class NotSupported(DeploymentError):
 class StoreTopology:
     """How the central store is laid out.
 
-    `single` (one redis-server) and `sentinel` (a primary, one replica and three
-    Sentinels, authbench.stores.sentinel) are built; `cluster` (`shards` Redis Cluster
-    nodes) is the planned value of `--store`.
+    `single` (one redis-server), `sentinel` (a primary, one replica and three
+    Sentinels, authbench.stores.sentinel) and `cluster:N` (N Redis Cluster primaries, no
+    replicas, authbench.stores.cluster; N from 1 to MAX_SHARDS) are built.
     """
 
     kind: str = "single"
@@ -83,8 +83,14 @@ class StoreTopology:
             return cls()
         if kind == "sentinel" and not count:
             return cls("sentinel")
+        if kind == "cluster":
+            if not count.isdigit() or not 1 <= int(count) <= MAX_SHARDS:
+                raise ValueError(
+                    f"store topology {text!r}: write cluster:N with N shards, 1 to {MAX_SHARDS}"
+                )
+            return cls("cluster", int(count))
         raise ValueError(
-            f"store topology {text!r} is not built yet; choose from {', '.join(STORES)}"
+            f"store topology {text!r} is not built yet; choose from single, sentinel, cluster:N"
         )
 
     def __str__(self) -> str:
@@ -93,7 +99,22 @@ class StoreTopology:
 
 SINGLE_REDIS = StoreTopology()
 SENTINEL = StoreTopology("sentinel")
-STORES: tuple[str, ...] = ("single", "sentinel")  # --store choices built so far
+MAX_SHARDS = 8  # cluster:N, N <= 8 (their ports fit a private port block)
+STORES: tuple[str, ...] = ("single", "sentinel")  # --store choices wired into the commands
+
+STORE_METAVAR = "{single,sentinel,cluster:N}"
+
+
+def store_argument(text: str) -> str:
+    """argparse's type for --store: the text, once StoreTopology.parse accepts it."""
+    import argparse  # only the commands need it
+
+    try:
+        StoreTopology.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
 
 # How Redis keeps its data: none, or an append-only file fsynced every second.
 REDIS_PERSISTENCE: tuple[str, ...] = ("none", "aof")

@@ -32,6 +32,7 @@ from redis import Redis as RedisClient
 from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
+from authbench.stores.cluster import ShardedCluster
 from authbench.stores.sentinel import SentinelSet
 from authbench.targets import nginx as nginx_gateway
 from authbench.targets.base import (
@@ -65,6 +66,10 @@ _SETTING_NAMES = _SETTING_NAMES - {"JWT_KEY_ENCRYPTION_KEY"}
 
 class ClusterError(DeploymentError):
     pass
+
+
+# Ports.block's store_extra..resource_base-1: the ports a store beyond one Redis may use.
+_STORE_EXTRA_PORTS = 9
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,9 @@ class LocalCluster(Deployment):
     sentinel_failover_timeout_ms: int = 3000
     sentinel_replica_delay_ms: float | None = None  # replica through the delay proxy
     sentinel_set: SentinelSet | None = field(default=None, init=False)
+    # --store cluster:N (issue 17): shard 1 on ports.redis, shards 2..N on store_extra,
+    # store_extra+1, ...; the N cluster-bus ports from a free block of their own.
+    cluster_store: ShardedCluster | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
     redis: Child | None = field(default=None, init=False)
     proxy: DelayProxy | None = field(default=None, init=False)
@@ -297,6 +305,8 @@ class LocalCluster(Deployment):
         try:
             if self.store.kind == "sentinel":
                 self._start_sentinel_set(timeout_s, say)
+            elif self.store.kind == "cluster":
+                self._start_cluster_store(timeout_s, say)
             else:
                 self.redis = self._redis_child()
                 self.redis.start()
@@ -366,6 +376,8 @@ class LocalCluster(Deployment):
         process.stop(started, grace_s)
         if self.sentinel_set is not None:
             self.sentinel_set.stop()
+        if self.cluster_store is not None:
+            self.cluster_store.stop()
 
     # --- faults (chaos scenarios and tests) -------------------------------------------
     def _redis_process(self) -> subprocess.Popen[bytes]:
@@ -424,8 +436,35 @@ class LocalCluster(Deployment):
             f"{self.sentinel_failover_timeout_ms} ms)"
         )
 
+    def _start_cluster_store(self, timeout_s: float, say: Callable[[str], None]) -> None:
+        if self.redis_delay_ms is not None:
+            raise ClusterError("--store cluster:N has no delay proxy (store distance)")
+        if self.redis_persistence != "none":
+            raise ClusterError("--store cluster:N runs without persistence")
+        shards = self.store.shards
+        extra = self.ports.store_extra
+        if extra is None:
+            extra = process.free_port_block(max(1, shards - 1))
+        elif shards - 1 > _STORE_EXTRA_PORTS:
+            raise ClusterError(
+                f"--store cluster:{shards}: the port block has room for "
+                f"{_STORE_EXTRA_PORTS + 1} shards (store_extra ports {extra}.."
+                f"{extra + _STORE_EXTRA_PORTS - 1})"
+            )
+        ports = (self.ports.redis, *(extra + i for i in range(shards - 1)))
+        bus = process.free_port_block(shards)
+        self.cluster_store = ShardedCluster(
+            ports=ports,
+            bus_ports=tuple(bus + i for i in range(shards)),
+            workdir=self.workdir / "cluster",
+        )
+        self.cluster_store.start(timeout_s)
+        say(f"redis cluster of {shards} shard(s) on {self.cluster_store.nodes_setting}")
+
     def _store_env(self) -> dict[str, str]:
         """The services' settings that name the store besides REDIS_URL."""
+        if self.cluster_store is not None:
+            return {"REDIS_CLUSTER_NODES": self.cluster_store.nodes_setting}
         if self.sentinel_set is None:
             return {}
         return {
@@ -545,6 +584,9 @@ class LocalCluster(Deployment):
             used["proxy"] = process.tree_cpu_seconds(self.proxy.pid)
         if self.sentinel_set is not None:
             for name, pid in self.sentinel_set.processes().items():
+                used[name] = process.tree_cpu_seconds(pid)
+        if self.cluster_store is not None:
+            for name, pid in self.cluster_store.processes().items():
                 used[name] = process.tree_cpu_seconds(pid)
         return used
 

@@ -107,10 +107,15 @@ def test_a_spec_opens_the_target_it_names(tmp_path: Path) -> None:
         open_deployment("nomad", spec)
 
 
-def test_only_the_single_store_is_built_yet() -> None:
+def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
     assert str(StoreTopology.parse("single")) == "single"
+    assert StoreTopology.parse("cluster:3") == StoreTopology("cluster", 3)
+    assert str(StoreTopology.parse("cluster:1")) == "cluster:1"
+    for bad in ("cluster", "cluster:0", "cluster:9", "cluster:x"):
+        with pytest.raises(ValueError, match="cluster:N with N shards, 1 to 8"):
+            StoreTopology.parse(bad)
     with pytest.raises(ValueError, match="not built yet"):
-        StoreTopology.parse("cluster:3")
+        StoreTopology.parse("replicas:2")
 
 
 def test_the_services_redis_url_is_the_proxy_only_when_a_store_delay_is_set(
