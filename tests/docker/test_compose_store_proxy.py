@@ -41,6 +41,8 @@ def test_a_store_delay_points_the_services_at_the_proxy(compose_stack: ComposeTa
 def test_the_proxy_container_adds_the_asked_round_trip_and_removes_it(
     compose_stack: ComposeTarget,
 ) -> None:
+    if not compose_stack.is_up():  # test_compose_stack's last test takes the stack down
+        compose_stack.up(replicas=1, build=False, timeout_s=240)
     proxied = ComposeTarget(
         project_name=compose_stack.project_name, env=dict(compose_stack.env), redis_delay_ms=0
     )
