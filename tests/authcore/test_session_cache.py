@@ -25,31 +25,6 @@ from authcore.sessions import SessionStore, session_key
 SESSION_COMMANDS = ("get", "getex", "pttl", "expire")
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server must be installed (scripts/setup.sh does it)"
-    port = free_port_block()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait()
-
-
 @pytest.fixture
 def admin(redis_port: int) -> Iterator[redis.Redis]:
     client = redis.Redis(port=redis_port)

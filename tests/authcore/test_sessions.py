@@ -3,44 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
-from authbench.process import free_port_block
 from authcore.config import Settings
 from authcore.errors import ExpiredCredential, InvalidCredential
 from authcore.redis_store import RedisStore
 from authcore.sessions import SessionStore
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server must be installed (scripts/setup.sh does it)"
-    port = free_port_block()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                asyncio.run(asyncio.sleep(0.05))
-        yield port
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait()
 
 
 @pytest.fixture

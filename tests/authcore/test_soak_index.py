@@ -8,47 +8,14 @@ session of the last SESSION_ABSOLUTE_S. These tests run against a real redis-ser
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
-from authbench.process import free_port_block
 from authcore.config import Settings
 from authcore.errors import InvalidCredential
 from authcore.redis_store import RedisStore
 from authcore.sessions import USER_SESSIONS_PREFIX, SessionStore
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server must be installed (scripts/setup.sh does it)"
-    port = free_port_block()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield port
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait()
 
 
 @pytest.fixture

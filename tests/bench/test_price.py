@@ -5,9 +5,6 @@ left out, and a read window's figures follow from them."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,33 +12,13 @@ import pytest
 import redis
 
 from authbench.bench.price import command_calls, commands_sent, read_window, rss_kib
-from authbench.process import free_port_block
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[redis.Redis]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server must be installed (scripts/setup.sh does it)"
-    port = free_port_block()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    r = redis.Redis(port=port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield r
-    finally:
-        r.close()
-        proc.kill()
-        proc.wait()
+def client(redis_port: int) -> Iterator[redis.Redis]:
+    r = redis.Redis(port=redis_port)
+    yield r
+    r.close()
 
 
 def test_commands_between_two_infos_are_the_ones_sent(client: redis.Redis) -> None:
