@@ -19,7 +19,6 @@ slot map from any of them).
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Self
 import redis
 
 from authbench import process
+from authbench.stores.node import StoreNode as _Node
+from authbench.stores.node import wait_ping
 
 SLOTS = 16384
 MAX_SHARDS = 8
@@ -36,25 +37,6 @@ MAX_SHARDS = 8
 
 class ClusterStoreError(RuntimeError):
     """The Redis Cluster could not be started or did not become ready in time."""
-
-
-@dataclass
-class _Node:
-    name: str
-    port: int
-    argv: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = process.spawn(self.argv, self.log_path, env=process.python_env())
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
 
 def slot_ranges(shards: int) -> list[tuple[int, int]]:
@@ -186,18 +168,7 @@ class ShardedCluster:
         return redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
 
     def _wait_ping(self, node: _Node, deadline: float) -> None:
-        with self._client(node.port) as client:
-            while True:
-                if not node.alive():
-                    raise ClusterStoreError(f"{node.name} exited; see {node.log_path}")
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ClusterStoreError(f"{node.name} did not answer PING in time")
-                time.sleep(0.05)
+        wait_ping(node, self._client(node.port), deadline, ClusterStoreError)
 
     def _wait_state_ok(self, node: _Node, deadline: float) -> None:
         """Until the node reports cluster_state:ok, knows every node and every slot."""

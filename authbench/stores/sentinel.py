@@ -21,7 +21,6 @@ failover attempt. Both values go into the run's manifest.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ import redis
 
 from authbench import process
 from authbench.delay_proxy import DelayProxy
+from authbench.stores.node import StoreNode as _Node
+from authbench.stores.node import wait_ping
 
 MASTER_NAME = "authbench"
 QUORUM = 2
@@ -39,25 +40,6 @@ QUORUM = 2
 
 class SentinelError(RuntimeError):
     """The Sentinel set could not be started or did not fail over in time."""
-
-
-@dataclass
-class _Node:
-    name: str
-    port: int
-    argv: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = process.spawn(self.argv, self.log_path, env=process.python_env())
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
 
 @dataclass
@@ -196,18 +178,7 @@ class SentinelSet:
         return redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     def _wait_ping(self, node: _Node, deadline: float) -> None:
-        with self._client(node.port) as client:
-            while True:
-                if not node.alive():
-                    raise SentinelError(f"{node.name} exited; see {node.log_path}")
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SentinelError(f"{node.name} did not answer PING in time")
-                time.sleep(0.05)
+        wait_ping(node, self._client(node.port), deadline, SentinelError)
 
     def _wait_replica_synced(self, port: int, deadline: float) -> None:
         with self._client(port) as client:
