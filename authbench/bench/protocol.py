@@ -284,14 +284,22 @@ def _client_figures(row: SummaryRow, hist: dict[str, Any], window: float) -> Non
     row.failures = failures
     row.fail_pct = round(100.0 * failures / requests, 3) if requests else math.nan
     row.rps = round(requests / window, 1)
-    row.p50_ms = _ms(response_time_percentile(all_times, 0.50))
-    row.p95_ms = _ms(response_time_percentile(all_times, 0.95))
-    row.p99_ms = _ms(response_time_percentile(all_times, 0.99))
-    row.max_ms = _ms(float(total.get("max_response_time", math.nan) or math.nan))
+    # Locust files each time under a rounded key (13 for 12.8 ms), so a bucketed
+    # percentile can exceed the exact slowest time; no request took longer than that.
+    slowest = float(total.get("max_response_time", math.nan) or math.nan)
+
+    def percentile(times: dict[int, int], q: float) -> float:
+        value = response_time_percentile(times, q)
+        return _ms(min(value, slowest) if not math.isnan(slowest) else value)
+
+    row.p50_ms = percentile(all_times, 0.50)
+    row.p95_ms = percentile(all_times, 0.95)
+    row.p99_ms = percentile(all_times, 0.99)
+    row.max_ms = _ms(slowest)
     row.read_rps = round(sum(int(e["num_requests"]) for e in read_entries) / window, 1)
-    row.read_p50_ms = _ms(response_time_percentile(reads, 0.50))
-    row.read_p95_ms = _ms(response_time_percentile(reads, 0.95))
-    row.read_p99_ms = _ms(response_time_percentile(reads, 0.99))
+    row.read_p50_ms = percentile(reads, 0.50)
+    row.read_p95_ms = percentile(reads, 0.95)
+    row.read_p99_ms = percentile(reads, 0.99)
     row.capture_s = round(window, 2)
 
 

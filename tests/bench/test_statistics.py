@@ -113,3 +113,28 @@ def test_spread_of_repeats() -> None:
     single = spread([5.0, math.nan])
     assert (single.n, single.stdev) == (1, 0.0)
     assert spread([]).n == 0
+
+
+def test_bucketed_percentiles_never_exceed_the_slowest_request() -> None:
+    # Locust files 12.8 ms under the key 13; the exact slowest time is 12.8 ms, and the
+    # CI run that read "p99 13.0 > max 12.8" showed the summary must not say otherwise.
+    from authbench.bench.protocol import _client_figures
+    from authbench.bench.summary import SummaryRow
+
+    hist = {
+        "total": {
+            "num_requests": 200,
+            "num_failures": 0,
+            "response_times": {"2": 150, "13": 50},
+            "max_response_time": 12.8,
+        },
+        "entries": {
+            "GET /api/x": {"num_requests": 200, "response_times": {"2": 150, "13": 50}},
+        },
+    }
+    row = SummaryRow(mode="jwt", replicas=1, users=1)
+    _client_figures(row, hist, 10.0)
+    assert row.max_ms == 12.8
+    assert row.p50_ms == 2.0
+    assert row.p99_ms == 12.8 and row.read_p99_ms == 12.8
+    assert row.p50_ms <= row.p95_ms <= row.p99_ms <= row.max_ms
