@@ -5,7 +5,6 @@ key-encryption key, assertion key), which must never be written down with them."
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import Any
 import pytest
 
 from authbench.process import PROJECT_ROOT
-from authcore.config import documented_settings
+from authbench.targets.base import REDACTED, SECRET_SETTINGS, redact
 
-# Every setting whose name says it holds a secret (the public verification key aside).
-SECRET_NAME = re.compile(r"SECRET|TOKEN$|_KEY$")
-PUBLIC = {"EDGE_ASSERTION_VERIFY_KEY"}
-SECRETS = {env for env, _default, _doc in documented_settings() if SECRET_NAME.search(env)} - PUBLIC
+# Every setting whose name says it holds a secret (the public verification key aside): the
+# one list, which deployments also redact their reported settings by.
+SECRETS = SECRET_SETTINGS
 
 
 def committed_json() -> list[Path]:
@@ -36,7 +34,7 @@ def committed_json() -> list[Path]:
 def secret_values(node: Any, path: str = "") -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in SECRETS and isinstance(value, str) and value and value != "<redacted>":
+            if key in SECRETS and isinstance(value, str) and value and value != REDACTED:
                 yield f"{path}/{key}"
             yield from secret_values(value, f"{path}/{key}")
     elif isinstance(node, list):
@@ -62,3 +60,9 @@ def test_no_committed_result_holds_a_secret_setting_with_a_value() -> None:
 def test_the_check_finds_a_secret() -> None:
     planted = {"deployments": [{"settings": {"JWT_HS256_SECRET": "s3cr3t", "LOG_LEVEL": "x"}}]}
     assert list(secret_values(planted)) == ["/deployments/0/settings/JWT_HS256_SECRET"]
+
+
+def test_a_deployment_reports_a_secret_only_as_set_or_not() -> None:
+    reported = redact({"INTROSPECT_SECRET": "s" * 40, "JWT_HS256_SECRET": "", "LOG_LEVEL": "x"})
+    assert reported == {"INTROSPECT_SECRET": REDACTED, "JWT_HS256_SECRET": "", "LOG_LEVEL": "x"}
+    assert not list(secret_values({"settings": reported}))

@@ -20,7 +20,10 @@ What an implementation provides:
   through the delay proxy when there is one), `replica_urls()` (asked directly, empty
   when not reachable), and `groups()`: each gateway with the settings its replicas run
   (a deployment may serve several settings side by side, as the chaos cluster does);
-  `settings` is what was asked for (JWT_REVOCATION, ...);
+  `settings` is what was asked for (JWT_REVOCATION, ...), or what a running system was
+  found with; a secret setting (`SECRET_SETTINGS`) is reported as `REDACTED` when it is
+  set and "" when not, never with its value, so a mode's `requires` can be checked
+  (authbench.modes `Mode.served_by`) and manifests and reports never hold a secret;
 - `scale(replicas)` where the engine can;
 - Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
   `wait_redis`, `slow_redis(delay_ms)` (0: off);
@@ -40,6 +43,7 @@ the implementations start for it.
 from __future__ import annotations
 
 import http.client
+import re
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
@@ -47,6 +51,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
+
+from authcore.config import documented_settings
+
+# Settings that hold a secret, by name (the public assertion-verification key aside): how a
+# deployment reports them (`redact`), and what tests/test_no_secrets_in_results.py guards.
+_SECRET_NAME = re.compile(r"SECRET|TOKEN$|_KEY$")
+_PUBLIC_KEYS = frozenset({"EDGE_ASSERTION_VERIFY_KEY"})
+SECRET_SETTINGS: frozenset[str] = frozenset(
+    env
+    for env, _default, _doc in documented_settings()
+    if _SECRET_NAME.search(env) and env not in _PUBLIC_KEYS
+)
+REDACTED = "<redacted>"
+
+
+def redact(settings: Mapping[str, str]) -> dict[str, str]:
+    """`settings` as a deployment reports them: each secret one `REDACTED` when set, ""
+    when not (so "is it set?" stays answerable and the value never leaves)."""
+    return {
+        key: (REDACTED if value else "") if key in SECRET_SETTINGS else value
+        for key, value in settings.items()
+    }
 
 
 class DeploymentError(RuntimeError):

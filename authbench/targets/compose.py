@@ -30,6 +30,7 @@ import functools
 import itertools
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -39,7 +40,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, NotSupported, http_status
+from authbench.targets.base import (
+    Deployment,
+    DeploymentError,
+    NotSupported,
+    http_status,
+    redact,
+)
 from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
@@ -53,6 +60,8 @@ STORE_PROXY_PROFILE = "store-proxy"
 PROXY_SERVICE = "redis-proxy"
 PROXY_URL = "redis://redis-proxy:6379/0"
 PROXY_CONTROL_FILE = "/tmp/delay_ms"  # noqa: S108 - inside the proxy's own container
+# Mode opaque's client credential (authbench.modes OPAQUE.requires): see up().
+INTROSPECT_SECRET = "INTROSPECT_SECRET"  # noqa: S105 - the setting's name, not a secret
 # Every profile the harness may start: what ps, logs and down must see too.
 HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
@@ -120,13 +129,14 @@ class ComposeTarget(Deployment):
     project_name: str = field(
         default_factory=lambda: os.environ.get("COMPOSE_PROJECT_NAME", DEFAULT_PROJECT)
     )
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets, some of it
     command_timeout_s: float = 300.0
     scale_to: int | None = None  # start(): None attaches; N: `up` with `env`, N replicas
     # Store distance: None, the services talk to Redis; a number (ms each way, switched on
     # by slow_redis), they go through the redis-proxy container (profile store-proxy).
     redis_delay_ms: float | None = None
     _base_images_checked: bool = field(default=False, init=False, repr=False)
+    _introspect_checked: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.redis_delay_ms is not None:
@@ -189,10 +199,10 @@ class ComposeTarget(Deployment):
 
     @property
     def settings(self) -> Mapping[str, str]:
+        """The replicas' settings as compose resolves them; secrets only as set or not
+        (base.redact): INTROSPECT_SECRET set is what serves mode opaque."""
         env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
-        # Assertion keys never go into a manifest (HS256's is a shared secret).
-        hidden = ("EDGE_ASSERTION_KEY", "EDGE_ASSERTION_VERIFY_KEY", "JWT_KEY_ENCRYPTION_KEY")
-        return {str(k): str(v) for k, v in env.items() if k not in hidden}
+        return redact({str(k): str(v) for k, v in env.items()})
 
     @property
     def redis_persistence(self) -> str:
@@ -253,6 +263,9 @@ class ComposeTarget(Deployment):
         return done
 
     def _process_env(self) -> dict[str, str]:
+        if not self._introspect_checked:
+            self._introspect_checked = True
+            self._adopt_introspect_secret()
         if self._variable("VALIDATE_AT") == "gateway" and not self._variable("EDGE_ASSERTION_KEY"):
             # Edge validation: one assertion key pair for this stack's lifetime; compose
             # hands the signing key to the gateway only (docker-compose.yml).
@@ -268,6 +281,45 @@ class ComposeTarget(Deployment):
                 self.env.update({k: LOCAL_BASE_IMAGES[k] for k in missing})
         env.update(self.env)
         return env
+
+    def _adopt_introspect_secret(self) -> None:
+        """Mode opaque's client credential (INTROSPECT_SECRET, shared by auth and the
+        replicas), when no variable names one: the running stack's own (even none: then
+        `settings` says truthfully that this stack does not serve opaque), or, with no
+        stack running, a random one for this object's lifetime that `up` hands to the
+        services (as LocalCluster does). Never written to a file."""
+        if self._variable(INTROSPECT_SECRET):
+            return
+        running = self._running_env(RESOURCE_SERVICE)
+        if running is not None:
+            self.env[INTROSPECT_SECRET] = running.get(INTROSPECT_SECRET, "")
+        else:
+            self.env[INTROSPECT_SECRET] = secrets.token_urlsafe(32)
+
+    def _running_env(self, service: str) -> dict[str, str] | None:
+        """The environment one running (or paused) container of `service` runs with;
+        None when none runs. Asked of the engine directly (not through `compose`, whose
+        environment this feeds)."""
+        labels = [f"label=com.docker.compose.project={self.project_name}",
+                  f"label=com.docker.compose.service={service}"]  # fmt: skip
+        argv = ["docker", "ps", "-q", *itertools.chain(*(("--filter", f) for f in labels))]
+        try:
+            ids = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, check=False
+            ).stdout.split()
+            if not ids:
+                return None
+            out = subprocess.run(
+                ["docker", "inspect", "--format", "{{json .Config.Env}}", ids[0]],
+                capture_output=True, text=True, timeout=30, check=False,
+            ).stdout  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        try:
+            pairs = json.loads(out) or []
+        except ValueError:
+            return None
+        return dict(str(pair).split("=", 1) for pair in pairs if "=" in str(pair))
 
     def _variable(self, name: str) -> str:
         """A compose variable as compose sees it: env, then process env, then .env."""
@@ -311,6 +363,11 @@ class ComposeTarget(Deployment):
         and `gateway` run the same `image:` (with `pull_policy: never`, a plain `up` would
         build only a missing image and run stale code).
         """
+        self._process_env()  # adopts the running stack's INTROSPECT_SECRET, if any
+        if not self._variable(INTROSPECT_SECRET):
+            # This `up` (re)configures the stack: one that serves every mode, opaque too.
+            self.env[INTROSPECT_SECRET] = secrets.token_urlsafe(32)
+            self.__dict__.pop("config", None)  # resolved before: without the secret
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
         profiles: tuple[str, ...] = ()

@@ -37,6 +37,7 @@ overlay network and host-mode ports work.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -49,9 +50,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, http_status
+from authbench.targets.base import Deployment, DeploymentError, http_status, redact
 from authbench.targets.compose import (
     _METRICS_PROBE,
+    INTROSPECT_SECRET,
     ComposeTarget,
     _cgroup_cpu_seconds,
     parse_redis_info,
@@ -135,7 +137,7 @@ class SwarmTarget(Deployment):
     target: ClassVar[str] = TARGET
 
     stack: str = "authbench"
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets, some of it
     replicas: int | None = 3
     gateway_port: int = 0  # 0: the compose variable GATEWAY_PORT (env, .env), else 8080
     project_dir: Path = PROJECT_ROOT
@@ -148,6 +150,12 @@ class SwarmTarget(Deployment):
         env = dict(self.env)
         if self.replicas is not None:
             env["RESOURCE_REPLICAS"] = str(self.replicas)
+            # A redeploy keeps the running stack's introspection secret (a new one would
+            # replace every task); with none, ComposeTarget makes one (mode opaque).
+            with contextlib.suppress(SwarmError, ValueError):
+                running = self._deployed_env.get(INTROSPECT_SECRET, "")
+                if running:
+                    env.setdefault(INTROSPECT_SECRET, running)
         return ComposeTarget(project_dir=self.project_dir, project_name=self.stack, env=env)
 
     def __post_init__(self) -> None:
@@ -326,8 +334,8 @@ class SwarmTarget(Deployment):
     def settings(self) -> Mapping[str, str]:
         if self.replicas is not None:  # deployed by us: what the stack file says
             env = self.stack_file()["services"][RESOURCE].get("environment") or {}
-            return {str(k): str(v) for k, v in env.items()}
-        return self._deployed_env
+            return redact({str(k): str(v) for k, v in env.items()})
+        return redact(self._deployed_env)  # secrets only as set or not (base.redact)
 
     @property
     def redis_persistence(self) -> str:

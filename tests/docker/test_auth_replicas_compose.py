@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from authbench.targets.base import REDACTED
 from authbench.targets.compose import ComposeTarget
 from authcore.config import Settings
 from authcore.keystore import new_kek
@@ -36,7 +37,7 @@ def test_auth_scales_behind_the_gateway_with_one_key_encryption_key() -> None:
     for name in ("auth", "resource", "gateway"):
         assert services[name]["environment"]["JWT_KEY_ENCRYPTION_KEY"] == kek
     # The key never reaches a manifest through the settings the harness records.
-    assert "JWT_KEY_ENCRYPTION_KEY" not in target.settings
+    assert target.settings["JWT_KEY_ENCRYPTION_KEY"] == REDACTED  # set, and no more
     assert kek not in str(dict(target.settings))
 
 
