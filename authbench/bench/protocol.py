@@ -259,6 +259,7 @@ def cell_row(cell: Cell) -> SummaryRow:
         offered_rps=cell.load.offered_rps,
         jwt_alg=cell.jwt_alg,
         revocation=cell.revocation,
+        validate_at=cell.validate_at,
         store_link=cell.store.kind,
         store_rtt_ms=cell.store.rtt_ms,
         redis_cpus=cell.redis_cpus if cell.redis_cpus is not None else math.nan,

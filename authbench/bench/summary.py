@@ -80,6 +80,11 @@ class SummaryRow:
     offered_rps: float = _figure("reads per second offered: users x rate (0: closed loop)", "req/s")
     jwt_alg: str = _text("JWT signature algorithm of the deployment")
     revocation: str = _text("`JWT_REVOCATION` of the deployment")
+    validate_at: str = _text(
+        "where the credential is checked (`--validate-at`, VALIDATE_AT): `replica` (each "
+        "replica, on every read) or `gateway` (once at the gateway, which forwards a signed "
+        "identity assertion); empty in runs before the column"
+    )
     # --- what was measured ----------------------------------------------------------------
     fail_pct: float = _figure("failures / requests", "%")
     read_rps: float = _figure("authenticated reads (GET /api/*) per second", "req/s")

@@ -190,12 +190,15 @@ def _pct(rate: float | None) -> str | None:
 
 def figures_table(result: dict[str, Any]) -> str:
     rows = []
+    # Where each mode's credentials were checked (issue 15); runs before it did not say.
+    placed = any("validate_at" in f for f in result["figures"].values())
     for mode in (m.key for m in MODES if m.key in result["figures"]):
         f = result["figures"][mode]
         statuses = " ".join(f"{k}: {v}" for k, v in f["outage_statuses"].items()) or "-"
         rows.append(
             [
                 _label(mode),
+                *([f.get("validate_at", "")] if placed else []),
                 f["requests"],
                 f["outage_requests"],
                 _pct(f["outage_error_rate"]),
@@ -212,6 +215,7 @@ def figures_table(result: dict[str, Any]) -> str:
     return _table(
         [
             "mode",
+            *(["checked at"] if placed else []),
             "requests",
             "during outage",
             "failed during outage",

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,11 @@ def modes_served(deployment: Deployment) -> list[tuple[Mode, Group]]:
     return served
 
 
+def _placement(group: Group) -> str:
+    """Where a group checks credentials: its VALIDATE_AT (the services' default: replica)."""
+    return group.settings.get("VALIDATE_AT") or Settings().validate_at
+
+
 def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
     """Why `scenario` cannot run on a given (already running) deployment; None if it can."""
     missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
@@ -365,7 +370,12 @@ def _run_scenario(
         target.stop()
 
     records = timeline.read_records(out_dir / "requests.csv")
-    figures = timeline.figures_by_mode(records, window, timing.hang_ms, [m.key for m in modes])
+    figures = {
+        key: replace(f, validate_at=_placement(group_of[key]))
+        for key, f in timeline.figures_by_mode(
+            records, window, timing.hang_ms, [m.key for m in modes]
+        ).items()
+    }
     per_mode = timeline.buckets(records, window.fault_at)
     rows = timeline.timeline_rows(scenario.name, per_mode, timeline.failure_statuses(records))
     timeline.write_timeline(out_dir / "timeline.csv", rows)

@@ -177,6 +177,9 @@ class ModeFigures:
     p99_outage_ms: float | None
     p50_after_ms: float | None
     p99_after_ms: float | None
+    # Where the mode's group checks credentials (VALIDATE_AT, issue 15): `replica`, or
+    # `gateway` (a compose stack started with VALIDATE_AT=gateway, say).
+    validate_at: str = "replica"
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)

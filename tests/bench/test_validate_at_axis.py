@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from authbench.bench import axes
 from authbench.bench.matrix import Load, Matrix
+from authbench.bench.protocol import cell_row
+from authbench.bench.summary import read_summary, write_summary
 
 
 def test_parse_validate_at_keeps_order_and_refuses_other_places() -> None:
@@ -38,3 +42,14 @@ def test_each_placement_is_its_own_deployment_and_cell() -> None:
         groups.setdefault(cell.group, set()).add(cell.validate_at)
     assert sorted(map(sorted, groups.values())) == [["gateway"], ["replica"]]
     assert matrix.as_dict()["validate_at"] == ["replica", "gateway"]
+
+
+def test_summary_csv_names_each_cells_placement(tmp_path: Path) -> None:
+    cells = Matrix(
+        ("session",), (1,), (Load(4),), ("EdDSA",), validate_at=("replica", "gateway")
+    ).configs()
+    rows = [cell_row(cell) for cell in cells]
+    write_summary(tmp_path / "summary.csv", rows)
+    back = {row.cell_id: row.validate_at for row in read_summary(tmp_path / "summary.csv")}
+    assert back == {cell.cell_id: cell.validate_at for cell in cells}
+    assert sorted(back.values()) == ["gateway", "replica"]

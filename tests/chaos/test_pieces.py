@@ -120,3 +120,24 @@ def test_the_chaos_report_names_the_modes_that_ran_with_what_they_check() -> Non
     assert sentence.startswith("All two modes run at once")
     assert f"<b>{modes.JWT_DENYLIST.label}</b> ({modes.JWT_DENYLIST.checks})" in sentence
     assert modes.JWT.label + "</b>" not in sentence
+
+
+def test_the_chaos_figures_say_where_each_group_checked_credentials() -> None:
+    from dataclasses import asdict
+
+    from authbench.chaos.report import figures_table
+    from authbench.chaos.scenarios import _placement
+    from authbench.targets.base import Group
+
+    edge = Group("main", "http://127.0.0.1:1", (), {"VALIDATE_AT": "gateway"})
+    assert _placement(edge) == "gateway"
+    assert _placement(Group("stateless", "http://127.0.0.1:2", (), {})) == "replica"
+    window = FaultWindow(fault_at=100.0, restore_at=101.0, back_at=101.0)
+    figures = mode_figures("session", [_r(100.5, 503)], window, hang_ms=1000.0)
+    assert figures.validate_at == "replica" and "validate_at" in figures.as_row()
+    placed = {"figures": {"session": {**asdict(figures), "validate_at": "gateway"}}}
+    table = figures_table(placed)
+    assert "<th>checked at</th>" in table and "<td>gateway</td>" in table
+    before = {k: v for k, v in asdict(figures).items() if k != "validate_at"}
+    older = {"figures": {"session": before}}
+    assert "checked at" not in figures_table(older)  # a run from before the column
