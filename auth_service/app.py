@@ -14,6 +14,7 @@ from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.routes import routes
 from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
+from authcore.assertion import AssertionSigner
 from authcore.config import Settings
 from authcore.credentials import CredentialChecker
 from authcore.http import READINESS_CHECKS, base_app
@@ -79,6 +80,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[state.CHECKER] = CredentialChecker(
         settings, sessions, verifier, denylist, opaque=opaque_tokens
     )
+    if settings.edge_assertion_key:  # edge validation behind nginx (auth_service.edge_check)
+        app[state.EDGE_SIGNER] = AssertionSigner.from_settings(settings)
     app[READINESS_CHECKS].append(store.ping)
 
     seeding = asyncio.create_task(users.seed())

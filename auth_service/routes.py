@@ -1,5 +1,5 @@
 """HTTP routes of the auth service: login, refresh, logout, JWKS, key rotation,
-token introspection (for the replicas only)."""
+token introspection (for the replicas only), the edge check (for nginx's auth_request only)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from auth_service import state
+from auth_service.edge_check import EDGE_CHECK_PATH, edge_check
 from auth_service.introspection import introspect as answer_introspection
 from authcore import metrics
 from authcore.credentials import (
@@ -147,6 +148,14 @@ async def introspect(request: web.Request) -> web.Response:
     return json_response(
         await answer_introspection(request, app[state.SETTINGS], app[state.OPAQUE_TOKENS])
     )
+
+
+@routes.get(EDGE_CHECK_PATH)
+async def check_at_the_edge(request: web.Request) -> web.Response:
+    """nginx's auth_request subrequest: 204 with an identity assertion, or the refusal
+    (auth_service/edge_check.py)."""
+    app = request.app
+    return await edge_check(request, app[state.CHECKER], app.get(state.EDGE_SIGNER))
 
 
 @routes.post("/auth/refresh")

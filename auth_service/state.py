@@ -8,6 +8,7 @@ from auth_service.introspection import OpaqueTokenStore
 from auth_service.refresh_tokens import RefreshTokenStore
 from auth_service.throttle import LoginThrottle
 from auth_service.users import UserDirectory
+from authcore.assertion import AssertionSigner
 from authcore.config import IPNetwork, Settings
 from authcore.credentials import CredentialChecker
 from authcore.keystore import KeyStore
@@ -32,3 +33,4 @@ CHECKER = web.AppKey("checker", CredentialChecker)
 OPAQUE_TOKENS = web.AppKey("opaque_tokens", OpaqueTokenStore)  # mode opaque
 KEYSTORE = web.AppKey("keystore", KeyStore)  # shared signing keys (issue 16)
 REVOCATION_FEED = web.AppKey("revocation_feed", RevocationFeed)  # JWT_REVOCATION=pushlist
+EDGE_SIGNER = web.AppKey("edge_signer", AssertionSigner)  # behind nginx: /auth/edge-check

@@ -85,12 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.auth_replicas <= MAX_AUTH_REPLICAS:
         print(f"--auth-replicas must be between 1 and {MAX_AUTH_REPLICAS}", file=sys.stderr)
         return 2
-    if args.gateway == "nginx" and args.validate_at == "gateway":
-        print(
-            "--gateway nginx validates nothing at the edge: use --validate-at replica",
-            file=sys.stderr,
-        )
-        return 2
     cluster = LocalCluster(
         replicas=args.replicas,
         auth_replicas=args.auth_replicas,

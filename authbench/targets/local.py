@@ -271,10 +271,17 @@ class LocalCluster(Deployment):
 
     def plan(self) -> list[Child]:
         gateway_keys, replica_keys = self._edge_keys()
+        auth_keys: dict[str, str] = {}
+        if self.gateway_impl == "nginx":
+            # nginx signs nothing: its auth_request asks the auth service, which checks the
+            # credential and signs the assertion (auth_service/edge_check.py).
+            auth_keys, gateway_keys = gateway_keys, {}
         children = [
-            self._python_child("auth", "auth_service", self.ports.auth, {}),
+            self._python_child("auth", "auth_service", self.ports.auth, auth_keys),
             *(
-                self._python_child(f"auth-{i + 2}", "auth_service", self.ports.auth_extra + i, {})
+                self._python_child(
+                    f"auth-{i + 2}", "auth_service", self.ports.auth_extra + i, auth_keys
+                )
                 for i in range(self.auth_replicas - 1)
             ),
         ]

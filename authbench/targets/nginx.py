@@ -15,6 +15,14 @@ What our gateway does, and how nginx is told to do the same:
 - client headers that would spoof the client's address or identity are replaced or
   dropped (X-Forwarded-For is set from the TCP peer, not appended to);
 - errors nginx itself produces (no upstream, timeout, too large) are the contract's JSON.
+- edge validation (VALIDATE_AT=gateway): nginx's `auth_request` sends each /api request's
+  credential headers to the auth service's `GET /auth/edge-check` (auth_service/
+  edge_check.py) with the original method, target and request ID; a 204 carries the
+  identity assertion, which `auth_request_set` puts into the proxied request, so the
+  replicas verify it exactly as behind our gateway. The auth service, not nginx, holds
+  the signing key (the phantom-token pattern). A refusal is the contract's JSON 401/403
+  with the checker's own code (from `X-Authbench-Error`); a check that could not be
+  made (auth service down, Redis down) is a 503;
 It has no /metrics operator port and no /openapi.json (both are our gateway's own).
 
 The cluster starts it through this module (`python -m authbench.targets.nginx gateway`),
@@ -64,6 +72,115 @@ def _json(code: str, detail: str) -> str:
     return json.dumps({"error": code, "detail": detail})
 
 
+EDGE_CHECK_LOCATION = "/_authbench_edge_check"  # internal: no client can ask it
+ASSERTION_HEADER = "X-Authbench-Identity"  # authcore.assertion's (the harness keeps its
+# own copy of the name: nginx.conf is text, and the header is the contract between them)
+
+# What every proxied request carries. nginx inherits `proxy_set_header` into a location only
+# when the location sets none itself, so a location that adds one repeats them all.
+_PROXY_HEADERS = (
+    ("Connection", '""'),
+    ("Host", "$host"),
+    # The client's address as nginx saw it: replaces, never appends to, what it sent.
+    ("X-Forwarded-For", "$remote_addr"),
+    ("X-Forwarded-Proto", "http"),
+    ("Forwarded", '""'),
+    ("X-Real-IP", '""'),
+    ("X-Forwarded-Host", '""'),
+    ("X-Forwarded-User", '""'),
+    ("X-User", '""'),
+    ("X-Authenticated-User", '""'),
+    ("X-Request-Id", "$request_id"),
+    # A client's own assertion never reaches a replica (our gateway drops it too).
+    (ASSERTION_HEADER, '""'),
+)
+
+
+def _headers(indent: int, **overrides: str) -> str:
+    """`proxy_set_header` lines: _PROXY_HEADERS with `overrides` (underscores for dashes)."""
+    values = {name: value for name, value in _PROXY_HEADERS}
+    values.update({name.replace("_", "-"): value for name, value in overrides.items()})
+    pad = " " * indent
+    return "\n".join(f"{pad}proxy_set_header {name} {value};" for name, value in values.items())
+
+
+def _error_pages(indent: int) -> str:
+    pad = " " * indent
+    return "\n".join(
+        pad + line
+        for line in (
+            "error_page 502 503 = @unavailable;",
+            "error_page 504 = @timeout;",
+            "error_page 413 = @too_large;",
+            "error_page 400 494 = @bad_request;",
+            "error_page 404 = @not_found;",  # nginx's own, e.g. the internal check location
+        )
+    )
+
+
+def _edge_locations() -> str:
+    """/api/* behind `auth_request`, the internal check location and its error answers."""
+    return f"""
+        location ^~ /api/ {{
+            auth_request {EDGE_CHECK_LOCATION};
+            auth_request_set $authbench_identity $upstream_http_x_authbench_identity;
+            auth_request_set $authbench_error $upstream_http_x_authbench_error;
+{_headers(12, X_Authbench_Identity="$authbench_identity")}
+            # error_page here replaces the server's list: theirs again, plus the check's.
+{_error_pages(12)}
+            error_page 401 = @edge_unauthorized;
+            error_page 403 = @edge_forbidden;
+            error_page 500 = @edge_unavailable;
+            proxy_pass http://authbench_resource;
+        }}
+        location = {EDGE_CHECK_LOCATION} {{
+            internal;
+            proxy_pass http://authbench_auth/auth/edge-check;
+            proxy_pass_request_body off;
+            proxy_next_upstream off;
+            # The client's credential headers go along as they came; nothing that says
+            # "from outside" (the auth service refuses that here), the original request line
+            # and the ID the replica will get.
+{
+        _headers(
+            12,
+            Content_Length='""',
+            X_Forwarded_For='""',
+            X_Original_Method="$request_method",
+            X_Original_URI="$request_uri",
+        )
+    }
+        }}
+        location @edge_unauthorized {{
+            return 401 '{_json("$authbench_refusal", "the credential was refused at the edge")}';
+        }}
+        location @edge_forbidden {{
+            return 403 '{_json("$authbench_forbidden", "the request was refused at the edge")}';
+        }}
+        location @edge_unavailable {{
+            add_header Retry-After 1 always;
+            return 503 '{_json("$authbench_outage", "the credential could not be checked")}';
+        }}"""
+
+
+# The check's own machine code when it sent one (only [a-z_], so nothing can be injected
+# into the JSON answer), else the contract's generic one.
+_EDGE_MAPS = """
+    map $authbench_error $authbench_refusal {
+        default invalid_credential;
+        ~^[a-z_]+$ $authbench_error;
+    }
+    map $authbench_error $authbench_forbidden {
+        default forbidden;
+        ~^[a-z_]+$ $authbench_error;
+    }
+    map $authbench_error $authbench_outage {
+        default auth_unavailable;
+        ~^[a-z_]+$ $authbench_error;
+    }
+"""
+
+
 def nginx_config(
     *,
     port: int,
@@ -73,13 +190,20 @@ def nginx_config(
     workers: int = 1,
     upstream_timeout_s: float = 5.0,
     max_body_bytes: int = 65536,
+    edge: bool = False,
 ) -> str:
-    """The nginx.conf of a gateway on 127.0.0.1:`port` (see the module's docstring)."""
+    """The nginx.conf of a gateway on 127.0.0.1:`port` (see the module's docstring);
+    `edge`: validate at the edge through `auth_request` (VALIDATE_AT=gateway)."""
     if not auth_urls or not replica_urls:
         raise ValueError("nginx gateway: needs at least one auth URL and one replica URL")
     temp = workdir / "nginx-temp"
     timeout_ms = max(1, round(upstream_timeout_s * 1000))  # nginx takes no fractions
     not_found = _json("not_found", "no such resource")
+    api = (
+        _edge_locations()
+        if edge
+        else "        location ^~ /api/ { proxy_pass http://authbench_resource; }"
+    )
     return f"""# written by authbench.targets.nginx; do not edit (the cluster rewrites it)
 worker_processes {max(1, workers)};
 daemon off;
@@ -99,7 +223,7 @@ http {{
     client_header_timeout 10s;
     client_body_timeout 10s;
     keepalive_timeout 60s;
-
+{_EDGE_MAPS if edge else ""}
     upstream authbench_auth {{
 {_servers(auth_urls, 1)}
         keepalive 32;
@@ -113,34 +237,21 @@ http {{
         listen 127.0.0.1:{port} backlog=1024;
 
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        # The client's address as nginx saw it: replaces, never appends to, what it sent.
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto http;
-        proxy_set_header Forwarded "";
-        proxy_set_header X-Real-IP "";
-        proxy_set_header X-Forwarded-Host "";
-        proxy_set_header X-Forwarded-User "";
-        proxy_set_header X-User "";
-        proxy_set_header X-Authenticated-User "";
-        proxy_set_header X-Request-Id $request_id;
+{_headers(8)}
         proxy_connect_timeout 1s;
         proxy_send_timeout {timeout_ms}ms;
         proxy_read_timeout {timeout_ms}ms;
         proxy_next_upstream error timeout;
         proxy_next_upstream_tries 3;
 
-        error_page 502 503 = @unavailable;
-        error_page 504 = @timeout;
-        error_page 413 = @too_large;
-        error_page 400 494 = @bad_request;
+{_error_pages(8)}
 
         location = /healthz {{ return 200 '{{"status": "ok", "service": "gateway"}}'; }}
         location = /readyz {{ return 200 '{{"status": "ready", "service": "gateway"}}'; }}
         location = /auth/introspect {{ return 404 '{not_found}'; }}
         location ^~ /auth/ {{ proxy_pass http://authbench_auth; }}
-        location ^~ /api/ {{ proxy_pass http://authbench_resource; }}
+        location = /auth/edge-check {{ return 404 '{not_found}'; }}
+{api}
         location / {{ return 404 '{not_found}'; }}
 
         location @unavailable {{
@@ -153,6 +264,7 @@ http {{
         location @too_large {{
             return 413 '{_json("payload_too_large", "request body too large")}';
         }}
+        location @not_found {{ return 404 '{not_found}'; }}
         location @bad_request {{
             return 400 '{_json("bad_request", "malformed request")}';
         }}
@@ -175,10 +287,6 @@ def gateway_process(
     """argv and env of an nginx gateway in place of ours, whose env (PORT, AUTH_URL,
     RESOURCE_URLS, UPSTREAM_TIMEOUT_S, MAX_BODY_BYTES) it is given; writes its config."""
     nginx_binary()  # fail now, with the install hint, rather than in the child
-    if env.get("VALIDATE_AT") == "gateway":
-        # Replicas would wait for an identity assertion nginx cannot sign (auth_request
-        # edge validation is not built): every read would be refused.
-        raise ValueError("the nginx gateway does not validate at the edge: use VALIDATE_AT=replica")
     port = int(env["PORT"])
     conf = write_config(
         workdir / f"nginx-{port}.conf",
@@ -189,6 +297,8 @@ def gateway_process(
         workers=workers,
         upstream_timeout_s=float(env.get("UPSTREAM_TIMEOUT_S", "5")),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "65536")),
+        # The assertions are signed by the auth service (its /auth/edge-check).
+        edge=env.get("VALIDATE_AT") == "gateway",
     )
     return [sys.executable, "-m", __name__, "gateway"], {**env, CONF_ENV: str(conf)}
 

@@ -19,7 +19,12 @@ from tests.client import request
 # Operator-only and internal routes, deliberately absent from the public description:
 # introspection (RFC 7662) is for the replicas' client credential, never through the
 # gateway (tests/security/test_introspect_hostile.py).
-OPERATOR_ROUTES = {("POST", "/auth/admin/rotate-keys"), ("POST", "/auth/introspect")}
+# The edge check is nginx's auth_request subrequest, never public either (test_nginx_edge.py).
+OPERATOR_ROUTES = {
+    ("POST", "/auth/admin/rotate-keys"),
+    ("POST", "/auth/introspect"),
+    ("GET", "/auth/edge-check"),
+}
 # Answered by the gateway itself (gateway/app.py), not by a routed service.
 GATEWAY_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 # `{name}` or `{name:regex}`, the regex possibly with `{m,n}` quantifiers of its own.
