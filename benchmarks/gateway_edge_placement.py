@@ -10,6 +10,12 @@ what moves between the two placements:
 - Redis commands per request and the Redis connections held by the gateway and by the
   replicas (counted from each process's sockets to Redis's port);
 - throughput and latency (p50, p99) at -c CONNECTIONS, and p50 at -c 1.
+
+`--gateways ours,nginx` runs every placement behind both gateways (issue 15 item 3):
+behind nginx, VALIDATE_AT=gateway is nginx's `auth_request` to the auth service's
+/auth/edge-check, which checks the credential and signs the assertion; so the table also
+gives the auth service's CPU and Redis connections per request, where nginx's edge check
+spends them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from harness import median, say, table, wrk
 
 from authbench.process import free_port_block
 from authbench.targets.local import LocalCluster, Ports
+from authbench.targets.nginx import GATEWAYS
 
 PLACEMENTS = ("replica", "gateway")
 MODES = ("session", "jwt")
@@ -42,13 +49,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--assertion-alg", default="EdDSA", choices=("EdDSA", "HS256"))
+    parser.add_argument(
+        "--gateways",
+        default="ours",
+        help="comma-separated: ours and/or nginx (each placement behind each gateway)",
+    )
     parser.add_argument("--workdir", type=Path, help="cluster logs (default: a fresh temp dir)")
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="authbench-edge-placement-"))
 
+    gateways = [g.strip() for g in args.gateways.split(",") if g.strip()]
+    if not gateways or set(gateways) - set(GATEWAYS):
+        parser.error(f"--gateways: choose from {', '.join(GATEWAYS)}")
+    # A cell's name: `placement` behind our gateway alone (as earlier runs wrote it), else
+    # `gateway:placement`.
+    named = {
+        (f"{gateway}:{placement}" if gateways != ["ours"] else placement): (gateway, placement)
+        for gateway in gateways
+        for placement in PLACEMENTS
+    }
     clusters = {
-        placement: LocalCluster(
+        name: LocalCluster(
             replicas=args.replicas,
             ports=Ports.block(free_port_block()),
             settings_env={
@@ -58,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                 "VALIDATE_AT": placement,
                 "EDGE_ASSERTION_ALG": args.assertion_alg,
             },
-            workdir=workdir / placement,
+            workdir=workdir / name.replace(":", "-"),
+            gateway_impl=gateway,
         )
-        for placement in PLACEMENTS
+        for name, (gateway, placement) in named.items()
     }
     results: dict[str, list[dict[str, float]]] = {}
     try:
@@ -100,15 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         ("p99_ms", f"p99 ms (c={args.connections})", "{:.2f}"),
         ("p50_c1_ms", "p50 ms (c=1)", "{:.3f}"),
         ("gateway_cpu_us", "gateway CPU µs/req", "{:.0f}"),
+        ("auth_cpu_us", "auth CPU µs/req", "{:.0f}"),
         ("replicas_cpu_us", "replicas CPU µs/req", "{:.0f}"),
         ("redis_cpu_us", "Redis CPU µs/req", "{:.1f}"),
         ("redis_commands", "Redis cmds/req", "{:.2f}"),
         ("redis_conns_gateway", "Redis conns: gateway", "{:.0f}"),
+        ("redis_conns_auth", "Redis conns: auth", "{:.0f}"),
         ("redis_conns_replicas", "Redis conns: replicas", "{:.0f}"),
     ]
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s through the gateway to /api/me, "
         f"{args.replicas} replicas, JWT_REVOCATION=denylist, assertion {args.assertion_alg}, "
+        f"gateways {', '.join(gateways)}, "
         f"median of {args.rounds} interleaved rounds\n"
     )
     print(
@@ -170,10 +196,12 @@ def _cell(cluster: LocalCluster, header: str, args: argparse.Namespace) -> dict[
         "errors": float(res.errors),
         "p50_c1_ms": single.p50_ms,
         "gateway_cpu_us": per_request(["gateway"]),
+        "auth_cpu_us": per_request(["auth"]),
         "replicas_cpu_us": per_request(replicas),
         "redis_cpu_us": per_request(["redis"]),
         "redis_commands": (calls_after - calls_before) / n,
         "redis_conns_gateway": float(conns.get("gateway", 0)),
+        "redis_conns_auth": float(conns.get("auth", 0)),
         "redis_conns_replicas": float(sum(v for k, v in conns.items() if k in replicas)),
     }
 

@@ -14,7 +14,11 @@ shared machine's noise hits all three alike) and prints medians and ratios:
   session cookie (`gateway+validate:session`, one GETEX per request) and with an EdDSA JWT
   (`gateway+validate:jwt`, one signature check), against the same gateway without
   validation: what checking the credential at the edge costs the gateway. Every path
-  gets the same credential header, so the requests differ only in what is done with them.
+  gets the same credential header, so the requests differ only in what is done with them;
+- nginx's edge validation beside it (`nginx+validate:*`, with `--validate`): nginx with
+  `auth_request` to that auth service's /auth/edge-check (authbench/targets/nginx.py), which
+  checks the credential and signs the assertion; measured against plain nginx, with the
+  auth service's CPU per request, since that is where nginx's check is spent.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from harness import (
 )
 
 from authbench.process import PROJECT_ROOT as ROOT
+from authbench.targets.nginx import nginx_binary, write_config
 from authcore.assertion import generate_keys
 
 
@@ -83,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     others = {ref: args.base_port + 3 + i for i, ref in enumerate(args.compare_ref)}
     # Edge validation's own processes sit at the top of the block.
     validating, auth, redis_port = args.base_port + 40, args.base_port + 41, args.base_port + 42
+    nginx_validating = args.base_port + 43
     check_ports([replica, proxy, gateway, *others.values()])
     if args.validate:
-        check_ports([validating, auth, redis_port])
+        check_ports([validating, auth, redis_port, nginx_validating])
     with Processes() as procs:
         procs.spawn(
             "replica",
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for port in (gateway, *others.values()):
             wait_http(f"http://127.0.0.1:{port}/readyz")
         credentials: dict[str, str] = {}
+        auth_pid = 0  # the auth service, where nginx's edge check is spent
         if args.validate:
             credentials = start_validating_gateway(
                 procs, gateway_env, validating, auth, redis_port, args.assertion_alg
@@ -133,6 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             gateway_pids["gateway+validate:session"] = gateway_pids["gateway+validate:jwt"] = (
                 procs.started[-1].pid
             )
+            auth_pid = procs.started[-2].pid  # started just before the validating gateway
+            conf = write_config(
+                procs.logdir / "nginx-validate" / "nginx.conf",
+                port=nginx_validating,
+                auth_urls=[f"http://127.0.0.1:{auth}"],
+                replica_urls=[upstream],
+                workdir=procs.logdir / "nginx-validate",
+                workers=args.nginx_workers,
+                edge=True,
+            )
+            nginx_pid = procs.spawn("nginx-validate", [nginx_binary(), "-c", str(conf)]).pid
+            wait_http(f"http://127.0.0.1:{nginx_validating}/readyz")
+            gateway_pids["nginx+validate:session"] = gateway_pids["nginx+validate:jwt"] = nginx_pid
         say(f"logs in {procs.logdir}")
         # Every path gets the same credential header (one cookie when not validating).
         same = [credentials["session"]] if credentials else []
@@ -148,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"http://127.0.0.1:{validating}{args.path}",
                 [header],
             )
+        for kind, header in credentials.items():
+            targets[f"nginx+validate:{kind}"] = (
+                f"http://127.0.0.1:{nginx_validating}{args.path}",
+                [header],
+            )
         for url, headers in targets.values():  # warm up every path (pools, caches)
             res = wrk(url, duration_s=1, connections=args.connections, headers=headers)
             if res.errors:
@@ -158,18 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         # CPU time a gateway spends per request: unlike rps, hardly moved by other work on
         # the machine, so the steadiest before/after measure of the gateway's own cost.
         cpu_us: dict[str, list[float]] = {k: [] for k in gateway_pids}
+        auth_us: dict[str, list[float]] = {k: [] for k in gateway_pids if "+validate:" in k}
         for r in range(args.rounds):
             # Every other round in reverse: no path always runs right after the same one.
             order = list(targets.items())[:: -1 if r % 2 else 1]
             for name, (url, headers) in order:
                 pid = gateway_pids.get(name)
                 cpu_before = tree_cpu_seconds(pid) if pid else 0.0
+                auth_before = cpu_seconds(auth_pid) if name in auth_us else 0.0
                 res = wrk(
                     url, duration_s=args.duration, connections=args.connections, headers=headers
                 )
                 loaded[name].append(res)
                 if pid and res.requests:
                     cpu_us[name].append((tree_cpu_seconds(pid) - cpu_before) / res.requests * 1e6)
+                if name in auth_us and res.requests:
+                    spent = cpu_seconds(auth_pid) - auth_before
+                    auth_us[name].append(spent / res.requests * 1e6)
                 say(
                     f"round {r + 1}/{args.rounds} {name:8s} c={args.connections}: "
                     f"{res.rps:9,.0f} rps p50 {res.p50_ms:.3f} ms errors {res.errors}"
@@ -242,15 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         for ref in others
     }
     # Edge validation: the validating gateway against the plain one and nginx, per round.
+    # nginx's edge validation likewise, against plain nginx; its check's CPU is the auth
+    # service's (keyed `nginx+validate:KIND`; ours as before, by KIND alone).
     validation = {
-        name.split(":", 1)[1]: {
+        (name.split(":", 1)[1] if name.startswith("gateway") else name): {
             "vs_gateway": paired(loaded[name], loaded["gateway"]),
             "vs_nginx": paired(loaded[name], loaded["nginx"]),
             "cpu_us_per_request": median(cpu_us[name]),
-            "added_p50_ms": p50_1[name] - p50_1["gateway"],
+            "auth_cpu_us_per_request": median(auth_us[name]),
+            "added_p50_ms": p50_1[name]
+            - p50_1["gateway" if name.startswith("gateway") else "nginx"],
         }
         for name in targets
-        if name.startswith("gateway+validate:")
+        if "+validate:" in name
     }
     print()
     print(
@@ -280,6 +314,33 @@ def main(argv: list[str] | None = None) -> int:
                 *(
                     row
                     for kind, seen in validation.items()
+                    if kind.startswith("nginx+")
+                    for row in (
+                        [
+                            f"{kind} rps / nginx rps (per-round)",
+                            f"{seen['vs_nginx']:.2f}",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"{kind} CPU per request: nginx + auth service",
+                            f"{seen['cpu_us_per_request']:.1f} + "
+                            f"{seen['auth_cpu_us_per_request']:.1f} µs",
+                            "-",
+                            "-",
+                        ],
+                        [
+                            f"{kind} added p50 (c=1) over nginx",
+                            f"{seen['added_p50_ms']:.3f} ms",
+                            "-",
+                            "-",
+                        ],
+                    )
+                ),
+                *(
+                    row
+                    for kind, seen in validation.items()
+                    if not kind.startswith("nginx+")
                     for row in (
                         [
                             f"gateway+validate:{kind} rps / gateway rps (per-round)",
@@ -384,9 +445,15 @@ def start_validating_gateway(
         "AUTH_SEED_USERS": "5",
         "LOG_LEVEL": "WARNING",
     }
-    procs.spawn("auth", [PYTHON, "-m", "auth_service"], {**services, "PORT": str(auth_port)})
-    wait_http(f"http://127.0.0.1:{auth_port}/readyz")
     signing, _verifying = generate_keys(alg)  # the hello replica checks nothing
+    # The auth service holds the signing key too: nginx's auth_request asks it to sign.
+    procs.spawn(
+        "auth",
+        [PYTHON, "-m", "auth_service"],
+        {**services, "PORT": str(auth_port), "EDGE_ASSERTION_KEY": signing,
+         "EDGE_ASSERTION_ALG": alg},
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{auth_port}/readyz")
     procs.spawn(
         "gateway-validate",
         [PYTHON, "-m", "gateway"],
