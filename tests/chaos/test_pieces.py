@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,37 @@ def test_delay_proxy_adds_its_delay_to_each_direction_only_while_on(
         proxy.stop()
     assert off < 20 and off_again < 20, (off, off_again)
     assert 50 <= on < 150, on  # 2 x 25 ms per round trip
+
+
+def test_delay_proxy_cut_holds_bytes_until_healed_and_drops_a_connection_closed_meanwhile(
+    redis_port: int, tmp_path: Path
+) -> None:
+    """The partition switch (failover-partition scenarios): while cut, nothing reaches
+    Redis; healed, what was held follows; a connection closed during the cut is dropped
+    with what it held (a peer that died during a partition)."""
+    listen = redis_port + 1
+    proxy = DelayProxy(listen, redis_port, 0.0, tmp_path / "proxy.log")
+    direct = redis.Redis(port=redis_port, socket_timeout=2)
+    try:
+        proxy.start()
+        proxy.cut()
+        held = socket.create_connection(("127.0.0.1", listen), timeout=2)
+        held.sendall(b"SET held 1\r\n")
+        closed = socket.create_connection(("127.0.0.1", listen), timeout=2)
+        closed.sendall(b"SET dropped 1\r\n")
+        time.sleep(0.3)
+        assert direct.exists("held", "dropped") == 0  # nothing passed the cut
+        closed.close()
+        time.sleep(0.2)
+        proxy.delay(False)  # heal
+        assert held.recv(64) == b"+OK\r\n"
+        assert direct.get("held") == b"1"
+        time.sleep(0.2)
+        assert direct.exists("dropped") == 0
+        held.close()
+    finally:
+        direct.close()
+        proxy.stop()
 
 
 def test_delay_link_switches_between_zero_and_its_delay() -> None:
