@@ -68,7 +68,9 @@ class KindLoss:
     unanswered: int = 0
     acknowledged_last: int = 0  # in the last LAST_MS before the kill
     lost_last: int = 0
-    acknowledged_cut: int = 0  # while the replica's link was cut (partition scenarios)
+    # Answered after the replica's link was cut (partition scenarios): by the time the
+    # answer was read, so one in flight at the cut may have reached the replica before it.
+    acknowledged_cut: int = 0
     lost_cut: int = 0
 
 
@@ -107,7 +109,7 @@ class AcknowledgedWrites:
         self.latencies: dict[str, list[float]] = {op: [] for op in OPERATIONS}
         self.latency_started: dict[str, list[float]] = {op: [] for op in OPERATIONS}  # wall
         self.errors: dict[str, int] = {}
-        self.error_at: list[tuple[str, float]] = []  # (errors' key, wall clock at start)
+        self.error_at: list[tuple[str, float]] = []  # (errors key, wall clock of the answer)
         self._tokens: list[str] = []  # each chain's latest acknowledged refresh token
         self.first_tokens: list[str] = []  # each chain's token from its login
         self.probe_account = jwt_accounts[-1]  # logs in after the kill (writes back?)
@@ -155,7 +157,7 @@ class AcknowledgedWrites:
             with self._lock:
                 key = f"{operation}: {answer.status}"
                 self.errors[key] = self.errors.get(key, 0) + 1
-                self.error_at.append((key, wall))
+                self.error_at.append((key, time.time()))
         return answer
 
     def _record(self, kind: str, check: dict[str, Any]) -> None:
@@ -499,7 +501,8 @@ def report_section(
             "of the slow scenario) that stops passing bytes at the cut, while the Sentinels "
             "and the services still reach both nodes directly. The primary goes on "
             "acknowledging writes the replica never receives; then it is SIGKILLed and the "
-            "replica promoted.</p>"
+            'replica promoted. "During the cut" goes by when the answer was read: a '
+            "request in flight at the cut may have reached the replica before it.</p>"
             if partitioned
             else ""
         )
