@@ -134,6 +134,8 @@ class LocalCluster(Deployment):
     sentinel_down_after_ms: int = 1000
     sentinel_failover_timeout_ms: int = 3000
     sentinel_replica_delay_ms: float | None = None  # replica through the delay proxy
+    # The replica's link can be cut (the failover-partition scenarios): a proxy on it.
+    sentinel_partition_proxy: bool = False
     sentinel_set: SentinelSet | None = field(default=None, init=False)
     # --store cluster:N (issue 17): shard 1 on ports.redis, shards 2..N on store_extra,
     # store_extra+1, ...; the N cluster-bus ports from a free block of their own.
@@ -427,6 +429,7 @@ class LocalCluster(Deployment):
             failover_timeout_ms=self.sentinel_failover_timeout_ms,
             replica_delay_ms=self.sentinel_replica_delay_ms,
             proxy_port=extra + 4,
+            partition_proxy=self.sentinel_partition_proxy,
         )
         self.sentinel_set.start(timeout_s)
         say(
@@ -494,6 +497,12 @@ class LocalCluster(Deployment):
 
     def rejoin_redis(self) -> None:
         self._sentinels().rejoin()
+
+    def cut_redis_replica_link(self) -> dict[str, object]:
+        return self._sentinels().cut_replica_link()
+
+    def redis_replication(self) -> dict[str, object]:
+        return self._sentinels().replication()
 
     # --- replica faults -------------------------------------------------------------------
     def kill_replica(self, index: int) -> None:
