@@ -225,7 +225,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=GATEWAYS,
         default=GATEWAYS[0],
         help="what answers at the gateway's address: ours, or Debian's nginx in its place "
-        "(same routes, upstream keep-alive, passive health; --target local only)",
+        "(same routes, upstream keep-alive, passive health; with --validate-at gateway, "
+        "auth_request to the auth service's edge check; --target local only)",
     )
     where.add_argument(
         "--port-base",

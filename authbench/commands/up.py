@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--gateway", choices=GATEWAYS, default=GATEWAYS[0],
         help="what answers at the gateway port: ours, or Debian's nginx in its place "
-        "(same routes; no operator port, no edge validation)",
+        "(same routes; no operator port; with --validate-at gateway its auth_request asks "
+        "the auth service, which signs the assertion)",
     )  # fmt: skip
     parser.add_argument("--gateway-port", type=int, default=Ports.gateway)
     parser.add_argument("--redis-port", type=int, default=Ports.redis)
