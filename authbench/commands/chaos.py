@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
         help="local: a fresh loopback cluster per scenario; compose: the running docker "
-        "stack (session plus its one JWT mode; kill, pause and the restart matching its "
-        "REDIS_APPENDONLY)",
+        "stack (the modes its settings serve: session, its JWT mode, opaque when it has an "
+        "INTROSPECT_SECRET; kill, pause, the restart matching its REDIS_APPENDONLY, the "
+        "auth-service faults)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
