@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
             return 1
         target = ComposeTarget()  # the running stack, as it is
+        try:
+            target.start()  # attaches: reads the store and settings the services run with
+        except RuntimeError as err:  # DeploymentError
+            print(f"authbench chaos: --target compose: {err}", file=sys.stderr)
+            return 1
     if args.target == "swarm":
         from authbench.targets.swarm import SwarmTarget, swarm_state
 
