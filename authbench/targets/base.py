@@ -254,6 +254,15 @@ class Deployment(ABC):
         tuning: quorum, down-after-milliseconds, failover-timeout)."""
         return {"kind": str(self.store)}
 
+    def cut_redis_replica_link(self) -> dict[str, object]:
+        """Partition the replica from the primary (its replication link passes nothing;
+        both still answer everyone else); returns what was done."""
+        raise NotSupported(self.target, "cut_redis_replica_link")
+
+    def redis_replication(self) -> dict[str, object]:
+        """The primary's and the replica's replication state: offsets, lag in bytes."""
+        raise NotSupported(self.target, "redis_replication")
+
     # --- replica faults (the replica-crash scenario) ------------------------------------
     def kill_replica(self, index: int) -> None:
         """SIGKILL resource replica `index` (of `replica_urls()`); it stays down."""
