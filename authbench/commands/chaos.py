@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--target", choices=TARGETS, default="local",
         help="local: a fresh loopback cluster per scenario; compose: the running docker "
         "stack (session plus its one JWT mode; kill, pause and the restart matching its "
-        "REDIS_APPENDONLY)",
+        "REDIS_APPENDONLY; on its `sentinel` profile, failover, or failover-wait when it runs "
+        "REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
+        "auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
