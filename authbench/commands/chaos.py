@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="local: a fresh loopback cluster per scenario; compose: the running docker "
         "stack (the modes its settings serve: session, its JWT mode, opaque when it has an "
         "INTROSPECT_SECRET; kill, pause, the restart matching its REDIS_APPENDONLY, the "
-        "auth-service faults)",
+        "auth-service faults; on its `sentinel` profile, failover, or failover-wait when it "
+        "runs REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
+        "auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
@@ -158,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
             return 1
         target = ComposeTarget()  # the running stack, as it is
+        try:
+            target.start()  # attaches: reads the store and settings the services run with
+        except RuntimeError as err:  # DeploymentError
+            print(f"authbench chaos: --target compose: {err}", file=sys.stderr)
+            return 1
     if args.target == "swarm":
         from authbench.targets.swarm import SwarmTarget, swarm_state
 
