@@ -332,10 +332,14 @@ def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
 
 
 def _failover_section(results: Sequence[dict[str, Any]]) -> str:
-    """The failover scenarios side by side (authbench.chaos.failover); empty without them."""
-    from authbench.chaos import failover, replica_crash
+    """The failover, replica-crash and shard-kill scenarios' own figures; empty without them."""
+    from authbench.chaos import failover, replica_crash, shard_kill
 
-    return failover.report_section(results, _table) + replica_crash.report_section(results, _table)
+    return (
+        failover.report_section(results, _table)
+        + replica_crash.report_section(results, _table)
+        + shard_kill.report_section(results, _table)
+    )
 
 
 def render(run_dir: Path) -> Path:

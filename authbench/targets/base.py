@@ -247,6 +247,19 @@ class Deployment(ABC):
         """Start the killed primary again, as a replica of the new one."""
         raise NotSupported(self.target, "rejoin_redis")
 
+    # --- shard faults (store topology `cluster:N`, the shard-kill scenario) ---------------
+    def kill_shard(self, index: int) -> None:
+        """SIGKILL Redis Cluster shard `index` (0-based); it stays down until `start_shard`."""
+        raise NotSupported(self.target, "kill_shard")
+
+    def start_shard(self, index: int) -> None:
+        """Start shard `index` again (it takes its slots back); return once the cluster is ok."""
+        raise NotSupported(self.target, "start_shard")
+
+    def shard_of_keys(self, keys: list[str]) -> list[int]:
+        """The shard (0-based) holding each key, by CLUSTER KEYSLOT."""
+        raise NotSupported(self.target, "shard_of_keys")
+
     # --- replica faults (the replica-crash scenario) ------------------------------------
     def kill_replica(self, index: int) -> None:
         """SIGKILL resource replica `index` (of `replica_urls()`); it stays down."""

@@ -485,6 +485,21 @@ class LocalCluster(Deployment):
         except RuntimeError:
             return self.ports.redis
 
+    def _shards(self) -> ShardedCluster:
+        if self.cluster_store is None:
+            raise ClusterError("this cluster does not run --store cluster:N")
+        return self.cluster_store
+
+    def kill_shard(self, index: int) -> None:
+        self.close()  # the sampling connection may be to that shard
+        self._shards().kill(index)
+
+    def start_shard(self, index: int) -> None:
+        self._shards().restart(index)
+
+    def shard_of_keys(self, keys: list[str]) -> list[int]:
+        return self._shards().shard_of(keys)
+
     def kill_redis_primary(self) -> int:
         self.close()
         return self._sentinels().kill_primary()
