@@ -296,6 +296,11 @@ class Deployment(ABC):
         `calls=N,usec=...`. Raises DeploymentError when Redis cannot be asked."""
         raise NotSupported(self.target, "redis_info")
 
+    def redis_infos(self) -> dict[str, Mapping[str, Any]]:
+        """`INFO all` of every node of the store, by name: one for a single Redis (the
+        default), one per shard of a Redis Cluster (`redis-shard-N`)."""
+        return {"redis": self.redis_info()}
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by each component (redis, auth, gateway, resource-N);
         components that cannot be measured are left out."""
