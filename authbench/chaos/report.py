@@ -359,10 +359,17 @@ def render(run_dir: Path) -> Path:
         chart = run_dir / name / "timeline.png"
         title = f"{name}: {result['scenario']['title']}"
         chart_timeline(title, per_mode, outage_s, chart)
+        extra = ""
+        if result.get("shard_kill"):
+            from authbench.chaos import shard_kill
+
+            shard_kill.chart(result["shard_kill"], run_dir / name / "shards.png")
+            extra = _img(run_dir, f"{name}/shards.png", f"probe sessions by shard in {name}")
         sections.append(
             f"<h3>{html.escape(title)}</h3><p>{html.escape(result['scenario']['what'])} "
             f"Redis was down or slow for {outage_s:.2f} s.</p>"
             + _img(run_dir, f"{name}/timeline.png", f"timeline of {name}")
+            + extra
             + figures_table(result)
         )
     if results:

@@ -25,6 +25,7 @@ import html
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from authbench.chaos import probes, timeline
@@ -202,3 +203,43 @@ def report_section(
             )
         )
     return "".join(parts)
+
+
+def chart(figures: dict[str, Any], path: Path) -> None:
+    """Left: the probe sessions on each shard, and how many failed during the outage.
+    Right: the share failed per mode of the load, against the share expected."""
+    from authbench.chaos.report import _pyplot
+    from authbench.modes import get
+
+    plt = _pyplot()
+    shards = range(1, figures["shards"] + 1)
+    on = [sum(p["shard"] + 1 == s for p in figures["probes"]) for s in shards]
+    failed = [
+        sum(p["shard"] + 1 == s and any(x != 200 for x in p["statuses"]) for p in figures["probes"])
+        for s in shards
+    ]
+    fig, (ax_shards, ax_modes) = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax_shards.bar([s - 0.2 for s in shards], on, 0.4, color="#1f77b4", label="probe sessions")
+    ax_shards.bar([s + 0.2 for s in shards], failed, 0.4, color="#d62728", label="failed")
+    ax_shards.set_xticks(list(shards))
+    ax_shards.set_xticklabels([f"shard {s}" + (" (killed)" if s == figures["victim"] else "")
+                               for s in shards])  # fmt: skip
+    ax_shards.set_ylabel("sessions")
+    ax_shards.set_title("Probe sessions by the shard holding their key (CLUSTER KEYSLOT)")
+    ax_shards.legend(fontsize=8)
+    load = figures.get("load", {})
+    names = list(load)
+    shares = [100 * (load[m]["failed_share"] or 0.0) for m in names]
+    ax_modes.bar(range(len(names)), shares, color=[get(m).color for m in names])
+    ax_modes.axhline(100 * figures["expected_share"], color="#333", linestyle="--",
+                     label="expected: probe sessions on the killed shard")  # fmt: skip
+    ax_modes.set_xticks(range(len(names)))
+    ax_modes.set_xticklabels(names, rotation=20, fontsize=8)
+    ax_modes.set_ylabel("failed requests during the outage (%)")
+    ax_modes.set_title("The load's requests during the outage, per mode")
+    ax_modes.legend(fontsize=8)
+    for ax in (ax_shards, ax_modes):
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
