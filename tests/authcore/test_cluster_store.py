@@ -14,12 +14,19 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from authbench.process import free_port_block
 from authbench.stores.cluster import ShardedCluster
 from authcore.config import Settings
 from authcore.errors import StoreUnavailable
-from authcore.redis_store import Redis, RedisStore
+from authcore.redis_store import (
+    ConnectionClosedUnderUs,
+    NodeBreakers,
+    Redis,
+    RedisStore,
+    _node_guarded,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +88,31 @@ def test_a_dead_shard_fails_only_its_own_keys_under_concurrent_calls(tmp_path: P
     assert live_failed == 0
     assert dead_ok == 0
     assert opened == 1
+
+
+def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int) -> None:
+    """uvloop refuses a write on a transport this process already closed with a
+    RuntimeError (seen in a capped-shard bench as 500s on login); the node's connection
+    turns it into a redis ConnectionError (so: 503) and gives the node no verdict."""
+    breakers = NodeBreakers(1.0)
+    connection_class = _node_guarded(breakers, lambda _err: False)
+
+    async def scenario() -> None:
+        connection = connection_class(host="127.0.0.1", port=redis_port)
+        await connection.send_command("PING")
+        assert await connection.read_response() in (b"PONG", "PONG")
+        assert connection._writer is not None
+        connection._writer.transport.abort()  # closed under it, still "connected"
+        await asyncio.sleep(0)
+        with pytest.raises(ConnectionClosedUnderUs):
+            await connection.send_command("PING")
+        assert breakers.open_nodes() == []
+        await connection.send_command("PING")  # a fresh connection
+        assert await connection.read_response() in (b"PONG", "PONG")
+        await connection.disconnect()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
