@@ -247,6 +247,15 @@ class Deployment(ABC):
         """Start the killed primary again, as a replica of the new one."""
         raise NotSupported(self.target, "rejoin_redis")
 
+    def cut_redis_replica_link(self) -> dict[str, object]:
+        """Partition the replica from the primary (its replication link passes nothing;
+        both still answer everyone else); returns what was done."""
+        raise NotSupported(self.target, "cut_redis_replica_link")
+
+    def redis_replication(self) -> dict[str, object]:
+        """The primary's and the replica's replication state: offsets, lag in bytes."""
+        raise NotSupported(self.target, "redis_replication")
+
     # --- shard faults (store topology `cluster:N`, the shard-kill scenario) ---------------
     def kill_shard(self, index: int) -> None:
         """SIGKILL Redis Cluster shard `index` (0-based); it stays down until `start_shard`."""

@@ -68,3 +68,32 @@ def test_cluster_on_sentinels_keeps_sessions_and_serves_logins_after_a_failover(
     assert {"sentinel-1", "sentinel-2", "sentinel-3", "redis-1", "redis-2"} <= set(
         cluster.cpu_seconds()
     )
+
+
+def test_with_wait_a_login_the_partitioned_replica_cannot_hold_is_a_json_503(
+    make_cluster: ClusterFactory,
+) -> None:
+    """What a client sees of REDIS_WAIT_REPLICAS=1 while the replica's link is cut (the
+    failover-partition-wait scenario): not an acknowledgement a failover could take back,
+    but a fast 503 with the contract's JSON error and Retry-After; and once healed,
+    logins are acknowledged again."""
+    cluster = make_cluster(
+        replicas=1,
+        store=SENTINEL,
+        sentinel_partition_proxy=True,
+        env={"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "100"},
+    )
+    gateway = cluster.gateway_url
+    assert login(gateway, 1, "session").status == 200
+    cut = cluster.cut_redis_replica_link()
+    assert cluster.redis_replication()["through_proxy"] is True
+    started = time.monotonic()
+    refused = login(gateway, 2, "session")
+    assert refused.status == 503, refused.status
+    assert refused.json()["error"] == "redis_not_replicated"
+    assert refused.headers.get("retry-after") == "1"
+    assert time.monotonic() - started < 3.0  # WAIT's 100 ms plus an argon2 hash, not a hang
+    assert cluster.sentinel_set is not None and cluster.sentinel_set.proxy is not None
+    cluster.sentinel_set.proxy.delay(False)  # heal: the held stream reaches the replica
+    _until(lambda: login(gateway, 3, "session").status == 200, 10)
+    assert cut["proxy_port"] == cluster.redis_replication()["replica_master_port"]
