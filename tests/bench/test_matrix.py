@@ -112,3 +112,24 @@ def test_store_topologies_are_an_axis_each_on_its_own_deployment() -> None:
     for group in matrix.schedule():  # never two topologies on one deployment
         assert len({cell.topology for cell in group}) == 1
     assert Matrix(("jwt",), (1,), (Load(5),), ("EdDSA",)).configs()[0].cell_id.endswith("EdDSA")
+
+
+def test_the_store_flag_takes_topologies_side_by_side_and_refuses_bad_ones() -> None:
+    from authbench.bench.runner import BenchConfig, deployment_for
+    from authbench.cli import build_parser
+    from authbench.commands.bench import build_config
+    from authbench.targets.local import LocalCluster
+
+    def config(*argv: str) -> BenchConfig:
+        return build_config(build_parser().parse_args(["bench", "--modes", "session", *argv]))
+
+    assert config().matrix.stores == ("single",)
+    both = config("--store", "cluster:1,cluster:3")
+    assert both.matrix.stores == ("cluster:1", "cluster:3")
+    for group in both.matrix.schedule():
+        deployment = deployment_for(both, group[0])
+        assert isinstance(deployment, LocalCluster)
+        assert str(deployment.store) == group[0].topology
+    for bad in ("cluster:0", "cluster:3,shards", ""):
+        with pytest.raises(ValueError, match="--store"):
+            config("--store", bad)
