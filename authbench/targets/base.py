@@ -25,16 +25,19 @@ What an implementation provides:
 - Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
   `wait_redis`, `slow_redis(delay_ms)` (0: off);
 - auth-service faults: `kill_auth`, `pause_auth`, `resume_auth`, `start_auth`;
-- samplers' sources: `redis_info()` (INFO as a flat dict), `cpu_seconds()` (CPU used so
-  far per component: redis, auth, gateway, resource-N, ...), `metrics_pages()` (each
-  replica's /metrics text).
+- shard faults (`cluster:N`): `kill_shard`, `start_shard`, `shard_of_keys` (CLUSTER
+  KEYSLOT);
+- samplers' sources: `redis_info()` (INFO as a flat dict), `redis_infos()` (INFO of every
+  node of the store, one per shard of a Redis Cluster), `cpu_seconds()` (CPU used so far
+  per component: redis, redis-shard-N, auth, gateway, resource-N, ...), `metrics_pages()`
+  (each replica's /metrics text).
 
 What a target cannot do it leaves to the base class, which raises `NotSupported` naming
 the target and the operation (an external deployment, measured by URL only, has no
 faults); `supports(operation)` asks beforehand. The store behind it is
-described by `store` (a `StoreTopology`): today always a single Redis; Sentinel,
-Redis Cluster and read replicas are the planned topologies, each a value here plus what
-the implementations start for it.
+described by `store` (a `StoreTopology`): a single Redis, Sentinel or Redis Cluster
+(`local` only for the last two), each a value here plus what the implementations start
+for it.
 """
 
 from __future__ import annotations
