@@ -36,7 +36,7 @@ What a target cannot do it leaves to the base class, which raises `NotSupported`
 the target and the operation (an external deployment, measured by URL only, has no
 faults); `supports(operation)` asks beforehand. The store behind it is
 described by `store` (a `StoreTopology`): a single Redis, Sentinel or Redis Cluster
-(`local` only for the last two), each a value here plus what the implementations start
+(the last two started by `local`), each a value here plus what the implementations start
 for it.
 """
 
