@@ -330,8 +330,8 @@ class FailoverTimes:
     primary_answers_s: float  # ... and it answers as one ("back")
     writes_back_s: float | None  # the first acknowledged write (a JWT login) after the kill
     rejoined_s: float  # the killed node is a synced replica of the new primary again
-    old_port: int
-    new_port: int
+    old_primary: str  # the target's name of the node: 127.0.0.1:PORT, or a compose service
+    new_primary: str
 
 
 def inject(
@@ -344,13 +344,12 @@ def inject(
 ) -> tuple[timeline.FaultWindow, FailoverTimes]:
     """Kill the primary, stop the writers, wait for the failover, bring the old primary
     back as a replica, and time each step."""
-    fault_at = time.time()
-    old = target.kill_redis_primary()
+    old, fault_at = target.kill_redis_primary()
     writes.stop()
-    say(f"fault: Redis primary on port {old} SIGKILLed; waiting for the Sentinels")
+    say(f"fault: Redis primary {old} SIGKILLed; waiting for the Sentinels")
     named_at, new = target.wait_redis_failover(old, timeout_s)
     back_at = time.time()
-    say(f"promoted: port {new} named after {named_at - fault_at:.2f} s, answers as primary")
+    say(f"promoted: {new} named after {named_at - fault_at:.2f} s, answers as primary")
     # The first write acknowledged after the kill, while the old primary restarts as a
     # replica (with WAIT no write is acknowledged before that).
     first_write: list[float] = []
@@ -370,8 +369,8 @@ def inject(
         primary_answers_s=round(back_at - fault_at, 3),
         writes_back_s=round(first_write[0] - fault_at, 3) if first_write else None,
         rejoined_s=round(rejoined_at - fault_at, 3),
-        old_port=old,
-        new_port=new,
+        old_primary=old,
+        new_primary=new,
     )
     return timeline.FaultWindow(fault_at, named_at, back_at), times
 

@@ -35,7 +35,7 @@ from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
 from authbench.targets.base import Deployment, Group, StoreTopology
-from authcore.config import Settings
+from authcore.config import Settings, documented_settings
 
 Progress = Callable[[str], None]
 
@@ -105,6 +105,7 @@ FAILOVER_SCENARIOS: dict[str, Scenario] = {
                 "promoted, the old primary restarts as its replica; writes acknowledged up "
                 "to the kill are looked for on the new primary.",
                 store="sentinel",
+                settings=(("REDIS_WAIT_REPLICAS", "0"),),  # asynchronous replication
             ),
             Scenario(
                 "failover-wait", "failover", "none", "Primary killed, Sentinel failover, WAIT 1",
@@ -273,6 +274,12 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
         return f"target {deployment.target} cannot {', '.join(missing)}"
     if StoreTopology.parse(scenario.store).kind != deployment.store.kind:
         return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
+    # A running deployment cannot be given the scenario's settings: it must run them.
+    defaults = {name: default for name, default, _doc in documented_settings()}
+    for name, value in scenario.settings:
+        running = deployment.settings.get(name, defaults.get(name, ""))
+        if running != value:
+            return f"it needs {name}={value}; this deployment runs {name}={running}"
     if scenario.fault == "restart" and scenario.persistence != deployment.redis_persistence:
         return (
             f"its Redis persistence is {deployment.redis_persistence}; {scenario.name} needs "
@@ -436,9 +443,7 @@ def _run_scenario(
         failover_figures = None
         if writes is not None:
             lost = writes.check(window.fault_at, cut_at=events.get("cut_at"))
-            # The local cluster's Sentinel set describes itself (ports, tuning); others: kind.
-            sentinels = getattr(target, "sentinel_set", None)
-            store = sentinels.describe() if sentinels is not None else {"kind": str(target.store)}
+            store = target.store_description()
             failover_figures = failover.summary(
                 lost, times, writes, store, dict(scenario.settings), partition
             )

@@ -205,9 +205,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument(
         "--store", metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
-        "(the services find the primary through them; --target local); cluster:N: N Redis "
-        "Cluster primaries, no replicas (--redis-cpus then caps each shard). An axis: "
-        "comma-separated topologies run side by side, e.g. cluster:1,cluster:3",
+        "(the services find the primary through them; --target local or compose: its profile "
+        "sentinel); cluster:N: N Redis Cluster primaries, no replicas (--redis-cpus then caps "
+        "each shard). An axis: comma-separated topologies run side by side, e.g. "
+        "cluster:1,cluster:3",
     )  # fmt: skip
     where.add_argument(
         "--target",

@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--target", choices=TARGETS, default="local",
         help="local: a fresh loopback cluster per scenario; compose: the running docker "
         "stack (session plus its one JWT mode; kill, pause and the restart matching its "
-        "REDIS_APPENDONLY)",
+        "REDIS_APPENDONLY; on its `sentinel` profile, failover, or failover-wait when it runs "
+        "REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
+        "auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
@@ -154,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
             return 1
         target = ComposeTarget()  # the running stack, as it is
+        try:
+            target.start()  # attaches: reads the store and settings the services run with
+        except RuntimeError as err:  # DeploymentError
+            print(f"authbench chaos: --target compose: {err}", file=sys.stderr)
+            return 1
     if args.target == "swarm":
         from authbench.targets.swarm import SwarmTarget, swarm_state
 

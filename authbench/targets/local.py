@@ -504,12 +504,19 @@ class LocalCluster(Deployment):
     def shard_of_keys(self, keys: list[str]) -> list[int]:
         return self._shards().shard_of(keys)
 
-    def kill_redis_primary(self) -> int:
+    def kill_redis_primary(self) -> tuple[str, float]:
         self.close()
-        return self._sentinels().kill_primary()
+        killed_at = time.time()  # the lookup before the kill is one loopback round trip
+        return f"127.0.0.1:{self._sentinels().kill_primary()}", killed_at
 
-    def wait_redis_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
-        return self._sentinels().wait_failover(old_port, timeout_s)
+    def wait_redis_failover(self, old: str, timeout_s: float = 30.0) -> tuple[float, str]:
+        named_at, port = self._sentinels().wait_failover(int(old.rpartition(":")[2]), timeout_s)
+        return named_at, f"127.0.0.1:{port}"
+
+    def store_description(self) -> dict[str, object]:
+        if self.sentinel_set is not None:
+            return self.sentinel_set.describe()
+        return super().store_description()
 
     def rejoin_redis(self) -> None:
         self._sentinels().rejoin()

@@ -182,7 +182,8 @@ def _failover_result(name: str, cut: bool, lost: int, refused: int) -> dict[str,
         for k in kinds
     }  # fmt: skip
     times = {"promoted_s": 2.0, "primary_answers_s": 2.1, "writes_back_s": 2.5,
-             "rejoined_s": 2.4, "old_port": 1, "new_port": 2}  # fmt: skip
+             "rejoined_s": 2.4, "old_primary": "127.0.0.1:1",
+             "new_primary": "127.0.0.1:2"}  # fmt: skip
     partition = {"cut_at": 97.0, "proxy_port": 3,
                  "at_kill": {"replica_lag_bytes": 1234, "through_proxy": True}}  # fmt: skip
     return {

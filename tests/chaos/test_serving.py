@@ -8,9 +8,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from authbench.chaos.scenarios import SCENARIOS, cannot_run, modes_served
+from authbench.chaos.scenarios import FAILOVER_SCENARIOS, SCENARIOS, cannot_run, modes_served
 from authbench.chaos.topology import ChaosCluster, ChaosPorts
 from authbench.modes import CHAOS_MODES, JWT, JWT_DENYLIST, JWT_DENYLIST_OPEN, JWT_SHORT, SESSION
+from authbench.targets.base import SENTINEL
 from authcore.config import Settings
 from tests.client import Answer, bearer, login, request
 
@@ -40,6 +41,28 @@ def test_the_delay_proxy_is_in_every_service_path_only_when_asked_for(tmp_path: 
     assert {c.env["REDIS_URL"] for c in plain.plan()} == {redis_url}
     assert {c.env["REDIS_URL"] for c in slow.plan()} == {proxy_url}
     assert all(cannot_run(s, slow) is None for s in SCENARIOS.values() if s.fault != "restart")
+
+
+def test_a_running_deployment_gets_only_the_failover_scenario_whose_settings_it_runs(
+    tmp_path: Path,
+) -> None:
+    """A given deployment (the compose stack) cannot be handed a scenario's settings: a
+    failover measured on a stack without WAIT must not be reported as `failover-wait`."""
+    ports = ChaosPorts(20000)
+    plain = ChaosCluster(replicas=1, workdir=tmp_path, chaos_ports=ports, store=SENTINEL)
+    waits = ChaosCluster(
+        replicas=1, workdir=tmp_path, chaos_ports=ports, store=SENTINEL,
+        settings_env={"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "100"},
+    )  # fmt: skip
+    failover, waited = FAILOVER_SCENARIOS["failover"], FAILOVER_SCENARIOS["failover-wait"]
+    assert cannot_run(failover, plain) is None  # the services' default: no WAIT
+    assert cannot_run(waited, plain) == (
+        "it needs REDIS_WAIT_REPLICAS=1; this deployment runs REDIS_WAIT_REPLICAS=0"
+    )
+    assert cannot_run(waited, waits) is None
+    assert cannot_run(failover, waits) == (
+        "it needs REDIS_WAIT_REPLICAS=0; this deployment runs REDIS_WAIT_REPLICAS=1"
+    )
 
 
 def _lifetime(answer: Answer) -> int:
