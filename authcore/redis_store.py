@@ -459,9 +459,12 @@ class RedisStore:
         return replicated
 
     async def ping(self) -> str | None:
-        """Readiness check: None when Redis answers, otherwise the reason."""
+        """Readiness check: None when Redis answers, otherwise the reason. A cluster is
+        up while any of its nodes answers: with one shard dead the process still serves
+        every key on the others, and a readiness probe that failed would take it out of
+        rotation for all of them (a plain PING goes to one node, maybe the dead one)."""
         try:
-            await self.call(lambda r: r.ping())
+            await self.call(_ping_any_node if self.cluster else lambda r: r.ping())
         except StoreBusy:
             return None  # every connection is busy talking to Redis: it is up
         except StoreUnavailable as err:
@@ -472,6 +475,21 @@ class RedisStore:
         await self.client.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
+
+
+async def _ping_any_node(client: Redis) -> bool:
+    """PING each primary of a cluster in turn until one answers; the last error if none."""
+    sharded = cast(RedisCluster, client)
+    primaries = sharded.get_primaries()
+    if not primaries:  # no command yet: the first one learns the nodes and the slot map
+        return bool(await sharded.ping())
+    failure: BaseException = StoreUnavailable()
+    for node in primaries:
+        try:
+            return bool(await sharded.ping(target_nodes=node))
+        except (RedisError, StoreUnavailable) as err:  # its breaker open, or down
+            failure = err
+    raise failure
 
 
 class _PinnedPool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
 import pytest
 import uvloop
+from redis.asyncio.cluster import RedisCluster
 
 from authbench.process import free_port_block
 from authbench.stores.cluster import ShardedCluster
@@ -88,6 +90,33 @@ def test_a_dead_shard_fails_only_its_own_keys_under_concurrent_calls(tmp_path: P
     assert live_failed == 0
     assert dead_ok == 0
     assert opened == 1
+
+
+def test_readiness_holds_while_any_shard_answers(tmp_path: Path) -> None:
+    """The node a plain PING goes to (redis-py's default node) SIGKILLed: the store still
+    reports ready, since the other shards serve their keys; with every shard dead, not."""
+    base = free_port_block(4)
+    shards = ShardedCluster(
+        ports=(base, base + 1), bus_ports=(base + 2, base + 3), workdir=tmp_path
+    )  # fmt: skip
+    with shards:
+        settings = Settings.from_env({"REDIS_CLUSTER_NODES": shards.nodes_setting})
+
+        async def scenario() -> tuple[list[str | None], str | None]:
+            store = RedisStore(settings)
+            try:
+                assert await store.ping() is None
+                default = cast(RedisCluster, store.client).get_default_node().port
+                shards.kill(shards.ports.index(default))
+                after_one = [await store.ping() for _ in range(5)]
+                shards.kill(1 - shards.ports.index(default))
+                return after_one, await store.ping()
+            finally:
+                await store.close()
+
+        after_one, after_all = asyncio.run(scenario())
+    assert after_one == [None] * 5
+    assert after_all is not None  # the reason, e.g. "the session store (Redis) is unreachable"
 
 
 def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int) -> None:
