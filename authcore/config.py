@@ -347,8 +347,9 @@ class Settings:
     edge_assertion_key: str = _setting(
         "EDGE_ASSERTION_KEY",
         "",
-        "Gateway only: the assertion signing key (EdDSA: base64url raw 32-byte private key; "
-        "HS256: the secret, >= 32 bytes).",
+        "The edge's assertion signing key (EdDSA: base64url raw 32-byte private key; HS256: "
+        "the secret, >= 32 bytes): our gateway's, or behind nginx the auth service's "
+        "(/auth/edge-check); never a replica's.",
     )
     edge_assertion_verify_key: str = _setting(
         "EDGE_ASSERTION_VERIFY_KEY",
