@@ -53,7 +53,7 @@ class DeploymentSpec:
 def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
     if spec.store != SINGLE_REDIS and target != "local":
-        if spec.store.kind == "cluster":
+        if spec.store.kind in ("cluster", "replicas"):
             raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
         raise ValueError(
             f"--store {spec.store} is built for --target local; compose runs it as the "
