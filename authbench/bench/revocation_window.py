@@ -350,6 +350,21 @@ def write_readme(run_dir: Path) -> Path:
             f"{s['revoked']} | "
             f"{_cell(s['p50_ms'])} | {_cell(s['p99_ms'])} | {_cell(s['max_ms'])} | {verdict} |"
         )
+    lags = manifest.get("replication_read_lag_ms") or {}
+    if lags:
+        lines += [
+            "",
+            "Replication read lag, without HTTP: a key deleted on the primary until a GET on "
+            "a read replica (in turn) first misses it, once per logout count:",
+            "",
+            "| store | samples | p50 ms | p99 ms | max ms |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for store, lag in lags.items():
+            lines.append(
+                f"| {store} | {lag['samples']} | {_cell(lag['p50_ms'])} | "
+                f"{_cell(lag['p99_ms'])} | {_cell(lag['max_ms'])} |"
+            )
     git = manifest.get("git", {})
     if git:
         dirty = " (dirty: the tree held uncommitted edits)" if git.get("dirty") else ""
@@ -417,6 +432,8 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             "stores": [str(store) for store in config.stores],
         },
         "deployments": {},
+        # --store replicas:N: a DEL on the primary until a replica's GET misses it (ms).
+        "replication_read_lag_ms": {},
     }
     results: list[ModeWindow] = []
     started = time.monotonic()
@@ -468,6 +485,10 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
                     f"max {s['max_ms']} ms over {s['revoked']}/{s['logouts']} logouts "
                     f"({s['verdict']})"
                 )
+            if cluster.replica_store is not None and cluster.replica_store.replica_ports:
+                lags = cluster.replica_store.read_lag_ms(config.logouts)
+                manifest["replication_read_lag_ms"][str(store)] = lag_summary(lags)
+                say(f"replication read lag on {store}: {lag_summary(lags)}")
         finally:
             cluster.stop()
     manifest["duration_s"] = round(time.monotonic() - started, 1)
@@ -475,6 +496,16 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
     manifest["summary"] = [r.summary() for r in results]
     write_results(run_dir, results, manifest)
     return run_dir
+
+
+def lag_summary(lags_ms: Sequence[float]) -> dict[str, Any]:
+    """p50/p99/max (ms, nearest rank) of replication read lags."""
+    return {
+        "samples": len(lags_ms),
+        "p50_ms": _round(percentile(lags_ms, 0.50)),
+        "p99_ms": _round(percentile(lags_ms, 0.99)),
+        "max_ms": _round(max(lags_ms)) if lags_ms else None,
+    }
 
 
 def _wait_login(gateway: str, timeout_s: float = 120.0) -> None:

@@ -14,6 +14,7 @@ REDIS_READ_REPLICAS; session reads go to the replicas only with SESSION_RENEW_IN
     with ReplicaSet(ports=(p0, r1, r2), workdir=d) as store:
         store.replicas_setting       # "127.0.0.1:r1,127.0.0.1:r2"
         store.replication_lag()      # {r1: bytes behind, r2: ...}
+        store.read_lag_ms(100)       # DEL on the primary -> a replica's GET sees it gone
 """
 
 from __future__ import annotations
@@ -89,6 +90,37 @@ class ReplicaSet:
             if key.startswith("slave") and isinstance(value, dict):
                 lag[int(value["port"])] = offset - int(value.get("offset", 0))
         return lag
+
+    def read_lag_ms(self, samples: int, timeout_s: float = 5.0) -> list[float]:
+        """How long a deleted key stays readable on a replica, `samples` times (replicas
+        taken in turn): SET a key on the primary and WAIT until every replica has it, DEL
+        it, then GET it on one replica in a tight loop until it is gone; the time from
+        the DEL's reply to that first nil, in ms. A logout is such a DEL, so this is what
+        replication adds to a session's revocation window, without HTTP around it."""
+        if not self.replica_ports:
+            return []
+        found: list[float] = []
+        primary = self._client(self.primary_port)
+        replicas = [self._client(port) for port in self.replica_ports]
+        try:
+            for i in range(samples):
+                key = f"authbench:read-lag:{i}"
+                primary.set(key, "1", ex=60)
+                primary.wait(len(replicas), 2000)
+                replica = replicas[i % len(replicas)]
+                if replica.get(key) is None:
+                    raise ReplicaStoreError("a replica did not get a key within WAIT's 2 s")
+                primary.delete(key)
+                deleted = time.perf_counter()
+                while replica.get(key) is not None:
+                    if time.perf_counter() - deleted > timeout_s:
+                        raise ReplicaStoreError(f"a DEL did not reach a replica in {timeout_s} s")
+                found.append((time.perf_counter() - deleted) * 1000.0)
+        finally:
+            primary.close()
+            for replica in replicas:
+                replica.close()
+        return found
 
     # --- life -------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:

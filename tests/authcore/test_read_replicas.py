@@ -190,6 +190,13 @@ async def test_a_dead_replica_sends_its_reads_elsewhere(tmp_path: Path) -> None:
             await store.close()
 
 
+def test_the_read_lag_of_a_delete_is_measured_on_every_replica(replica_set: ReplicaSet) -> None:
+    lags = replica_set.read_lag_ms(6)
+    assert len(lags) == 6 and all(0 < lag < 1000 for lag in lags)
+    with _node(replica_set.primary_port) as primary:
+        assert primary.keys("authbench:read-lag:*") == []  # nothing left behind
+
+
 def test_replica_settings_are_refused_with_a_clear_reason() -> None:
     with pytest.raises(ConfigError, match="REDIS_READ_REPLICAS needs SESSION_RENEW_INTERVAL_S"):
         Settings.from_env({"REDIS_READ_REPLICAS": "127.0.0.1:7001"})
