@@ -234,3 +234,26 @@ def _wait_synced(replica_set: ReplicaSet, timeout_s: float = 10.0) -> None:
                 assert time.monotonic() < deadline, f"replica {port} did not resync"
                 time.sleep(0.05)
     _replicated(replica_set)
+
+
+async def test_the_capacity_study_drives_reads_through_the_replicas(
+    replica_set: ReplicaSet,
+) -> None:
+    from authbench.bench.replica_capacity import _drive
+
+    _reset_stats(replica_set)
+    result = await _drive(_settings(replica_set), 0.3, 4, 5)
+    assert result["reads"] > 0 and result["errors"] == 0 and result["teardown_stuck"] == 0
+    assert sum(_calls(port, "get") for port in replica_set.replica_ports) >= result["reads"]
+    assert _calls(replica_set.primary_port, "get") == 0
+
+
+def test_the_capacity_study_refuses_bad_options_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from authbench.bench.replica_capacity import main
+
+    assert main(["--topologies", "getex,cluster:2"]) == 2
+    assert "expected getex or replicas:N" in capsys.readouterr().err
+    assert main(["--cores", "0.001"]) == 2
+    assert "--cores" in capsys.readouterr().err
