@@ -288,6 +288,9 @@ class RedisStore:
             try:
                 return await self._admitted(operation, replica.client, replica.breaker)
             except StoreUnavailable:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the caller was cancelled mid-call: no second try for it
                 continue  # this replica is down: the next one, then the primary
         return await self.call(operation)
 

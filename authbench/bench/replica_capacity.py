@@ -33,6 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from authbench import cgroups, process
 from authbench.process import PROJECT_ROOT
 from authbench.provenance import new_run_id, run_head
@@ -45,6 +47,7 @@ from authcore.sessions import SessionStore
 
 TOPOLOGIES = ("getex", "replicas:0", "replicas:2")
 RENEW_INTERVAL_S = "60"  # sessions younger than this are never renewed during a round
+START_MARGIN_S = 5.0  # for the driver processes to start (spawn, imports) on a busy machine
 
 
 def _replicas_of(topology: str) -> int:
@@ -56,28 +59,46 @@ def _replicas_of(topology: str) -> int:
     return store.read_replicas
 
 
+async def _login(settings: Settings, sessions: int) -> list[str]:
+    """Create `sessions` sessions (user0, user1, ...) through SessionStore.create."""
+    store = RedisStore(settings)
+    try:
+        store_sessions = SessionStore(store, settings)
+        return [await store_sessions.create(f"user{i}") for i in range(sessions)]
+    finally:
+        await store.close()
+
+
 def _drive_process(
-    env: dict[str, str], seconds: float, concurrency: int, sessions: int, prefix: str
+    env: dict[str, str], seconds: float, concurrency: int, ids: list[str], start_at: float
 ) -> dict[str, Any]:
     """One driver process (a ProcessPoolExecutor job): `_drive` on its own event loop."""
-    return asyncio.run(_drive(Settings.from_env(env), seconds, concurrency, sessions, prefix))
+    settings = Settings.from_env(env)
+    return asyncio.run(_drive(settings, seconds, concurrency, ids, start_at))
 
 
 async def _drive(
-    settings: Settings, seconds: float, concurrency: int, sessions: int, prefix: str = "user"
+    settings: Settings,
+    seconds: float,
+    concurrency: int,
+    ids: list[str],
+    start_at: float | None = None,
 ) -> dict[str, Any]:
-    """Log in `sessions` sessions, then validate them from `concurrency` tasks for
-    `seconds` (after one second of warm-up); reads and errors counted."""
+    """Validate the sessions `ids` from `concurrency` tasks for `seconds`, after one
+    second of warm-up that starts at wall time `start_at` (every driver process alike);
+    reads and errors counted."""
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     store = RedisStore(settings)
     store_sessions = SessionStore(store, settings)
-    counting = False
+    counting = stopping = False
     reads = errors = 0
     kinds: dict[str, int] = {}
 
-    async def reader(ids: list[str], offset: int) -> None:
+    async def reader(offset: int) -> None:
         nonlocal reads, errors
         i = offset
-        while True:
+        while not stopping:  # a flag, not cancel(): the reads must end, not be abandoned
             try:
                 await store_sessions.validate(ids[i % len(ids)])
                 reads += counting
@@ -91,20 +112,17 @@ async def _drive(
 
     stuck = 0
     try:
-        ids = [await store_sessions.create(f"{prefix}{i}") for i in range(sessions)]
-        await asyncio.sleep(0.2)  # the logins reach the replicas (most of them)
-        tasks = [asyncio.create_task(reader(ids, k)) for k in range(concurrency)]
+        tasks = [asyncio.create_task(reader(k)) for k in range(concurrency)]
         await asyncio.sleep(1.0)
         counting = True
         started = time.perf_counter()
         await asyncio.sleep(seconds)
         counting = False
         elapsed = time.perf_counter() - started
+        stopping = True
+        stuck += len((await asyncio.wait(tasks, timeout=10.0))[1])
         for task in tasks:
             task.cancel()
-        # Bounded: now and then a read cancelled inside redis-py against a capped server
-        # does not finish unwinding; the count is taken already.
-        stuck += len((await asyncio.wait(tasks, timeout=5.0))[1])
     finally:
         try:
             await asyncio.wait_for(store.close(), timeout=5.0)
@@ -113,7 +131,7 @@ async def _drive(
     return {
         "reads": reads,
         "errors": errors,
-        "error_kinds": kinds,  # warm-up included: sessions not yet on a capped replica
+        "error_kinds": kinds,  # warm-up included
         "seconds": round(elapsed, 3),
         "teardown_stuck": stuck,
     }
@@ -150,15 +168,18 @@ def measure(
                 "REDIS_READ_REPLICAS": store.replicas_setting,
                 "SESSION_RENEW_INTERVAL_S": RENEW_INTERVAL_S,
             }
-        Settings.from_env(env)  # refused here, not in a driver, if ever wrong
+        settings = Settings.from_env(env)  # refused here, not in a driver, if ever wrong
+        ids = asyncio.run(_login(settings, sessions))
+        with redis.Redis(port=store.primary_port, socket_timeout=10.0) as primary:
+            primary.wait(len(store.replica_ports), 10000)  # every replica has the logins
         pids = store.processes()
         cpu_before = {name: process.tree_cpu_seconds(pid) for name, pid in pids.items()}
         wall_before = time.monotonic()
-        with ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
+        start_at = time.time() + START_MARGIN_S  # every driver starts reading together
+        spawn = multiprocessing.get_context("spawn")  # no forked copy of this process
+        with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
             jobs = [
-                pool.submit(_drive_process, env, seconds, concurrency, sessions, f"p{k}user")
+                pool.submit(_drive_process, env, seconds, concurrency, ids[k:] + ids[:k], start_at)
                 for k in range(processes)
             ]
             parts = [job.result() for job in jobs]

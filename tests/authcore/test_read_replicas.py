@@ -239,10 +239,12 @@ def _wait_synced(replica_set: ReplicaSet, timeout_s: float = 10.0) -> None:
 async def test_the_capacity_study_drives_reads_through_the_replicas(
     replica_set: ReplicaSet,
 ) -> None:
-    from authbench.bench.replica_capacity import _drive
+    from authbench.bench.replica_capacity import _drive, _login
 
+    ids = await _login(_settings(replica_set), 5)
+    _replicated(replica_set)
     _reset_stats(replica_set)
-    result = await _drive(_settings(replica_set), 0.3, 4, 5)
+    result = await _drive(_settings(replica_set), 0.3, 4, ids)
     assert result["reads"] > 0 and result["errors"] == 0 and result["teardown_stuck"] == 0
     assert sum(_calls(port, "get") for port in replica_set.replica_ports) >= result["reads"]
     assert _calls(replica_set.primary_port, "get") == 0
