@@ -1,5 +1,5 @@
-"""A userspace TCP proxy that delays every byte on the Redis link: store distance and the
-slow-Redis fault.
+"""A userspace TCP proxy that delays every byte on the Redis link: store distance, the
+slow-Redis fault, and a cut (partitioned) replication link.
 
 `tc qdisc ... netem` would be the usual tool, but this machine's kernel has no netem
 module, and Toxiproxy cannot be installed here. So a LocalCluster started with
@@ -11,7 +11,14 @@ module, and Toxiproxy cannot be installed here. So a LocalCluster started with
 
 SIGUSR1 switches the delay on, SIGUSR2 off (it starts off); with `--control-file`, SIGUSR1
 first reads the delay in ms from that file, so one proxy serves several store distances
-(`DelayProxy.set_delay`, the bench's store-distance axis). Each chunk read from either
+(`DelayProxy.set_delay`, the bench's store-distance axis). The word `cut` in that file
+instead cuts the link (`DelayProxy.cut`, the failover-partition scenarios): nothing
+passes either way, every byte read is held, as a network partition holds TCP segments;
+SIGUSR2 heals it and the held bytes follow in order. A connection one end of which closes
+while the link is cut is dropped with what it held (the other end never hears of it),
+which is what a peer that dies during a partition leaves behind. Each switch prints a
+line (`link cut`, `delay on: ...`, `delay off: ...`) to the proxy's log, which
+`DelayProxy` waits for. Each chunk read from either
 side is held until `delay` after it arrived, then written in order; so a Redis round trip
 gains 2 x delay, while throughput is not capped (chunks in flight overlap), which is what
 netem's `delay` does. Unlike netem it adds no jitter and does not slow the TCP handshake.
@@ -30,29 +37,55 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from authbench import process
 
+CUT = "cut"  # the control file's word for a cut link
+
 
 class DelayLink:
-    """The delay currently applied, switched by signals."""
+    """The delay currently applied, and whether the link is cut, switched by signals."""
 
     def __init__(self, delay_s: float, control_file: Path | None = None) -> None:
         self.configured_s = delay_s
         self.delay_s = 0.0
         self.control_file = control_file
+        self.cut = False
+        self._flowing: asyncio.Event | None = None  # set while not cut (made in the loop)
+
+    @property
+    def flowing(self) -> asyncio.Event:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            if not self.cut:
+                self._flowing.set()
+        return self._flowing
 
     def switch(self, on: bool) -> None:
+        text = ""
         if on and self.control_file is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.configured_s = max(0.0, float(self.control_file.read_text()) / 1000)
+            with contextlib.suppress(OSError):
+                text = self.control_file.read_text().strip()
+        self.cut = on and text == CUT
+        if self.cut:
+            self.flowing.clear()
+            print("link cut: nothing passes", flush=True)
+            return
+        if text:
+            with contextlib.suppress(ValueError):
+                self.configured_s = max(0.0, float(text) / 1000)
         self.delay_s = self.configured_s if on else 0.0
+        self.flowing.set()
         print(f"delay {'on' if on else 'off'}: {self.delay_s * 1000:.1f} ms", flush=True)
 
 
 async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: DelayLink
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    link: DelayLink,
+    drop: Callable[[], None],
 ) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -63,6 +96,8 @@ async def _pump(
                 queue.put_nowait((loop.time() + link.delay_s, data))
         except (ConnectionError, OSError):
             pass
+        if link.cut:
+            drop()  # an end closed during the cut: what the link held is lost
         queue.put_nowait((0.0, b""))
 
     async def write_side() -> None:
@@ -74,6 +109,7 @@ async def _pump(
                 wait = due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                await link.flowing.wait()  # held while the link is cut
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -91,7 +127,19 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int], link: DelayL
         except OSError:
             client_w.close()  # Redis is down: the client sees a closed connection
             return
-        await asyncio.gather(_pump(client_r, server_w, link), _pump(server_r, client_w, link))
+        pumps: list[asyncio.Future[None]] = []
+
+        def drop() -> None:
+            for writer in (client_w, server_w):
+                writer.transport.abort()
+            for pump in pumps:
+                pump.cancel()
+
+        pumps += [
+            asyncio.ensure_future(_pump(client_r, server_w, link, drop)),
+            asyncio.ensure_future(_pump(server_r, client_w, link, drop)),
+        ]
+        await asyncio.gather(*pumps, return_exceptions=True)
 
     server = await asyncio.start_server(handle, *listen)
     loop = asyncio.get_running_loop()
@@ -147,6 +195,25 @@ class DelayProxy:
         assert self.process is not None
         self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
+    def cut(self, timeout_s: float = 10.0) -> None:
+        """Cut the link (nothing passes either way, bytes are held) and return once the
+        proxy has done so; `delay(False)` or `set_delay(0)` heals it."""
+        assert self.process is not None
+        before = self._log_text().count("link cut")
+        self.control_file.write_text(CUT)
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while self._log_text().count("link cut") == before:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the proxy did not cut its link; see {self._log_path}")
+            time.sleep(0.01)
+
+    def _log_text(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def set_delay(self, delay_ms: float) -> None:
         """Switch the delay on at `delay_ms` each way (0: off), whatever was configured."""
         if delay_ms <= 0:
@@ -186,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m authbench.delay_proxy",
         description="Relay TCP between loopback ports, adding a fixed delay to each direction "
-        "while switched on (SIGUSR1 on, SIGUSR2 off; starts off).",
+        "while switched on (SIGUSR1 on, SIGUSR2 off; starts off). With --control-file, "
+        "SIGUSR1 reads the delay in ms from it, or the word 'cut': the link then passes "
+        "nothing (bytes held) until SIGUSR2.",
     )
     parser.add_argument("--listen", type=_address, required=True, help="127.0.0.1:PORT")
     parser.add_argument("--upstream", type=_address, required=True, help="127.0.0.1:PORT")
@@ -195,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "--control-file",
         type=Path,
         default=None,
-        help="on SIGUSR1, read the one-way delay in ms from this file when it exists",
+        help="on SIGUSR1, read the one-way delay in ms (or 'cut') from this file when it exists",
     )
     args = parser.parse_args(argv)
     link = DelayLink(args.delay_ms / 1000, args.control_file)

@@ -208,7 +208,7 @@ JWT_SHORT = Mode(
     color="#17becf",
     bench_user=UserClass(BENCH_LOCUSTFILE, "JwtShortUser"),
     chaos_user=UserClass(CHAOS_LOCUSTFILE, "JwtShortChaosUser"),
-    chaos_group="stateless",
+    chaos_group="short",  # its own auth service: tokens that live JWT_TTL_S, not 300 s
     bench_default=False,  # needs captures longer than its TTL: `--modes jwt-short --jwt-ttl`
 )
 TTL_SETTING = "JWT_TTL_S"  # the access-token lifetime: jwt's revocation window, the axis

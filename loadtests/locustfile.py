@@ -398,8 +398,13 @@ class JwtUser(AuthUser):
             self.refresh()
         super().between_reads()
 
-    def refresh(self) -> None:
-        """Trade the refresh token for a new pair (rotation); start over when refused."""
+    def refresh(self) -> bool:
+        """Trade the refresh token for a new pair (rotation); True when one was accepted.
+
+        Refused (a 4xx: reused, revoked or expired refresh token), it starts over with a
+        login. Unavailable (a 5xx, or no answer: the store or the auth service is down), it
+        keeps both tokens, as a real client does: the access token stays valid until its
+        `exp`, and the refresh may be tried again (jwt-short's schedule retries it)."""
         with self.client.post(
             "/auth/refresh",
             json={"refresh_token": self.refresh_token},
@@ -413,12 +418,15 @@ class JwtUser(AuthUser):
                     ok = False
                 if ok:
                     response.success()
-                    return
+                    return True
                 response.failure("refresh answer carries no tokens")
             else:
                 response.failure(_reason(response))
+                if not 400 <= response.status_code < 500:
+                    return False
         self.forget_credential()
         self.login()
+        return False
 
 
 class PushlistUser(JwtUser):
@@ -430,6 +438,7 @@ class PushlistUser(JwtUser):
 
 # jwt-short: refresh when this share of the access token's lifetime (`expires_in`) is gone.
 REFRESH_AT_FRACTION = 0.8
+REFRESH_RETRY_S = 1.0  # and again this often while the refresh is unavailable (5xx)
 
 
 class JwtShortUser(JwtUser):
@@ -439,6 +448,7 @@ class JwtShortUser(JwtUser):
 
     token_lifetime_s = 0.0
     token_received = 0.0
+    next_refresh_try = 0.0  # after a refresh the store or auth could not serve
 
     def on_start(self) -> None:
         super().on_start()
@@ -454,7 +464,9 @@ class JwtShortUser(JwtUser):
         return ok
 
     def between_reads(self) -> None:
-        age = time.monotonic() - self.token_received
-        if self.refresh_token and age >= REFRESH_AT_FRACTION * self.token_lifetime_s:
-            self.refresh()
+        now = time.monotonic()
+        due = now - self.token_received >= REFRESH_AT_FRACTION * self.token_lifetime_s
+        if self.refresh_token and due and now >= self.next_refresh_try:
+            if not self.refresh() and self.refresh_token:
+                self.next_refresh_try = now + REFRESH_RETRY_S
         AuthUser.between_reads(self)  # relogin now and then, as every user

@@ -22,6 +22,13 @@ the breaker recovers is asked again). The writers' own latencies are the price o
 After the new primary is named, the killed node is started again as its replica (what a
 supervisor does); until then a deployment with WAIT cannot acknowledge any write, which
 `writes_back_s` shows.
+
+On loopback the replica is ~0 behind at any instant, so a bare kill loses nothing. The
+`failover-partition` scenarios first cut the replica's replication link (a userspace proxy
+on it stops passing bytes: a simulated partition, authbench.stores.sentinel) while the
+writers go on, then kill the primary; every count is then split at the cut (`_cut`
+fields: acknowledged during the partition), and the latencies are those of requests
+started before the cut, so both scenarios price WAIT on a healthy link.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from authbench.chaos import probes, timeline
@@ -59,6 +68,10 @@ class KindLoss:
     unanswered: int = 0
     acknowledged_last: int = 0  # in the last LAST_MS before the kill
     lost_last: int = 0
+    # Answered after the replica's link was cut (partition scenarios): by the time the
+    # answer was read, so one in flight at the cut may have reached the replica before it.
+    acknowledged_cut: int = 0
+    lost_cut: int = 0
 
 
 @dataclass(slots=True)
@@ -94,7 +107,9 @@ class AcknowledgedWrites:
         self._threads: list[threading.Thread] = []
         self.acks: list[Ack] = []
         self.latencies: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+        self.latency_started: dict[str, list[float]] = {op: [] for op in OPERATIONS}  # wall
         self.errors: dict[str, int] = {}
+        self.error_at: list[tuple[str, float]] = []  # (errors key, wall clock of the answer)
         self._tokens: list[str] = []  # each chain's latest acknowledged refresh token
         self.first_tokens: list[str] = []  # each chain's token from its login
         self.probe_account = jwt_accounts[-1]  # logs in after the kill (writes back?)
@@ -132,15 +147,17 @@ class AcknowledgedWrites:
         headers: dict[str, str] | None = None,
     ) -> probes.Answer:
         """POST `path`, timing an acknowledged answer under `operation`."""
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         answer = probes.call(gateway, "POST", path, body=body, headers=headers)
         if answer.status in (200, 204):
             with self._lock:
                 self.latencies[operation].append((time.perf_counter() - started) * 1000)
+                self.latency_started[operation].append(wall)
         else:
             with self._lock:
                 key = f"{operation}: {answer.status}"
                 self.errors[key] = self.errors.get(key, 0) + 1
+                self.error_at.append((key, time.time()))
         return answer
 
     def _record(self, kind: str, check: dict[str, Any]) -> None:
@@ -184,8 +201,11 @@ class AcknowledgedWrites:
                 self._record("revocation", {"headers": headers})
 
     # --- checking after the failover --------------------------------------------------
-    def check(self, fault_at: float, timeout_s: float = 30.0) -> WriteLosses:
-        """Ask the deployment about every write acknowledged before the writers stopped.
+    def check(
+        self, fault_at: float, timeout_s: float = 30.0, cut_at: float | None = None
+    ) -> WriteLosses:
+        """Ask the deployment about every write acknowledged before the writers stopped
+        (with `cut_at`, those acknowledged after it are also counted under `_cut`).
 
         A refresh chain is walked from its newest acknowledged token back: a lost
         rotation leaves its token unknown (401, and no side effect), and the newest token
@@ -195,17 +215,23 @@ class AcknowledgedWrites:
         deadline = time.monotonic() + timeout_s
         losses = WriteLosses(kinds={kind: KindLoss() for kind in KINDS})
         chains: dict[int, list[Ack]] = {}
+
+        def during_cut(ack: Ack) -> bool:
+            return cut_at is not None and ack.at >= cut_at
+
         for ack in self.acks:
             entry = losses.kinds[ack.kind]
             recent = fault_at - ack.at <= LAST_MS / 1000
             entry.acknowledged += 1
             entry.acknowledged_last += recent
+            entry.acknowledged_cut += during_cut(ack)
             if ack.kind == "refresh":
                 chains.setdefault(ack.check["chain"], []).append(ack)  # in order per chain
                 continue
             lost, unanswered = self._ask(ack, deadline)
             entry.lost += lost
             entry.lost_last += lost and recent
+            entry.lost_cut += lost and during_cut(ack)
             entry.unanswered += unanswered
         entry = losses.kinds["refresh"]
         for acks in chains.values():
@@ -222,6 +248,7 @@ class AcknowledgedWrites:
                     break
                 entry.lost += 1
                 entry.lost_last += fault_at - ack.at <= LAST_MS / 1000
+                entry.lost_cut += during_cut(ack)
         return losses
 
     def _ask(self, ack: Ack, deadline: float) -> tuple[bool, bool]:
@@ -234,10 +261,17 @@ class AcknowledgedWrites:
         status = _definite(g.denylist, "GET", "/api/me", deadline, headers=ack.check["headers"])
         return status == 200, status not in (200, 401)
 
-    def latency_figures(self) -> dict[str, dict[str, float | int | None]]:
-        """Per operation: count, p50 and p99 (ms) of the acknowledged ones."""
+    def latency_figures(
+        self, until: float | None = None
+    ) -> dict[str, dict[str, float | int | None]]:
+        """Per operation: count, p50 and p99 (ms) of the acknowledged ones (started
+        before `until` when given: the cut of a partition scenario)."""
         figures: dict[str, dict[str, float | int | None]] = {}
-        for op, values in self.latencies.items():
+        for op, every in self.latencies.items():
+            starts = self.latency_started[op]
+            values = [
+                ms for ms, at in zip(every, starts, strict=True) if until is None or at < until
+            ]
             figures[op] = {
                 "count": len(values),
                 "p50_ms": timeline._round(timeline.percentile(values, 0.5)),
@@ -296,8 +330,8 @@ class FailoverTimes:
     primary_answers_s: float  # ... and it answers as one ("back")
     writes_back_s: float | None  # the first acknowledged write (a JWT login) after the kill
     rejoined_s: float  # the killed node is a synced replica of the new primary again
-    old_port: int
-    new_port: int
+    old_primary: str  # the target's name of the node: 127.0.0.1:PORT, or a compose service
+    new_primary: str
 
 
 def inject(
@@ -310,13 +344,12 @@ def inject(
 ) -> tuple[timeline.FaultWindow, FailoverTimes]:
     """Kill the primary, stop the writers, wait for the failover, bring the old primary
     back as a replica, and time each step."""
-    fault_at = time.time()
-    old = target.kill_redis_primary()
+    old, fault_at = target.kill_redis_primary()
     writes.stop()
-    say(f"fault: Redis primary on port {old} SIGKILLed; waiting for the Sentinels")
+    say(f"fault: Redis primary {old} SIGKILLed; waiting for the Sentinels")
     named_at, new = target.wait_redis_failover(old, timeout_s)
     back_at = time.time()
-    say(f"promoted: port {new} named after {named_at - fault_at:.2f} s, answers as primary")
+    say(f"promoted: {new} named after {named_at - fault_at:.2f} s, answers as primary")
     # The first write acknowledged after the kill, while the old primary restarts as a
     # replica (with WAIT no write is acknowledged before that).
     first_write: list[float] = []
@@ -336,8 +369,8 @@ def inject(
         primary_answers_s=round(back_at - fault_at, 3),
         writes_back_s=round(first_write[0] - fault_at, 3) if first_write else None,
         rejoined_s=round(rejoined_at - fault_at, 3),
-        old_port=old,
-        new_port=new,
+        old_primary=old,
+        new_primary=new,
     )
     return timeline.FaultWindow(fault_at, named_at, back_at), times
 
@@ -361,8 +394,12 @@ def summary(
     writes: AcknowledgedWrites,
     store: dict[str, Any],
     settings: dict[str, str],
+    partition: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The scenario's failover figures, as result.json keeps them."""
+    """The scenario's failover figures, as result.json keeps them. `partition`: what
+    cut the replica's link (`cut_redis_replica_link`, with `at_kill`, the replication
+    state read just before the kill); latencies are then of requests before the cut."""
+    cut_at = float(partition["cut_at"]) if partition else None
     return {
         "store": store,
         "settings": settings,
@@ -371,8 +408,14 @@ def summary(
         "last_ms": losses.last_ms,
         "acknowledged": losses.acknowledged,
         "lost": losses.lost,
-        "latency": writes.latency_figures(),
+        "acknowledged_cut": sum(k.acknowledged_cut for k in losses.kinds.values()),
+        "lost_cut": sum(k.lost_cut for k in losses.kinds.values()),
+        "partition": partition,
+        "latency": writes.latency_figures(until=cut_at),
         "write_errors": dict(sorted(writes.errors.items())),
+        "write_errors_cut": dict(
+            sorted(Counter(k for k, at in writes.error_at if cut_at and at >= cut_at).items())
+        ),
     }
 
 
@@ -403,6 +446,12 @@ def report_section(
         ["settings"]
         + [", ".join(f"{k}={v}" for k, v in r["failover"]["settings"].items()) or "-" for r in runs]
     ]
+    partitioned = any(r["failover"].get("partition") for r in runs)
+    if partitioned:
+        rows.append(["replica's link cut (s before the kill)"] + [_cut_lead(r) for r in runs])
+        rows.append(["replica behind at the kill (bytes); link still through the proxy"] + [
+            _lag(r) for r in runs
+        ])  # fmt: skip
     rows += [[label] + [r["failover"]["times"][key] for r in runs] for label, key in steps]
     last = runs[0]["failover"]["last_ms"]
     for kind in KINDS:
@@ -411,7 +460,13 @@ def report_section(
             w = r["failover"]["writes"][kind]
             cells.append(
                 f"{w['lost']} of {w['acknowledged']} (last {last:g} ms: "
-                f"{w['lost_last']} of {w['acknowledged_last']})"
+                f"{w['lost_last']} of {w['acknowledged_last']}"
+                + (
+                    f"; during the cut: {w.get('lost_cut', 0)} of {w.get('acknowledged_cut', 0)}"
+                    if r["failover"].get("partition")
+                    else ""
+                )
+                + ")"
                 + (f", {w['unanswered']} unanswered" if w["unanswered"] else "")
             )
         rows.append([f"{kind}s lost" if kind != "refresh" else "refresh rotations lost", *cells])
@@ -424,6 +479,12 @@ def report_section(
     rows.append(["writes refused (status: count)"] + [
         " ".join(f"{k}: {v}" for k, v in r["failover"]["write_errors"].items()) or "-" for r in runs
     ])  # fmt: skip
+    if partitioned:
+        rows.append(["... of which during the cut"] + [
+            " ".join(f"{k}: {v}" for k, v in r["failover"].get("write_errors_cut", {}).items())
+            or "-"
+            for r in runs
+        ])  # fmt: skip
     return (
         "<h3 id=failover>Failover: what a Sentinel failover loses, with and without WAIT</h3>"
         f"<p>{html.escape(tuning)}. Writers create sessions, rotate refresh tokens and "
@@ -431,6 +492,85 @@ def report_section(
         "is then looked for through the gateways on the promoted replica (a refresh chain "
         "is walked back from its newest token: the unknown ones before the first that "
         "still rotates are its lost rotations). Latencies are of the writers' acknowledged "
-        "requests before the kill, the same writers in each scenario.</p>"
+        "requests before the kill (before the cut, in a partition scenario), the same "
+        "writers in each scenario.</p>"
+        + (
+            "<p>Partition scenarios: the partition is simulated, not a network fault: the "
+            "replica's replication link goes through a userspace TCP proxy (the delay proxy "
+            "of the slow scenario) that stops passing bytes at the cut, while the Sentinels "
+            "and the services still reach both nodes directly. The primary goes on "
+            "acknowledging writes the replica never receives; then it is SIGKILLed and the "
+            'replica promoted. "During the cut" goes by when the answer was read: a '
+            "request in flight at the cut may have reached the replica before it.</p>"
+            if partitioned
+            else ""
+        )
         + table(["", *names], rows)
     )
+
+
+# Which writer's refused requests count against which kind of write (chart_losses).
+REFUSED_KIND = {
+    "login (session)": SESSION_WRITE,
+    "refresh": "refresh",
+    "login (jwt)": "revocation",  # the revocation writer's login, refused before its logout
+    "logout (jwt+denylist)": "revocation",
+}
+
+
+def chart_losses(results: Sequence[dict[str, Any]], path: Path, plt: Any) -> bool:
+    """failover.png: per kind of write, one stacked bar per failover scenario: the writes
+    acknowledged and kept, acknowledged and lost, and refused (an error answer, never
+    acknowledged). False (nothing drawn) when the run has no failover scenario."""
+    runs = [r for r in results if r.get("failover")]
+    if not runs:
+        return False
+    names = [r["scenario"]["name"] for r in runs]
+    fig, axes = plt.subplots(1, len(KINDS), figsize=(4.2 * len(KINDS), 4.2))
+    for ax, kind in zip(axes, KINDS, strict=True):
+        kept, lost, refused = [], [], []
+        for r in runs:
+            w = r["failover"]["writes"][kind]
+            kept.append(w["acknowledged"] - w["lost"])
+            lost.append(w["lost"])
+            refused.append(sum(
+                n for key, n in r["failover"]["write_errors"].items()
+                if REFUSED_KIND.get(key.rpartition(":")[0]) == kind
+            ))  # fmt: skip
+        xs = range(len(names))
+        ax.bar(xs, kept, color="#2ca02c", label="acknowledged, kept")
+        ax.bar(xs, lost, bottom=kept, color="#d62728", label="acknowledged, LOST")
+        tops = [a + b for a, b in zip(kept, lost, strict=True)]
+        ax.bar(xs, refused, bottom=tops, color="#bbbbbb", hatch="//", label="refused (503)")
+        for x, (top, n_lost, n_refused) in enumerate(zip(tops, lost, refused, strict=True)):
+            ax.annotate(
+                f"lost {n_lost}, refused {n_refused}", (x, top + n_refused),
+                ha="center", va="bottom", fontsize=8,
+            )  # fmt: skip
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, rotation=12, fontsize=8)
+        ax.set_title({"refresh": "refresh rotations"}.get(kind, f"{kind}s"))
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("writers' requests before the kill")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("What a Sentinel failover lost of the acknowledged writes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _cut_lead(result: dict[str, Any]) -> str:
+    """How long before the kill the replica's link was cut ("-" without a cut)."""
+    partition = result["failover"].get("partition")
+    if not partition:
+        return "-"
+    return f"{result['window']['fault_at'] - float(partition['cut_at']):.2f}"
+
+
+def _lag(result: dict[str, Any]) -> str:
+    at_kill = (result["failover"].get("partition") or {}).get("at_kill") or {}
+    if not at_kill:
+        return "-"
+    held = "yes" if at_kill.get("through_proxy") else "NO (re-pointed: the partition did not hold)"
+    return f"{at_kill.get('replica_lag_bytes', '?')}; {held}"

@@ -1,7 +1,8 @@
 """Charts and report.html of a chaos run, drawn from its files only (`authbench report DIR`).
 
 Reads `manifest.json` (the scenario list), and per scenario `<name>/timeline.csv` and
-`<name>/result.json`; writes `<name>/timeline.png`, `overview.png` and `report.html`.
+`<name>/result.json`; writes `<name>/timeline.png`, `overview.png`, `failover.png` (runs
+with a failover scenario) and `report.html`.
 """
 
 from __future__ import annotations
@@ -331,11 +332,18 @@ def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
     return f"All {count} modes run at once on one Redis (see the README's chaos section): {listed}."
 
 
-def _failover_section(results: Sequence[dict[str, Any]]) -> str:
-    """The failover scenarios side by side (authbench.chaos.failover); empty without them."""
+def _failover_section(results: Sequence[dict[str, Any]], run_dir: Path) -> str:
+    """The failover scenarios side by side (authbench.chaos.failover), with failover.png;
+    empty without them."""
     from authbench.chaos import failover, replica_crash
 
-    return failover.report_section(results, _table) + replica_crash.report_section(results, _table)
+    drawn = failover.chart_losses(results, run_dir / "failover.png", _pyplot())
+    chart = _img(run_dir, "failover.png", "acknowledged writes kept and lost") if drawn else ""
+    return (
+        failover.report_section(results, _table)
+        + chart
+        + replica_crash.report_section(results, _table)
+    )
 
 
 def render(run_dir: Path) -> Path:
@@ -384,7 +392,7 @@ def render(run_dir: Path) -> Path:
         f"{html.escape(str(settings.get('timing', {}).get('aof_margin_s', '?')))} s before it, "
         "since AOF everysec may lose up to one second by design), checked after Redis came "
         "back.</p>" + losses_table(results),
-        _failover_section(results),
+        _failover_section(results, run_dir),
         "<h3>Revocation window</h3><p>Time from an acknowledged logout until every replica "
         "of the mode's group refuses the credential, asked directly, while Redis is up.</p>"
         + revocation_table(results),

@@ -35,7 +35,7 @@ from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
 from authbench.targets.base import Deployment, Group, StoreTopology
-from authcore.config import Settings
+from authcore.config import Settings, documented_settings
 
 Progress = Callable[[str], None]
 
@@ -43,7 +43,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    fault: str  # kill | pause | restart | slow | failover | kill_auth | pause_auth
+    fault: str  # kill | pause | restart | slow | failover | partition_failover | kill_auth | ...
     persistence: str  # none | aof
     title: str
     what: str
@@ -105,6 +105,7 @@ FAILOVER_SCENARIOS: dict[str, Scenario] = {
                 "promoted, the old primary restarts as its replica; writes acknowledged up "
                 "to the kill are looked for on the new primary.",
                 store="sentinel",
+                settings=(("REDIS_WAIT_REPLICAS", "0"),),  # asynchronous replication
             ),
             Scenario(
                 "failover-wait", "failover", "none", "Primary killed, Sentinel failover, WAIT 1",
@@ -113,8 +114,30 @@ FAILOVER_SCENARIOS: dict[str, Scenario] = {
                 store="sentinel",
                 settings=WAIT_SETTINGS,
             ),
+            # On loopback the replica is ~0 behind at any instant, so the two above lose
+            # nothing; these cut the replica's link first (a partition, simulated by a
+            # userspace proxy on that link: authbench.stores.sentinel, cut_replica_link).
+            Scenario(
+                "failover-partition", "partition_failover", "none",
+                "Replica partitioned, then primary killed, Sentinel failover",
+                "The replica's replication link is cut (a userspace TCP proxy on it stops "
+                "passing bytes; the Sentinels still reach both nodes) while the writers go on "
+                "for the partition time; then the primary is SIGKILLed and the replica "
+                "promoted: writes the primary acknowledged during the cut are looked for on "
+                "the new primary.",
+                store="sentinel",
+            ),
+            Scenario(
+                "failover-partition-wait", "partition_failover", "none",
+                "Replica partitioned, then primary killed, Sentinel failover, WAIT 1",
+                "As failover-partition, with REDIS_WAIT_REPLICAS=1 (WAIT 1 100): writes "
+                "during the cut are refused (503 redis_not_replicated), not acknowledged.",
+                store="sentinel",
+                settings=WAIT_SETTINGS,
+            ),
         )
 }  # fmt: skip
+FAILOVER_FAULTS = ("failover", "partition_failover")
 
 # Issue 16 item 5: a resource replica SIGKILLed mid-request (authbench.chaos.replica_crash).
 # Not in the default run either: `--scenarios replica-crash`.
@@ -139,6 +162,10 @@ class Timing:
     slow_ms: float = 5.0  # one-way delay of the slow scenario
     failover_writes_s: float = 3.0  # failover: writers run this long up to the kill
     failover_timeout_s: float = 30.0  # failover: longest wait for a new primary
+    # failover-partition: writers go on this long with the replica's link cut, then the
+    # kill. Keep it well under 10 s: a Sentinel re-points a replica whose master address
+    # is not the one it monitors after two of its INFO polls, 10 s apart.
+    partition_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +218,13 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "kill_auth": ("kill_auth", "start_auth"),
     "pause_auth": ("pause_auth", "resume_auth", "start_auth"),
     "failover": ("kill_redis_primary", "wait_redis_failover", "rejoin_redis"),
+    "partition_failover": (
+        "cut_redis_replica_link",
+        "redis_replication",
+        "kill_redis_primary",
+        "wait_redis_failover",
+        "rejoin_redis",
+    ),
     "replica_kill": ("kill_replica", "start_replica", "upstream_health"),
 }
 
@@ -214,6 +248,12 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
         return f"target {deployment.target} cannot {', '.join(missing)}"
     if scenario.store != deployment.store.kind:
         return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
+    # A running deployment cannot be given the scenario's settings: it must run them.
+    defaults = {name: default for name, default, _doc in documented_settings()}
+    for name, value in scenario.settings:
+        running = deployment.settings.get(name, defaults.get(name, ""))
+        if running != value:
+            return f"it needs {name}={value}; this deployment runs {name}={running}"
     if scenario.fault == "restart" and scenario.persistence != deployment.redis_persistence:
         return (
             f"its Redis persistence is {deployment.redis_persistence}; {scenario.name} needs "
@@ -234,6 +274,7 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         settings_env={"AUTH_SEED_USERS": str(options.seed_users), **dict(scenario.settings)},
         redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
         store=StoreTopology.parse(scenario.store),
+        sentinel_partition_proxy=scenario.fault == "partition_failover",
     )
     try:
         yield cluster
@@ -241,6 +282,13 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         cluster.stop()
         with contextlib.suppress(OSError):
             shutil.copy(workdir / "logs" / "proxy.log", out_dir / "proxy.log")
+        if scenario.fault == "partition_failover":
+            # The evidence that the cut held: the proxy's switches, and the Sentinels'
+            # events (a +fix-slave-config before the kill would have undone the cut).
+            logs = workdir / "sentinel" / "logs"
+            for log in [logs / "replica-proxy.log", *sorted(logs.glob("sentinel-*.log"))]:
+                with contextlib.suppress(OSError):
+                    shutil.copy(log, out_dir / log.name)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -273,7 +321,10 @@ def _run_scenario(
     timing = options.timing
     load: ChaosLoad | None = None
     # The load may run past its cap only if this script hangs; then Locust stops itself.
-    cap_s = 60 + timing.warmup_s + timing.outage_s + timing.after_s + 4 * timing.aof_margin_s
+    cap_s = (
+        60 + timing.warmup_s + timing.outage_s + timing.after_s + 4 * timing.aof_margin_s
+        + timing.failover_writes_s + timing.partition_s
+    )  # fmt: skip
     events: dict[str, float] = {}
     try:
         started = time.monotonic()
@@ -322,7 +373,8 @@ def _run_scenario(
         _sleep_until(planted.acknowledged_at + timing.aof_margin_s)
 
         writes: failover.AcknowledgedWrites | None = None
-        if scenario.fault == "failover":
+        partition: dict[str, Any] | None = None
+        if scenario.fault in FAILOVER_FAULTS:
             each = options.planted_each  # the planted accounts: new credentials each time
             writes = failover.AcknowledgedWrites(
                 gateways, range(account, account + each), range(account + each, account + 3 * each),
@@ -331,6 +383,16 @@ def _run_scenario(
             writes.start()
             say(f"writers: sessions, refreshes and revocations for {timing.failover_writes_s:g} s")
             _sleep_until(time.time() + timing.failover_writes_s)
+            if scenario.fault == "partition_failover":
+                partition = dict(target.cut_redis_replica_link())
+                events["cut_at"] = float(partition["cut_at"])
+                say(
+                    f"partition: the replica's link (proxy on port {partition['proxy_port']}) "
+                    f"cut; writers go on for {timing.partition_s:g} s"
+                )
+                _sleep_until(events["cut_at"] + timing.partition_s)
+                partition["at_kill"] = target.redis_replication()
+                say(f"replication just before the kill: {partition['at_kill']}")
             window, times = failover.inject(
                 target, writes, gateways, timing.failover_timeout_s, events, say
             )
@@ -348,11 +410,11 @@ def _run_scenario(
         )
         failover_figures = None
         if writes is not None:
-            lost = writes.check(window.fault_at)
-            # The local cluster's Sentinel set describes itself (ports, tuning); others: kind.
-            sentinels = getattr(target, "sentinel_set", None)
-            store = sentinels.describe() if sentinels is not None else {"kind": str(target.store)}
-            failover_figures = failover.summary(lost, times, writes, store, dict(scenario.settings))
+            lost = writes.check(window.fault_at, cut_at=events.get("cut_at"))
+            store = target.store_description()
+            failover_figures = failover.summary(
+                lost, times, writes, store, dict(scenario.settings), partition
+            )
             say(
                 f"acknowledged before the kill: {lost.acknowledged} writes, lost on the new "
                 f"primary: {lost.lost} ("

@@ -15,6 +15,10 @@ and the settings it needs (`deployment`); a group runs the settings of its modes
 | `jwt+denylist`       | main      | signature + jti, DENYLIST_FAIL=closed |
 | `jwt+denylist(open)` | open      | signature + jti, DENYLIST_FAIL=open   |
 
+(and the hybrids' groups: see each mode's `chaos_group`). A group whose modes set what the
+auth service reads when it issues a token (AUTH_SETTINGS: jwt-short's JWT_TTL_S) has an
+auth service of its own as well, behind its own gateway.
+
 The main group is LocalCluster's own (auth service with the denylist on, so logout
 denylists the jti); the other groups are added to its plan.
 """
@@ -52,6 +56,12 @@ if any(mode.revocation == "pushlist" for mode in CHAOS_MODES):
 GROUP_ENV: dict[str, dict[str, str]] = {
     group: env for group, env in GROUP_SETTINGS.items() if group != MAIN_GROUP
 }
+# Settings the auth service itself reads when it issues a token. A group whose modes set
+# one (jwt-short's JWT_TTL_S) gets an auth service of its own with them, behind its own
+# gateway, so its tokens really live that long; the signing keys are the shared ring in
+# Redis (authcore/keystore.py), so every replica of every group verifies every token.
+AUTH_SETTINGS = ("JWT_TTL_S",)
+OWN_AUTH = [group for group, env in GROUP_ENV.items() if any(k in env for k in AUTH_SETTINGS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,10 @@ class ChaosPorts:
     def group_resource_base(self, index: int) -> int:
         return self.base + 20 + 10 * index
 
+    def group_auth(self, index: int) -> int:
+        """The auth service of a group with its own (OWN_AUTH), after the groups' replicas."""
+        return self.base + 20 + 10 * len(GROUP_ENV) + index
+
 
 @dataclass
 class ChaosCluster(LocalCluster):
@@ -91,8 +105,11 @@ class ChaosCluster(LocalCluster):
     """
 
     chaos_ports: ChaosPorts = field(
-        # the main group's ports and replicas (20), then 10 ports per extra group
-        default_factory=lambda: ChaosPorts(free_port_block(20 + 10 * len(GROUP_ENV)))
+        # the main group's ports and replicas (20), 10 ports per extra group, then one
+        # per group auth service
+        default_factory=lambda: ChaosPorts(
+            free_port_block(20 + 10 * len(GROUP_ENV) + len(OWN_AUTH))
+        )
     )
 
     def __post_init__(self) -> None:
@@ -112,6 +129,10 @@ class ChaosCluster(LocalCluster):
         for index, (group, env) in enumerate(GROUP_ENV.items()):
             urls = self.group_replica_urls(group)
             base = self.chaos_ports.group_resource_base(index)
+            if group in OWN_AUTH:
+                auth_port = self.chaos_ports.group_auth(OWN_AUTH.index(group))
+                children.append(self._python_child(f"{group}-auth", "auth_service", auth_port, env))
+                env = {**env, "AUTH_URL": f"http://127.0.0.1:{auth_port}"}
             for i in range(self.replicas):
                 children.append(
                     self._python_child(

@@ -206,10 +206,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument(
         "--store", type=store_argument, metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
-        "(the services find the primary through them; --target local); cluster:N: N Redis "
-        "Cluster primaries, no replicas (--redis-cpus then caps each shard); replicas:N: one "
-        "primary and N read replicas that serve session reads (SESSION_RENEW_INTERVAL_S, "
-        "default 60 here; --redis-cpus caps each redis-server)",
+        "(the services find the primary through them; --target local or compose: its profile "
+        "sentinel); cluster:N: N Redis Cluster primaries, no replicas (--redis-cpus then caps "
+        "each shard); replicas:N: one primary and N read replicas that serve session reads "
+        "(SESSION_RENEW_INTERVAL_S, default 60 here; --redis-cpus caps each redis-server)",
     )  # fmt: skip
     where.add_argument(
         "--target",

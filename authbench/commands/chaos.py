@@ -38,14 +38,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS),
-        help="comma-separated scenarios to run, in this order (failover and failover-wait, "
-        "on a primary/replica/3-Sentinel store, and replica-crash run only when named)",
+        help="comma-separated scenarios to run, in this order (failover, failover-wait, "
+        "failover-partition and failover-partition-wait, on a primary/replica/3-Sentinel "
+        "store, and replica-crash run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
         help="local: a fresh loopback cluster per scenario; compose: the running docker "
         "stack (session plus its one JWT mode; kill, pause and the restart matching its "
-        "REDIS_APPENDONLY)",
+        "REDIS_APPENDONLY; on its `sentinel` profile, failover, or failover-wait when it runs "
+        "REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
+        "auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
@@ -70,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--slow-ms", type=float, default=5.0,
         help="slow scenario: one-way delay added by the userspace proxy",
+    )  # fmt: skip
+    parser.add_argument(
+        "--partition", type=float, default=3.0,
+        help="failover-partition scenarios: seconds the writers go on with the replica's "
+        "link cut before the primary is killed (at most 8: a Sentinel re-points a replica "
+        "it sees replicating from another address after ~10 s)",
     )  # fmt: skip
     parser.add_argument(
         "--hang-ms", type=float, default=1000.0, help="a request slower than this counts as hung"
@@ -101,6 +110,7 @@ def options_from(args: argparse.Namespace) -> ChaosOptions:
             revocation_observe_s=args.revocation_observe,
             hang_ms=args.hang_ms,
             slow_ms=args.slow_ms,
+            partition_s=args.partition,
         ),
         planted_each=args.planted,
     )
@@ -121,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 1 <= args.replicas <= MAX_REPLICAS:
         print(f"authbench chaos: --replicas must be 1..{MAX_REPLICAS}", file=sys.stderr)
+        return 2
+    if not 0 < args.partition <= 8:
+        print("authbench chaos: --partition must be in (0, 8] seconds", file=sys.stderr)
         return 2
     if args.aof_margin <= 1.0:
         print("authbench chaos: --aof-margin must exceed 1 s (AOF everysec)", file=sys.stderr)
@@ -146,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"authbench chaos: --target compose: {problem}", file=sys.stderr)
             return 1
         target = ComposeTarget()  # the running stack, as it is
+        try:
+            target.start()  # attaches: reads the store and settings the services run with
+        except RuntimeError as err:  # DeploymentError
+            print(f"authbench chaos: --target compose: {err}", file=sys.stderr)
+            return 1
     if args.target == "swarm":
         from authbench.targets.swarm import SwarmTarget, swarm_state
 

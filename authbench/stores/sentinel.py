@@ -16,6 +16,17 @@ failover attempt. Both values go into the run's manifest.
         old = store.kill_primary()   # SIGKILL
         store.wait_failover(old)     # until a new primary is named and answers as one
         store.rejoin()               # the killed node comes back as a replica
+
+A partition of the replication link (`partition_proxy=True`, the failover-partition
+scenarios): the delay proxy runs from the start, relaying to the primary, while the
+replica still replicates directly. `cut_replica_link()` re-points the replica at the
+proxy (a partial resync through it) and cuts the proxy's link: the primary goes on
+acknowledging writes that never reach the replica, while the Sentinels still reach both
+nodes directly. The re-point is made just before the cut, not at start, because a
+Sentinel re-points a replica whose master address is not the one it monitors
+(`+fix-slave-config`) once it has seen that address in two of its INFO polls of the
+replica, which are 10 s apart while the replica's link looks up; so a partition followed
+by a kill within some seconds is not undone. `replication()` tells whether it held.
 """
 
 from __future__ import annotations
@@ -58,6 +69,9 @@ class SentinelSet:
     # the Sentinels know.
     replica_delay_ms: float | None = None
     proxy_port: int | None = None
+    # The proxy runs from the start (delay off, the replica direct) so that
+    # `cut_replica_link` can partition the replica from the primary.
+    partition_proxy: bool = False
     proxy: DelayProxy | None = field(default=None, init=False)
     nodes: list[_Node] = field(default_factory=list, init=False)
     sentinels: list[_Node] = field(default_factory=list, init=False)
@@ -80,7 +94,12 @@ class SentinelSet:
             "down_after_milliseconds": self.down_after_ms,
             "failover_timeout_ms": self.failover_timeout_ms,
             "replica_delay_ms_each_way": self.replica_delay_ms,
+            "replica_link_proxy": self.proxy_port if self._wants_proxy else None,
         }
+
+    @property
+    def _wants_proxy(self) -> bool:
+        return self.replica_delay_ms is not None or self.partition_proxy
 
     def processes(self) -> dict[str, int]:
         """name -> pid of every live process (CPU sampling)."""
@@ -106,15 +125,17 @@ class SentinelSet:
         upstream = primary
         deadline = time.monotonic() + timeout_s
         try:
-            if self.replica_delay_ms is not None:
+            if self._wants_proxy:
                 if self.proxy_port is None:
-                    raise SentinelError("a replica delay needs a proxy_port")
+                    raise SentinelError("a replica delay or partition needs a proxy_port")
                 self.proxy = DelayProxy(
-                    self.proxy_port, primary, self.replica_delay_ms, logs / "replica-proxy.log"
-                )
+                    self.proxy_port, primary, self.replica_delay_ms or 0.0,
+                    logs / "replica-proxy.log",
+                )  # fmt: skip
                 self.proxy.start()
+            if self.proxy is not None and self.replica_delay_ms is not None:
                 self.proxy.set_delay(self.replica_delay_ms)
-                upstream = self.proxy_port
+                upstream = self.proxy.listen
             self.nodes[1].argv += ["--replicaof", "127.0.0.1", str(upstream)]
             for node in self.nodes:
                 node.start()
@@ -285,6 +306,69 @@ class SentinelSet:
         self._wait_ping(node, deadline)
         self._wait_replica_synced(node.port, deadline)
         self.killed = None
+
+    # --- a partitioned replica (partition_proxy) ----------------------------------------
+    def cut_replica_link(self, timeout_s: float = 10.0) -> dict[str, object]:
+        """Partition the replica from the primary: re-point it at the proxy, wait until it
+        replicates through it, then cut the proxy's link. Returns what was done."""
+        if self.proxy is None or self.proxy_port is None:
+            raise SentinelError("this Sentinel set was started without partition_proxy")
+        primary = self.primary_port()
+        if primary != self.ports[0]:
+            raise SentinelError(f"the proxy relays to {self.ports[0]}, the primary is {primary}")
+        replica = next(n for n in self.nodes if n.port != primary and n.alive())
+        started = time.monotonic()
+        deadline = started + timeout_s
+        with self._client(replica.port) as client:
+            client.replicaof("127.0.0.1", self.proxy_port)
+            while True:
+                state = client.info("replication")
+                if (
+                    int(state.get("master_port", 0)) == self.proxy_port
+                    and state.get("master_link_status") == "up"
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise SentinelError(f"the replica did not resync through the proxy: {state}")
+                time.sleep(0.02)
+        resynced_s = time.monotonic() - started
+        self.proxy.cut()
+        return {
+            "replica_port": replica.port,
+            "proxy_port": self.proxy_port,
+            "resync_through_proxy_s": round(resynced_s, 3),
+            "cut_at": time.time(),
+        }
+
+    def replication(self) -> dict[str, object]:
+        """The primary's and the replica's replication state now: offsets (the replica's
+        lag in bytes of replication stream) and whether the replica still replicates
+        through the proxy (the partition held; a Sentinel did not re-point it)."""
+        primary = self.primary_port()
+        found: dict[str, object] = {"primary_port": primary}
+        offsets: dict[str, int] = {}
+        for node in self.nodes:
+            if not node.alive():
+                continue
+            try:
+                with self._client(node.port) as client:
+                    state = client.info("replication")
+            except redis.RedisError:
+                continue
+            if node.port == primary:
+                offsets["primary_offset"] = int(state.get("master_repl_offset", 0))
+            else:
+                found["replica_port"] = node.port
+                offsets["replica_offset"] = int(state.get("slave_repl_offset", 0))
+                found["replica_master_port"] = int(state.get("master_port", 0))
+                found["replica_link"] = state.get("master_link_status")
+        found.update(offsets)
+        if len(offsets) == 2:
+            found["replica_lag_bytes"] = offsets["primary_offset"] - offsets["replica_offset"]
+        found["through_proxy"] = (
+            self.proxy_port is not None and found.get("replica_master_port") == self.proxy_port
+        )
+        return found
 
     def replica_offsets(self) -> dict[int, int]:
         """port -> replication offset of each live data node (diagnostics)."""

@@ -52,13 +52,10 @@ class DeploymentSpec:
 
 def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
-    if spec.store != SINGLE_REDIS and target != "local":
-        if spec.store.kind in ("cluster", "replicas"):
-            raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
-        raise ValueError(
-            f"--store {spec.store} is built for --target local; compose runs it as the "
-            "`sentinel` profile (README, section failover)"
-        )
+    if spec.store != SINGLE_REDIS and target not in ("local", "compose"):
+        raise ValueError(f"--store {spec.store} is built for --target local and compose")
+    if spec.store.kind in ("cluster", "replicas") and target != "local":
+        raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
     if spec.gateway != "ours" and target != "local":
         raise ValueError(f"--gateway {spec.gateway} is built for --target local only (so far)")
     if target == "local":
@@ -88,6 +85,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             env=dict(spec.settings),
             scale_to=spec.replicas,
             redis_delay_ms=spec.redis_delay_ms,  # the redis-proxy container
+            store=spec.store,  # sentinel: the profile `sentinel`
         )
     if target == "external":
         from authbench.targets.external import ExternalTarget

@@ -250,18 +250,34 @@ class Deployment(ABC):
         raise NotSupported(self.target, "slow_redis")
 
     # --- store failover (store topology `sentinel`) -------------------------------------
-    def kill_redis_primary(self) -> int:
-        """SIGKILL the primary the Sentinels name now; returns its port."""
+    def kill_redis_primary(self) -> tuple[str, float]:
+        """SIGKILL the primary the Sentinels name now: (the node's name, the target's own:
+        `127.0.0.1:PORT` for processes, the service for compose; the wall clock just
+        before the signal was sent, after whatever lookup found the primary)."""
         raise NotSupported(self.target, "kill_redis_primary")
 
-    def wait_redis_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
-        """Block until a new primary is named and answers as one: (wall clock when the
-        Sentinels first named it, its port)."""
+    def wait_redis_failover(self, old: str, timeout_s: float = 30.0) -> tuple[float, str]:
+        """Block until a primary other than the node `old` is named and answers as one:
+        (wall clock when the Sentinels first named it, its name)."""
         raise NotSupported(self.target, "wait_redis_failover")
 
     def rejoin_redis(self) -> None:
         """Start the killed primary again, as a replica of the new one."""
         raise NotSupported(self.target, "rejoin_redis")
+
+    def store_description(self) -> dict[str, object]:
+        """What a run's results record about the store (its kind; a Sentinel set adds its
+        tuning: quorum, down-after-milliseconds, failover-timeout)."""
+        return {"kind": str(self.store)}
+
+    def cut_redis_replica_link(self) -> dict[str, object]:
+        """Partition the replica from the primary (its replication link passes nothing;
+        both still answer everyone else); returns what was done."""
+        raise NotSupported(self.target, "cut_redis_replica_link")
+
+    def redis_replication(self) -> dict[str, object]:
+        """The primary's and the replica's replication state: offsets, lag in bytes."""
+        raise NotSupported(self.target, "redis_replication")
 
     # --- replica faults (the replica-crash scenario) ------------------------------------
     def kill_replica(self, index: int) -> None:

@@ -39,7 +39,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import Deployment, DeploymentError, NotSupported, http_status
+from authbench.targets.base import (
+    SENTINEL,
+    SINGLE_REDIS,
+    Deployment,
+    DeploymentError,
+    NotSupported,
+    StoreTopology,
+    http_status,
+)
 from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
@@ -53,8 +61,16 @@ STORE_PROXY_PROFILE = "store-proxy"
 PROXY_SERVICE = "redis-proxy"
 PROXY_URL = "redis://redis-proxy:6379/0"
 PROXY_CONTROL_FILE = "/tmp/delay_ms"  # noqa: S108 - inside the proxy's own container
+# --store sentinel: the profile `sentinel` adds a replica of `redis` and three Sentinels,
+# and the services are told to ask the Sentinels (REDIS_SENTINELS) for the primary.
+SENTINEL_PROFILE = "sentinel"
+REPLICA_SERVICE = "redis-replica"
+SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
+SENTINEL_PORT = 26379
+SENTINEL_ADDRESSES = ",".join(f"{name}:{SENTINEL_PORT}" for name in SENTINEL_SERVICES)
+DATA_SERVICES = (REDIS_SERVICE, REPLICA_SERVICE)  # the Sentinel set's data nodes
 # Every profile the harness may start: what ps, logs and down must see too.
-HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE)
+HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
@@ -126,11 +142,24 @@ class ComposeTarget(Deployment):
     # Store distance: None, the services talk to Redis; a number (ms each way, switched on
     # by slow_redis), they go through the redis-proxy container (profile store-proxy).
     redis_delay_ms: float | None = None
+    # single: the one `redis`; sentinel: the profile `sentinel` too, and the services ask
+    # the Sentinels. Attaching (scale_to=None), start() reads it from the running services.
+    store: StoreTopology = SINGLE_REDIS
     _base_images_checked: bool = field(default=False, init=False, repr=False)
+    _killed: str | None = field(default=None, init=False, repr=False)  # a SIGKILLed data node
+    _addresses: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # Attached: the environment the running replicas were started with (settings, store).
+    _running: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.redis_delay_ms is not None:
             self.env.setdefault("SERVICES_REDIS_URL", PROXY_URL)
+        if self.store.kind not in ("single", "sentinel"):
+            raise ValueError(f"compose has no --store {self.store} (single, sentinel)")
+        if self.store == SENTINEL:
+            if self.redis_delay_ms is not None:
+                raise ValueError("compose: --store sentinel has no delay proxy")
+            self.env.setdefault("REDIS_SENTINELS", SENTINEL_ADDRESSES)
 
     # --- Deployment: life -------------------------------------------------------------
     def start(self) -> None:
@@ -141,9 +170,17 @@ class ComposeTarget(Deployment):
                 f"the compose stack is not answering at {self.gateway_url}/readyz; "
                 "start it first: docker compose up -d --wait"
             )
+        else:
+            # What the running services were given, whatever this process's variables say.
+            self._running = self.running_env(RESOURCE_SERVICE)
+            self.store = SENTINEL if self._running.get("REDIS_SENTINELS") else SINGLE_REDIS
 
     def stop(self) -> None:
-        """Leave the stack running (it is the user's), with Redis running again."""
+        """Leave the stack running (it is the user's), with Redis running again (with
+        Sentinels: a killed data node back as a replica)."""
+        if self.store == SENTINEL:
+            self.rejoin_redis()
+            return
         states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
         if "paused" in states:
             self.resume_redis()
@@ -151,7 +188,17 @@ class ComposeTarget(Deployment):
             self.start_redis()
 
     def describe(self) -> str:
-        return f"compose project {self.project_name} at {self.gateway_url}"
+        store = " (Redis primary, replica, 3 Sentinels)" if self.store == SENTINEL else ""
+        return f"compose project {self.project_name} at {self.gateway_url}{store}"
+
+    def running_env(self, service: str) -> dict[str, str]:
+        """The environment a running container of `service` was started with."""
+        ids = [c.id for c in self.containers(service)]
+        if not ids:
+            raise ComposeError(f"no running container of {service}")
+        out = self._docker("inspect", "--format", "{{json .Config.Env}}", ids[0])
+        pairs = json.loads(out) or []
+        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
     # --- Deployment: where it is --------------------------------------------------------
     @property
@@ -190,6 +237,8 @@ class ComposeTarget(Deployment):
     @property
     def settings(self) -> Mapping[str, str]:
         env = self.config["services"][RESOURCE_SERVICE].get("environment") or {}
+        if self._running is not None:  # attached: what the running replicas were given
+            env = {k: self._running.get(str(k), v) for k, v in env.items()}
         # Assertion keys never go into a manifest (HS256's is a shared secret).
         hidden = ("EDGE_ASSERTION_KEY", "EDGE_ASSERTION_VERIFY_KEY", "JWT_KEY_ENCRYPTION_KEY")
         return {str(k): str(v) for k, v in env.items() if k not in hidden}
@@ -228,6 +277,10 @@ class ComposeTarget(Deployment):
         for profile in profiles:
             argv += ["--profile", profile]
         return self._run([*argv, *args], timeout_s=timeout_s, check=check)
+
+    def _docker(self, *args: str, timeout_s: float = 30.0, check: bool = True) -> str:
+        """`docker ARGS...` (no compose: a tenth of the time, for polling); its stdout."""
+        return self._run(["docker", *args], timeout_s=timeout_s, check=check).stdout
 
     def _run(
         self, argv: list[str], *, timeout_s: float | None = None, check: bool = True
@@ -313,7 +366,7 @@ class ComposeTarget(Deployment):
         """
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
-        profiles: tuple[str, ...] = ()
+        profiles: tuple[str, ...] = (SENTINEL_PROFILE,) if self.store == SENTINEL else ()
         if self.redis_delay_ms is not None:
             # The proxy runs the load image (the harness's delay proxy), built by
             # locust-master; a cached build takes a second.
@@ -440,12 +493,128 @@ class ComposeTarget(Deployment):
                 raise ComposeError(f"redis did not answer PING in {timeout_s:.0f} s")
             time.sleep(0.2)
 
+    # --- store failover (--store sentinel, the profile `sentinel`) ---------------------
+    def _container_of(self, service: str, *, all: bool = False) -> str:
+        found = self.containers(service, all=all)
+        if not found:
+            raise ComposeError(f"no {'' if all else 'running '}container of {service}")
+        return found[0].id
+
+    def _node_cli(self, container: str, *args: str, port: int = 6379) -> str | None:
+        """redis-cli in a container (None: it did not answer)."""
+        done = self._run(
+            ["docker", "exec", container, "redis-cli", "-p", str(port), *args],
+            timeout_s=10, check=False,
+        )  # fmt: skip
+        return done.stdout if done.returncode == 0 and done.stdout.strip() else None
+
+    def _node_addresses(self) -> dict[str, str]:
+        """Every address a data node has had on the stack's network -> its service (the
+        Sentinels name nodes by address; a killed container has none until it restarts)."""
+        for service in DATA_SERVICES:
+            for container in self.containers(service, all=True):
+                out = self._docker(
+                    "inspect", "--format",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container.id,
+                )  # fmt: skip
+                self._addresses.update({address: service for address in out.split()})
+        return self._addresses
+
+    def redis_primary(self) -> str:
+        """The data node (`redis` or `redis-replica`) the Sentinels name as primary now."""
+        master = self.settings.get("REDIS_SENTINEL_MASTER") or "authbench"
+        for sentinel in SENTINEL_SERVICES:
+            with contextlib.suppress(ComposeError):
+                out = self._node_cli(
+                    f"{self.project_name}-{sentinel}-1",  # compose's name: no `ps` per look
+                    "SENTINEL", "get-master-addr-by-name", master, port=SENTINEL_PORT,
+                )  # fmt: skip
+                host = out.split()[0] if out else ""
+                if host:
+                    service = self._addresses.get(host) or self._node_addresses().get(host)
+                    if service is None:
+                        raise ComposeError(f"the Sentinels name {host}, not a data node")
+                    return service
+        raise ComposeError("no Sentinel named a primary")
+
+    def kill_redis_primary(self) -> tuple[str, float]:
+        """SIGKILL the primary's container through the engine; it stays down (restart:
+        "no") until rejoin_redis. Returns its service and when `docker kill` was run (the
+        lookup before it asks a Sentinel and the engine: a second or more when busy)."""
+        if self.store != SENTINEL:
+            raise NotSupported(self.target, "kill_redis_primary", "this stack has no Sentinels")
+        primary = self.redis_primary()
+        container = self._container_of(primary)
+        killed_at = time.time()
+        self._docker("kill", "--signal", "KILL", container)
+        self._killed = primary
+        return primary, killed_at
+
+    def wait_redis_failover(self, old: str, timeout_s: float = 30.0) -> tuple[float, str]:
+        """Until the Sentinels name the other data node and it answers ROLE as a master.
+        Each look is a `docker exec` (~0.1 s on an idle engine): the times are that coarse."""
+        deadline = time.monotonic() + timeout_s
+        named_at: float | None = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ComposeError):
+                primary = self.redis_primary()
+                if primary != old:
+                    named_at = named_at or time.time()
+                    role = self._node_cli(self._container_of(primary), "ROLE")
+                    if role is not None and role.split()[0] == "master":
+                        return named_at, primary
+            time.sleep(0.05)
+        raise ComposeError(f"no failover from {old} within {timeout_s:g} s")
+
+    def rejoin_redis(self, timeout_s: float = 60.0) -> None:
+        """Start the killed data node's container again, as a replica of the current
+        primary, and return once it is in sync (as a supervisor would: started alone, it
+        would be an empty primary until the Sentinels demote it)."""
+        killed, self._killed = self._killed, None
+        if killed is None:
+            return
+        container = self._container_of(killed, all=True)
+        self._docker("start", container)
+        primary = self.redis_primary()
+        deadline = time.monotonic() + timeout_s
+        while self._node_cli(container, "REPLICAOF", primary, "6379") is None:
+            if time.monotonic() > deadline:
+                raise ComposeError(f"{killed} did not answer after its restart")
+            time.sleep(0.1)
+        while "master_link_status:up" not in (self._node_cli(container, "INFO") or ""):
+            if time.monotonic() > deadline:
+                raise ComposeError(f"{killed} did not sync from {primary} in {timeout_s:g} s")
+            time.sleep(0.1)
+
+    def store_description(self) -> dict[str, object]:
+        """The store's kind, and for Sentinels the tuning the compose file gives them."""
+        if self.store != SENTINEL:
+            return super().store_description()
+        out = self.compose("config", "--format", "json", profiles=(SENTINEL_PROFILE,)).stdout
+        sentinel = json.loads(out)["services"][SENTINEL_SERVICES[0]]
+        script = "\n".join(sentinel.get("command") or [])
+        tuning = {}
+        for line in script.splitlines():
+            words = line.split()
+            if words[:2] == ["sentinel", "monitor"]:
+                tuning["quorum"] = int(words[-1])
+            elif len(words) == 4 and words[0] == "sentinel":
+                tuning[words[1].replace("-", "_")] = int(words[3])
+        return {
+            "kind": "sentinel",
+            "data_nodes": list(DATA_SERVICES),
+            "sentinels": list(SENTINEL_SERVICES),
+            "down_after_milliseconds": tuning.get("down_after_milliseconds"),
+            "failover_timeout_ms": tuning.get("failover_timeout"),
+            "quorum": tuning.get("quorum"),
+        }
+
     # --- measurements -----------------------------------------------------------------
     def redis_cli(self, *args: str, timeout_s: float = 10.0) -> str:
-        """Run redis-cli inside the redis container and return its output."""
-        return self.compose(
-            "exec", "-T", REDIS_SERVICE, "redis-cli", *args, timeout_s=timeout_s
-        ).stdout
+        """Run redis-cli inside the redis container (with Sentinels: the primary's) and
+        return its output."""
+        service = self.redis_primary() if self.store == SENTINEL else REDIS_SERVICE
+        return self.compose("exec", "-T", service, "redis-cli", *args, timeout_s=timeout_s).stdout
 
     def redis_info(self) -> dict[str, str]:
         """`INFO all` as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""

@@ -138,6 +138,8 @@ class LocalCluster(Deployment):
     sentinel_down_after_ms: int = 1000
     sentinel_failover_timeout_ms: int = 3000
     sentinel_replica_delay_ms: float | None = None  # replica through the delay proxy
+    # The replica's link can be cut (the failover-partition scenarios): a proxy on it.
+    sentinel_partition_proxy: bool = False
     sentinel_set: SentinelSet | None = field(default=None, init=False)
     # --store cluster:N (issue 17): shard 1 on ports.redis, shards 2..N on store_extra,
     # store_extra+1, ...; the N cluster-bus ports from a free block of their own.
@@ -438,6 +440,7 @@ class LocalCluster(Deployment):
             failover_timeout_ms=self.sentinel_failover_timeout_ms,
             replica_delay_ms=self.sentinel_replica_delay_ms,
             proxy_port=extra + 4,
+            partition_proxy=self.sentinel_partition_proxy,
         )
         self.sentinel_set.start(timeout_s)
         say(
@@ -537,15 +540,28 @@ class LocalCluster(Deployment):
         except RuntimeError:
             return self.ports.redis
 
-    def kill_redis_primary(self) -> int:
+    def kill_redis_primary(self) -> tuple[str, float]:
         self.close()
-        return self._sentinels().kill_primary()
+        killed_at = time.time()  # the lookup before the kill is one loopback round trip
+        return f"127.0.0.1:{self._sentinels().kill_primary()}", killed_at
 
-    def wait_redis_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
-        return self._sentinels().wait_failover(old_port, timeout_s)
+    def wait_redis_failover(self, old: str, timeout_s: float = 30.0) -> tuple[float, str]:
+        named_at, port = self._sentinels().wait_failover(int(old.rpartition(":")[2]), timeout_s)
+        return named_at, f"127.0.0.1:{port}"
+
+    def store_description(self) -> dict[str, object]:
+        if self.sentinel_set is not None:
+            return self.sentinel_set.describe()
+        return super().store_description()
 
     def rejoin_redis(self) -> None:
         self._sentinels().rejoin()
+
+    def cut_redis_replica_link(self) -> dict[str, object]:
+        return self._sentinels().cut_replica_link()
+
+    def redis_replication(self) -> dict[str, object]:
+        return self._sentinels().replication()
 
     # --- replica faults -------------------------------------------------------------------
     def kill_replica(self, index: int) -> None:
@@ -575,28 +591,38 @@ class LocalCluster(Deployment):
         return found
 
     # Auth-service faults: mode opaque asks it on every read; the others only log in there.
-    def _auth_process(self) -> subprocess.Popen[bytes]:
-        auth = self.child("auth")
-        if auth.process is None:
+    # The fault takes the whole service down: every auth process of the deployment (its
+    # --auth-replicas, and in chaos the auth service of a group with its own tokens).
+    def auth_children(self) -> list[Child]:
+        children = [c for c in self.all_children() if c.argv[-1:] == ["auth_service"]]
+        if not children or any(c.process is None for c in children):
             raise ClusterError("the auth service was never started")
-        return auth.process
+        return children
 
     def kill_auth(self) -> None:
-        self._auth_process().kill()
-        self._auth_process().wait()
+        for auth in self.auth_children():
+            if auth.process is not None:
+                auth.process.kill()
+                auth.process.wait()
 
     def pause_auth(self) -> None:
-        self._auth_process().send_signal(signal.SIGSTOP)
+        for auth in self.auth_children():
+            if auth.process is not None:
+                auth.process.send_signal(signal.SIGSTOP)
 
     def resume_auth(self) -> None:
-        self._auth_process().send_signal(signal.SIGCONT)
+        for auth in self.auth_children():
+            if auth.process is not None:
+                auth.process.send_signal(signal.SIGCONT)
 
     def start_auth(self, timeout_s: float = 30.0) -> None:
         """Start a killed auth service again (a resumed one: wait until it answers)."""
-        auth = self.child("auth")
-        if not auth.alive():
-            auth.start()
-        self._wait_ready(auth, time.monotonic() + timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for auth in self.auth_children():
+            if not auth.alive():
+                auth.start()
+        for auth in self.auth_children():
+            self._wait_ready(auth, deadline)
 
     def child(self, name: str) -> Child:
         for child in self.all_children():

@@ -59,7 +59,7 @@ from authbench.targets.compose import (
 
 TARGET = "swarm"
 STACK_VERSION = "3.8"  # what Debian's docker 20.10 `stack deploy` reads
-REDIS, RESOURCE, GATEWAY = "redis", "resource", "gateway"
+REDIS, RESOURCE, GATEWAY, AUTH = "redis", "resource", "gateway", "auth"
 # Compose keys a swarm does not read (or reads differently: `restart`, `ports`, networks).
 _DROPPED = ("build", "pull_policy", "depends_on", "profiles", "restart", "container_name")
 
@@ -375,6 +375,30 @@ class SwarmTarget(Deployment):
                 raise SwarmError(f"redis did not answer PING in {timeout_s:.0f} s")
             time.sleep(0.2)
 
+    # --- auth-service faults: a freeze only ----------------------------------------------
+    # No kill_auth: swarm restarts a dead auth task itself (`restart_policy: any`), so "down
+    # until start_auth" cannot hold. A frozen task is not restarted unless it stays frozen
+    # past its healthcheck's retries (5 x HEALTHCHECK_INTERVAL, 2 s: about 10 s); a longer
+    # --outage would measure swarm replacing it.
+    def pause_auth(self) -> None:
+        """Freeze every auth task's container (cgroup freezer)."""
+        for container in self.containers(AUTH):
+            self.docker("pause", container)
+
+    def resume_auth(self) -> None:
+        for container in self.containers(AUTH):
+            state = self.docker("inspect", "-f", "{{.State.Status}}", container).strip()
+            if state == "paused":
+                self.docker("unpause", container)
+
+    def start_auth(self, timeout_s: float = 60.0) -> None:
+        """Return once the gateway reaches an auth task again (auth is not published)."""
+        deadline = time.monotonic() + timeout_s
+        while http_status(f"{self.gateway_url}/auth/.well-known/jwks.json") != 200:
+            if time.monotonic() > deadline:
+                raise SwarmError("the auth service did not answer through the gateway")
+            time.sleep(0.2)
+
     # --- what samplers read ----------------------------------------------------------------
     def redis_info(self) -> dict[str, str]:
         out = self.docker("exec", self._redis_container(), "redis-cli", "INFO", "all")
@@ -384,7 +408,7 @@ class SwarmTarget(Deployment):
         """CPU of each task's container (cgroup accounting): redis, auth, gateway and
         resource-N by task slot."""
         usage: dict[str, float] = {}
-        for name in (REDIS, "auth", GATEWAY, RESOURCE):
+        for name in (REDIS, AUTH, GATEWAY, RESOURCE):
             for container in self.containers(name):
                 seconds = _cgroup_cpu_seconds(container)
                 if seconds is None:

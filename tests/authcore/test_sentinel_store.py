@@ -21,7 +21,7 @@ from authbench.stores.sentinel import SentinelSet
 from authcore.config import Settings
 from authcore.errors import ConfigError, StoreNotReplicated, StoreUnavailable
 from authcore.redis_store import RedisStore
-from authcore.sessions import SESSION_PREFIX, SessionStore
+from authcore.sessions import SESSION_PREFIX, SessionStore, session_key
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +175,50 @@ async def test_without_wait_a_write_returns_before_the_replica_has_it(
 def test_malformed_sentinel_addresses_are_refused_at_start(value: str) -> None:
     with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
         Settings.from_env({"REDIS_SENTINELS": value})
+
+
+async def test_a_write_acknowledged_during_a_partition_is_lost_in_the_failover_unless_waited(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: asynchronous replication's loss, made visible. The replica's link goes
+    through the delay proxy, cut while the primary keeps acknowledging; the primary is
+    then killed and the Sentinels promote the replica. A session acknowledged without
+    WAIT during the cut is gone from the new primary; with WAIT 1 the same write is
+    refused (503 redis_not_replicated), and what WAIT acknowledged before the cut stays."""
+    base = free_port_block(6)
+    sentinels = SentinelSet(
+        ports=(base, base + 1),
+        sentinel_ports=(base + 2, base + 3, base + 4),
+        workdir=tmp_path,
+        down_after_ms=300,
+        failover_timeout_ms=2000,
+        proxy_port=base + 5,
+        partition_proxy=True,
+    )
+    with sentinels:
+        plain_settings = _settings(sentinels)
+        waited_settings = _settings(sentinels, REDIS_WAIT_REPLICAS="1", REDIS_WAIT_TIMEOUT_MS="200")
+        plain, waited = RedisStore(plain_settings), RedisStore(waited_settings)
+        try:
+            asynchronous = SessionStore(plain, plain_settings)
+            synchronous = SessionStore(waited, waited_settings)
+            before = await synchronous.create("erin")  # on the replica once acknowledged
+
+            cut = await asyncio.to_thread(sentinels.cut_replica_link)
+            during = await asynchronous.create("frank")  # acknowledged by the primary alone
+            with pytest.raises(StoreNotReplicated) as refused:
+                await synchronous.create("grace")
+            assert refused.value.code == "redis_not_replicated" and refused.value.status == 503
+            state = sentinels.replication()
+            assert state["through_proxy"] is True
+            assert isinstance(lag := state.get("replica_lag_bytes"), int) and lag > 0
+
+            old = sentinels.kill_primary()
+            _named_at, new = await asyncio.to_thread(sentinels.wait_failover, old, 20.0)
+        finally:
+            await plain.close()
+            await waited.close()
+        assert new == cut["replica_port"]
+        with redis.Redis(port=new) as promoted:
+            assert promoted.exists(session_key(before)) == 1, "a WAITed write was lost"
+            assert promoted.exists(session_key(during)) == 0, "the partition held nothing back"

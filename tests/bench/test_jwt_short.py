@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from authbench import modes
 from authbench.bench import axes, spectrum
 from authbench.bench.matrix import MODE_ORDER, Cell, Load, Matrix, validate_modes
 from authbench.process import PROJECT_ROOT, free_port_block
+from tests.conftest import ClusterFactory
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,57 @@ def test_a_jwt_short_user_refreshes_before_expiry_at_the_rate_its_ttl_sets(
     [cost] = spectrum.refresh_costs(list(cells.values()))
     assert cost.ttl_s == 2 and cost.redis_cmds_per_refresh >= 1
     assert 1350 <= cost.refreshes_per_user_hour <= 3150  # 3600 / 1.6 = 2250
+
+
+# In a subprocess: importing a locustfile monkey-patches with gevent, which must never
+# happen in the pytest process. One real JwtShortUser against the cluster: it logs in, its
+# refresh falls due, Redis is down (refresh 503), then it reads.
+_UNAVAILABLE_REFRESH = """
+import argparse, json, os, sys, time
+from locust.env import Environment
+from loadtests.locustfile import JwtShortUser
+import redis
+env = Environment(user_classes=[JwtShortUser], host=sys.argv[1])
+env.create_local_runner()
+env.parsed_options = argparse.Namespace(accounts=20)  # the cluster seeds user0..user19
+JwtShortUser.host = sys.argv[1]
+user = JwtShortUser(env)
+user.on_start()
+token = user.access_token
+user.token_received -= 0.8 * user.token_lifetime_s  # its refresh is due
+os.kill(int(sys.argv[2]), 9)  # redis-server: /auth/refresh answers 503
+time.sleep(0.3)
+user.between_reads()
+kept = user.access_token == token and bool(token)
+retry_in = getattr(user, "next_refresh_try", 0.0) - time.monotonic()
+user.read("/api/me", "/api/me")
+stats = {k[0]: [v.num_requests, v.num_failures] for k, v in env.stats.entries.items()}
+errors = [str(e.error) for e in env.stats.errors.values()]
+json.dump({"kept": kept, "retry_in": retry_in, "stats": stats, "errors": errors}, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_a_refresh_the_store_cannot_serve_keeps_the_valid_access_token(
+    make_cluster: ClusterFactory,
+) -> None:
+    # Before: a 503 from /auth/refresh made the user drop its access token and log in again
+    # (503 too), so every read of the outage was a 401 while the token was still valid:
+    # chaos charged jwt-short with failures its design does not have.
+    cluster = make_cluster(replicas=1, env={"JWT_REVOCATION": "none", "JWT_TTL_S": "30"})
+    redis_pid = cluster.child("redis").pid
+    done = subprocess.run(
+        [sys.executable, "-c", _UNAVAILABLE_REFRESH, cluster.gateway_url, str(redis_pid)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["stats"].get("/auth/refresh") == [1, 1], found  # tried; the store was down
+    assert found["kept"], found
+    assert 0 < found["retry_in"] <= 1.0, found  # tried again a second later, not per read
+    assert found["stats"]["/api/me"] == [1, 0]  # the token is good until its exp
+    assert "/auth/login" in found["stats"] and found["stats"]["/auth/login"][1] == 0

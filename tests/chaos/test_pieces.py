@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,37 @@ def test_delay_proxy_adds_its_delay_to_each_direction_only_while_on(
         proxy.stop()
     assert off < 20 and off_again < 20, (off, off_again)
     assert 50 <= on < 150, on  # 2 x 25 ms per round trip
+
+
+def test_delay_proxy_cut_holds_bytes_until_healed_and_drops_a_connection_closed_meanwhile(
+    redis_port: int, tmp_path: Path
+) -> None:
+    """The partition switch (failover-partition scenarios): while cut, nothing reaches
+    Redis; healed, what was held follows; a connection closed during the cut is dropped
+    with what it held (a peer that died during a partition)."""
+    listen = redis_port + 1
+    proxy = DelayProxy(listen, redis_port, 0.0, tmp_path / "proxy.log")
+    direct = redis.Redis(port=redis_port, socket_timeout=2)
+    try:
+        proxy.start()
+        proxy.cut()
+        held = socket.create_connection(("127.0.0.1", listen), timeout=2)
+        held.sendall(b"SET held 1\r\n")
+        closed = socket.create_connection(("127.0.0.1", listen), timeout=2)
+        closed.sendall(b"SET dropped 1\r\n")
+        time.sleep(0.3)
+        assert direct.exists("held", "dropped") == 0  # nothing passed the cut
+        closed.close()
+        time.sleep(0.2)
+        proxy.delay(False)  # heal
+        assert held.recv(64) == b"+OK\r\n"
+        assert direct.get("held") == b"1"
+        time.sleep(0.2)
+        assert direct.exists("dropped") == 0
+        held.close()
+    finally:
+        direct.close()
+        proxy.stop()
 
 
 def test_delay_link_switches_between_zero_and_its_delay() -> None:
@@ -120,3 +152,70 @@ def test_the_chaos_report_names_the_modes_that_ran_with_what_they_check() -> Non
     assert sentence.startswith("All two modes run at once")
     assert f"<b>{modes.JWT_DENYLIST.label}</b> ({modes.JWT_DENYLIST.checks})" in sentence
     assert modes.JWT.label + "</b>" not in sentence
+
+
+def test_chaos_refuses_a_partition_a_sentinel_would_undo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past ~10 s a Sentinel re-points the partitioned replica: refused before any start
+    (in process: a subprocess costs seconds of CI on a busy machine)."""
+    import argparse
+
+    from authbench.commands import chaos
+
+    parser = argparse.ArgumentParser()
+    chaos.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["chaos", "--scenarios", "failover-partition", "--partition", "9", "--results",
+         str(tmp_path)]
+    )  # fmt: skip
+    assert args.func(args) == 2
+    assert "--partition must be in (0, 8]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _failover_result(name: str, cut: bool, lost: int, refused: int) -> dict[str, object]:
+    kinds = ("session", "refresh", "revocation")
+    writes = {
+        k: {"acknowledged": 10, "lost": lost, "unanswered": 0, "acknowledged_last": 1,
+            "lost_last": 0, "acknowledged_cut": lost, "lost_cut": lost}
+        for k in kinds
+    }  # fmt: skip
+    times = {"promoted_s": 2.0, "primary_answers_s": 2.1, "writes_back_s": 2.5,
+             "rejoined_s": 2.4, "old_primary": "127.0.0.1:1",
+             "new_primary": "127.0.0.1:2"}  # fmt: skip
+    partition = {"cut_at": 97.0, "proxy_port": 3,
+                 "at_kill": {"replica_lag_bytes": 1234, "through_proxy": True}}  # fmt: skip
+    return {
+        "scenario": {"name": name},
+        "window": {"fault_at": 100.0},
+        "failover": {
+            "store": {"quorum": 2}, "settings": {}, "times": times, "writes": writes,
+            "last_ms": 100.0, "latency": {},
+            "write_errors": {"refresh: 503": refused} if refused else {},
+            "write_errors_cut": {"refresh: 503": refused} if refused else {},
+            "partition": partition if cut else None,
+        },
+    }  # fmt: skip
+
+
+def test_the_failover_report_splits_the_losses_at_the_cut_and_says_it_is_simulated(
+    tmp_path: Path,
+) -> None:
+    from authbench.chaos import failover
+    from authbench.chaos.report import _pyplot, _table
+
+    runs = [
+        _failover_result("failover-partition", cut=True, lost=4, refused=0),
+        _failover_result("failover-partition-wait", cut=True, lost=0, refused=7),
+    ]
+    section = failover.report_section(runs, _table)
+    assert "during the cut: 4 of 4" in section and "during the cut: 0 of 0" in section
+    assert "userspace TCP proxy" in section  # the partition is said to be simulated
+    assert "1234; yes" in section  # the replica's lag at the kill, the cut held
+    assert "<td>3.00</td>" in section  # cut 3 s before the kill
+    assert failover.chart_losses(runs, tmp_path / "failover.png", _pyplot())
+    assert (tmp_path / "failover.png").stat().st_size > 0
+    # A plain failover run (no cut) keeps its table: no partition rows, no note.
+    plain = failover.report_section([_failover_result("failover", False, 0, 0)], _table)
+    assert "during the cut" not in plain and "userspace TCP proxy" not in plain

@@ -219,3 +219,40 @@ def test_the_schema_check_catches_a_misspelt_field(rendered: dict[str, Objects])
     gateway["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(gateway, K8S_VERSIONS[0], strict=True)
+
+
+def shared_key_problem(objects: Objects) -> str | None:
+    """Several auth pods with no key-encryption key in common: each would sign with a key of
+    its own (authcore/keystore.py needs JWT_KEY_ENCRYPTION_KEY to share them in Redis)."""
+    auth = find(objects, "Deployment", "auth")
+    if auth["spec"].get("replicas", 1) <= 1:
+        return None
+    [(_key, container)] = list(containers(auth))
+    for env in container.get("env") or []:
+        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+        if env["name"] == "JWT_KEY_ENCRYPTION_KEY" and ref and not ref.get("optional", False):
+            return None
+    return "auth runs several pods without a required JWT_KEY_ENCRYPTION_KEY secret"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_several_auth_pods_share_their_signing_keys(
+    rendered: dict[str, Objects], overlay: str
+) -> None:
+    assert shared_key_problem(rendered[overlay]) is None
+
+
+def test_there_is_an_overlay_with_auth_replicas_and_the_rule_catches_a_missing_key(
+    rendered: dict[str, Objects],
+) -> None:
+    several = [
+        o for o in OVERLAYS if find(rendered[o], "Deployment", "auth")["spec"]["replicas"] > 1
+    ]
+    assert several, "an overlay runs several auth replicas (issue 16)"
+    objects = copy.deepcopy(rendered[several[0]])
+    for _key, container in containers(find(objects, "Deployment", "auth")):
+        container.pop("env")
+    assert shared_key_problem(objects) is not None
+    scaled = copy.deepcopy(rendered[OVERLAYS[0]])
+    find(scaled, "Deployment", "auth")["spec"]["replicas"] = 2  # the base's Secret is empty
+    assert shared_key_problem(scaled) is not None

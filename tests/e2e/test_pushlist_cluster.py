@@ -195,7 +195,7 @@ def test_on_sentinels_the_tails_follow_the_primary_through_a_failover(
     while request(replica, "GET", "/api/me", headers=token).status != 401:
         assert time.monotonic() < deadline, "logout did not reach the replica"
         time.sleep(0.01)
-    old = cluster.kill_redis_primary()
+    old, _killed_at = cluster.kill_redis_primary()
     cluster.wait_redis_failover(old, 20)
     # After the failover a new logout reaches the replica through the new primary.
     later = bearer(login_when_up(gateway, 6))
