@@ -14,7 +14,8 @@ at least that interval old, by a script that checks the TTL again on the primary
 session is renewed at most once per interval however many processes read it at once. A
 session then ends between SESSION_IDLE_S - SESSION_RENEW_INTERVAL_S and SESSION_IDLE_S
 after its last use. A logout deletes on the primary; a replica still serves the record
-until the DEL has replicated (the replication lag joins the revocation window).
+until the DEL has replicated (the replication lag joins the revocation window). A miss on a
+replica is asked again of the primary, so a session is valid from its login's response on.
 """
 
 from __future__ import annotations
@@ -183,6 +184,11 @@ class SessionStore:
                 return await pipe.execute()
 
         raw, pttl_ms = await self._store.read(_get)
+        if (raw is None or pttl_ms < 0) and self._store.read_replicas:
+            # A replica may not have a session created a moment ago (a login, then its
+            # first request): the primary decides a miss. Never the other way round: a
+            # replica that still has a logged-out session serves it until the DEL arrives.
+            raw, pttl_ms = await self._store.call(_get)
         if raw is None or pttl_ms < 0:  # gone, or (never written so) without a TTL
             raise InvalidCredential("unknown or expired session")
         session = await self._checked(key, raw)

@@ -122,6 +122,10 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
             StoreTopology.parse(bad)
     with pytest.raises(ValueError, match=r"not built yet; choose from .*replicas:N"):
         StoreTopology.parse("mirror:2")
+    with pytest.raises(ValueError, match="replicas:2 is built for --target local only"):
+        open_deployment(
+            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+        )
     # The commands' --store refuses it as a usage error that names the form.
     with pytest.raises(argparse.ArgumentTypeError, match="replicas:N"):
         store_argument("replicas:99")

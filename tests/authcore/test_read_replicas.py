@@ -168,6 +168,28 @@ async def test_a_logout_is_refused_once_it_replicated_and_served_until_then(
             await sessions.validate(session_id)
 
 
+async def test_a_session_the_replicas_do_not_have_yet_is_read_on_the_primary(
+    replica_set: ReplicaSet, sessions: SessionStore
+) -> None:
+    # Detached replicas stand for a lag of any length: a login, then its first request.
+    for port in replica_set.replica_ports:
+        with _node(port) as node:
+            node.execute_command("REPLICAOF", "NO", "ONE")
+    try:
+        session_id = await sessions.create("frank")
+        with _node(replica_set.primary_port) as primary:
+            primary.config_resetstat()
+        assert (await sessions.validate(session_id)).user == "frank"
+        assert _calls(replica_set.primary_port, "get") == 1  # the replica missed, then this
+        with pytest.raises(InvalidCredential):  # unknown everywhere: still refused
+            await sessions.validate("x" * 43)
+    finally:
+        for port in replica_set.replica_ports:
+            with _node(port) as node:
+                node.execute_command("REPLICAOF", "127.0.0.1", replica_set.primary_port)
+        _wait_synced(replica_set)
+
+
 async def test_a_dead_replica_sends_its_reads_elsewhere(tmp_path: Path) -> None:
     base = free_port_block(2)
     with ReplicaSet(ports=(base, base + 1), workdir=tmp_path) as replica_set:
