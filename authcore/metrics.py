@@ -36,7 +36,9 @@ REDIS_QUEUE_TIMEOUTS = Counter(
     "(back-pressure; never counted as a Redis failure).",
 )
 REDIS_BREAKER_OPEN = Gauge(
-    "authbench_redis_breaker_open", "1 while the Redis circuit breaker fails calls fast."
+    "authbench_redis_breaker_open",
+    "1 while the Redis circuit breaker fails calls fast (a Redis Cluster: how many nodes' "
+    "breakers are open).",
 )
 LOGINS = Counter(
     "authbench_logins_total", "Login attempts by mode and outcome.", ["mode", "outcome"]

@@ -30,10 +30,17 @@ on a replica.
 
 Sharding (issue 17): with REDIS_CLUSTER_NODES set, the client is redis-py's async
 RedisCluster (one pool per node, each as large as the slots below, so an admitted call
-never waits for a connection on any node); bounds, breaker and slots are the same. A
-Redis Cluster runs a transaction, a script or an MGET only on keys of one slot, so the
-stores give the keys that must sit together a hash tag and split what need not
-(`cluster` tells them which client they have).
+never waits for a connection on any node); bounds and slots are the same. A Redis
+Cluster runs a transaction, a script or an MGET only on keys of one slot, so the stores
+give the keys that must sit together a hash tag and split what need not (`cluster`
+tells them which client they have). The breaker is per node there (NodeBreakers): one
+dead shard must fail only the calls whose keys live on it. One breaker for the store
+opened on the first call to the dead shard and then refused every call, so every
+request failed, and its probes, landing on live and dead shards alike, kept it flapping.
+So each node's connections carry that node's breaker (`_node_guarded`): a call bound for
+an open node answers 503 at once, without redis-py's topology refresh, and calls to the
+live nodes go on. (The shards themselves must run `cluster-require-full-coverage no`,
+or the live ones answer CLUSTERDOWN too once the dead one is marked failed.)
 
 Read replicas (issue 17): with REDIS_READ_REPLICAS set, `read` sends a read-only operation
 to the replicas in turn (round robin), each with a pool and a breaker of its own; a
@@ -53,12 +60,12 @@ from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.connection import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authcore import metrics
@@ -71,13 +78,20 @@ Redis = aioredis.Redis
 _POOL_EXHAUSTED = "No connection available."  # redis-py's BlockingConnectionPool timeout
 
 
+def _report_open(is_open: bool) -> None:
+    metrics.REDIS_BREAKER_OPEN.set(int(is_open))
+
+
 class CircuitBreaker:
-    """Closed -> (failure) -> open for `cooldown_s` -> one probe -> closed or open again."""
+    """Closed -> (failure) -> open for `cooldown_s` -> one probe -> closed or open again.
 
-    __slots__ = ("_cooldown_s", "_open_until", "_probing")
+    `on_change(is_open)` is told when it opens or closes (by default: the gauge)."""
 
-    def __init__(self, cooldown_s: float) -> None:
+    __slots__ = ("_cooldown_s", "_on_change", "_open_until", "_probing")
+
+    def __init__(self, cooldown_s: float, on_change: Callable[[bool], None] = _report_open) -> None:
         self._cooldown_s = cooldown_s
+        self._on_change = on_change
         self._open_until = 0.0
         self._probing = False
 
@@ -104,7 +118,7 @@ class CircuitBreaker:
     def on_success(self) -> None:
         if self._open_until:
             self._open_until = 0.0
-            metrics.REDIS_BREAKER_OPEN.set(0)
+            self._on_change(False)
         self._probing = False
 
     def on_abandoned(self) -> None:
@@ -115,7 +129,42 @@ class CircuitBreaker:
     def on_failure(self) -> None:
         self._open_until = time.monotonic() + self._cooldown_s
         self._probing = False
-        metrics.REDIS_BREAKER_OPEN.set(1)
+        self._on_change(True)
+
+
+class NeverOpens(CircuitBreaker):
+    """The store-wide breaker of a cluster store: a failure opens only the failed node's
+    breaker (NodeBreakers), never the whole store's."""
+
+    __slots__ = ()
+
+    def on_failure(self) -> None:
+        self._probing = False
+
+
+class NodeBreakers:
+    """One CircuitBreaker per Redis Cluster node ("host:port"), made on first use; the
+    gauge counts the nodes whose breaker is open."""
+
+    def __init__(self, cooldown_s: float) -> None:
+        self._cooldown_s = cooldown_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._open: set[str] = set()
+
+    def of(self, node: str) -> CircuitBreaker:
+        breaker = self._breakers.get(node)
+        if breaker is None:
+
+            def changed(is_open: bool) -> None:
+                (self._open.add if is_open else self._open.discard)(node)
+                metrics.REDIS_BREAKER_OPEN.set(len(self._open))
+
+            breaker = self._breakers[node] = CircuitBreaker(self._cooldown_s, changed)
+        return breaker
+
+    def open_nodes(self) -> list[str]:
+        """The nodes whose breaker is open now."""
+        return sorted(self._open)
 
 
 class LoopStallMeter:
@@ -153,9 +202,86 @@ class LoopStallMeter:
         return self._loop is not None and self._loop.time() - self._last_stall_end <= window_s
 
 
+class ConnectionClosedUnderUs(RedisConnectionError):
+    """This process closed a node connection while a command was using it (redis-py's
+    cluster client may drop a node's connections when another call on it fails): the
+    command did not go through, and the node proved nothing. Without it, uvloop's
+    "unable to perform operation on <TCPTransport closed=True>" (RuntimeError) or a
+    writer already set to None (AttributeError) escaped as a 500: measured under the
+    capped-shard bench, 4 logins of one cell."""
+
+
+# What proves a node down (a refused or broken connection, no answer in time), as
+# opposed to an error it answered with (MOVED, WRONGTYPE: it is up).
+_NODE_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+def _node_guarded(
+    breakers: NodeBreakers, own_stall: Callable[[BaseException], bool]
+) -> type[Connection]:
+    """A Connection class whose every command first asks its node's breaker (StoreUnavailable
+    at once while it is open) and tells it how the node answered. Every way redis-py's
+    cluster client talks to a node (a command, a pipeline, a transaction, the topology
+    query) goes through a connection's send and read, so this is the one place that knows
+    both the node and the outcome. A send made while connecting (the handshake) is part of
+    the command that connects, so it is not asked twice."""
+
+    def settle(breaker: CircuitBreaker, err: BaseException) -> None:
+        if isinstance(err, ConnectionClosedUnderUs):
+            breaker.on_abandoned()
+        elif isinstance(err, _NODE_DOWN) and not own_stall(err):
+            breaker.on_failure()  # counted in REDIS_FAILURES once, by the call it fails
+        elif isinstance(err, RedisError):
+            breaker.on_success()  # it answered, with an error of the command's own
+        else:  # cancelled, our own stall, the breaker's own refusal: no verdict
+            breaker.on_abandoned()
+
+    class NodeGuardedConnection(Connection):
+        _sending = False
+
+        def _breaker(self) -> CircuitBreaker:
+            return breakers.of(f"{self.host}:{self.port}")
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            if self._sending:  # the handshake of a connect this send started
+                return await super().send_packed_command(command, check_health)
+            breaker = self._breaker()
+            breaker.before_call()
+            self._sending = True
+            try:
+                try:
+                    await super().send_packed_command(command, check_health)
+                except (RuntimeError, AttributeError) as err:
+                    raise await self._closed_under_us(err) from err
+            except BaseException as err:
+                settle(breaker, err)
+                raise
+            finally:
+                self._sending = False
+
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            breaker = self._breaker()
+            try:
+                try:
+                    response = await super().read_response(*args, **kwargs)
+                except (RuntimeError, AttributeError) as err:
+                    raise await self._closed_under_us(err) from err
+            except BaseException as err:
+                settle(breaker, err)
+                raise
+            breaker.on_success()
+            return response
+
+        async def _closed_under_us(self, err: Exception) -> ConnectionClosedUnderUs:
+            await self.disconnect(nowait=True)  # a fresh connection next time
+            return ConnectionClosedUnderUs(f"connection closed while in use: {err}")
+
+    return NodeGuardedConnection
+
+
 class _ReadReplica:
     """One read replica: its own pool and its own breaker (its failures are not the
-    primary's)."""
+    primary's, nor is its state the store's gauge)."""
 
     __slots__ = ("address", "breaker", "client")
 
@@ -174,7 +300,8 @@ def _url_at(url: str, host: str, port: int) -> str:
 
 
 class RedisStore:
-    """A pooled redis.asyncio client (hiredis parser) behind a circuit breaker."""
+    """A pooled redis.asyncio client (hiredis parser) behind a circuit breaker (one per
+    node of a cluster)."""
 
     def __init__(self, settings: Settings) -> None:
         timeout = settings.redis_timeout_s
@@ -196,16 +323,37 @@ class RedisStore:
         # Whether keys are sharded: multi-key operations must then stay within one slot.
         self.cluster = bool(nodes)
         self.client: Redis
+        cooldown_s = settings.redis_breaker_cooldown_ms / 1000
+        self.node_breakers: NodeBreakers | None = None
         if nodes:
-            # Callers use the commands both clients share (typed as the plain client's).
-            self.client = cast(
-                Redis,
-                RedisCluster(
-                    startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-                    max_connections=size,  # per node; the slots keep every pool from running out
-                    **bounds,
+            self.node_breakers = NodeBreakers(cooldown_s)
+            sharded = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+                # Per node. The slots bound the calls, but a pipeline across shards that
+                # fails fast on a dead node returns while its commands to the live nodes
+                # still hold a connection each; twice the slots leaves room for those.
+                max_connections=2 * size,
+                # A slot no live node serves fails its own calls (503), not every call.
+                require_full_coverage=False,
+                **(
+                    bounds
+                    # No retry on a cluster: redis-py retries a failed pipeline after
+                    # closing every node's connections, those in use on the live shards
+                    # too, and those calls then fail (measured by the shard-kill scenario:
+                    # 34 of 37 sessions on live shards failed once after the kill). A
+                    # failed node's idle connections are dropped by redis-py at once and
+                    # its breaker lets no call through until a fresh connection probes it.
+                    | {"retry": Retry(NoBackoff(), 0)}
                 ),
             )
+            # redis-py takes no connection class for a cluster: set it on the shared
+            # connection settings every node is built from (the startup nodes are built).
+            guarded = _node_guarded(self.node_breakers, self._own_stall)
+            sharded.nodes_manager.connection_kwargs["connection_class"] = guarded
+            for node in sharded.nodes_manager.startup_nodes.values():
+                node.connection_class = guarded
+            # Callers use the commands both clients share (typed as the plain client's).
+            self.client = cast(Redis, sharded)
         elif sentinels:
             # Asking the Sentinels is bounded like any call; a dead Sentinel is skipped.
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -238,14 +386,15 @@ class RedisStore:
                         **bounds,
                     )
                 ),
-                CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000),
+                CircuitBreaker(cooldown_s, on_change=lambda _is_open: None),
             )
             for host, port in settings.read_replicas()
         ]
         self._next_replica = 0
         self._wait_replicas = settings.redis_wait_replicas
         self._wait_timeout_ms = settings.redis_wait_timeout_ms
-        self.breaker = CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000)
+        # A cluster's nodes have a breaker each (node_breakers); the store's never opens.
+        self.breaker = NeverOpens(cooldown_s) if nodes else CircuitBreaker(cooldown_s)
         # One slot per pooled connection: each `call` holds at most one connection at a
         # time (a command, a pipeline or a script), so admitted calls never wait on it.
         self._slots = asyncio.Semaphore(size)
@@ -257,6 +406,12 @@ class RedisStore:
         # its time here, not in Redis.
         self._timeout_s = timeout
         self._stalls = LoopStallMeter(0.4 * timeout)
+
+    def _own_stall(self, err: BaseException) -> bool:
+        """Whether `err` is a timeout this process's own frozen loop caused."""
+        return isinstance(err, (RedisTimeoutError, TimeoutError)) and self._stalls.stalled_within(
+            self._timeout_s
+        )
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], durable: bool = False) -> T:
         """Run `operation(client)`; Redis being down becomes StoreUnavailable (503), a
@@ -324,7 +479,8 @@ class RedisStore:
         try:
             result = await operation(client)
         except RedisConnectionError as err:
-            if str(err) == _POOL_EXHAUSTED:  # cannot happen with the slots; never "down"
+            # Cannot happen with the slots (and a cluster's headroom); never "down".
+            if str(err) == _POOL_EXHAUSTED or isinstance(err, MaxConnectionsError):
                 breaker.on_abandoned()
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
                 raise StoreBusy() from err
@@ -332,7 +488,7 @@ class RedisStore:
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
         except (RedisTimeoutError, TimeoutError) as err:  # TimeoutError: an OSError too
-            if self._stalls.stalled_within(self._timeout_s):
+            if self._own_stall(err):
                 breaker.on_abandoned()  # our own stall: back-pressure, no verdict
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
                 raise StoreBusy() from err
@@ -387,9 +543,12 @@ class RedisStore:
         return replicated
 
     async def ping(self) -> str | None:
-        """Readiness check: None when Redis answers, otherwise the reason."""
+        """Readiness check: None when Redis answers, otherwise the reason. A cluster is
+        up while any of its nodes answers: with one shard dead the process still serves
+        every key on the others, and a readiness probe that failed would take it out of
+        rotation for all of them (a plain PING goes to one node, maybe the dead one)."""
         try:
-            await self.call(lambda r: r.ping())
+            await self.call(_ping_any_node if self.cluster else lambda r: r.ping())
         except StoreBusy:
             return None  # every connection is busy talking to Redis: it is up
         except StoreUnavailable as err:
@@ -402,6 +561,21 @@ class RedisStore:
             await replica.client.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
+
+
+async def _ping_any_node(client: Redis) -> bool:
+    """PING each primary of a cluster in turn until one answers; the last error if none."""
+    sharded = cast(RedisCluster, client)
+    primaries = sharded.get_primaries()
+    if not primaries:  # no command yet: the first one learns the nodes and the slot map
+        return bool(await sharded.ping())
+    failure: BaseException = StoreUnavailable()
+    for node in primaries:
+        try:
+            return bool(await sharded.ping(target_nodes=node))
+        except (RedisError, StoreUnavailable) as err:  # its breaker open, or down
+            failure = err
+    raise failure
 
 
 class _PinnedPool:

@@ -24,7 +24,7 @@ from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
 MODE_ORDER: tuple[str, ...] = tuple(modes.keys(m for m in modes.BENCH_MODES if m.bench_default))
 BENCH_CHOICES: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))
 JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
-Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int]
+Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int, str]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class Cell:
     token_bytes: int = 0
     jwt_ttl_s: int | None = None  # --jwt-ttl: JWT_TTL_S of this cell (None: the mode's own)
     validate_at: str = "replica"  # --validate-at: VALIDATE_AT of this cell's deployment
+    topology: str = "single"  # --store: the store topology (single, sentinel, cluster:N)
 
     @property
     def spec(self) -> Mode:
@@ -116,12 +117,14 @@ class Cell:
             self.jwt_alg,
             self.store.proxied,
             self.token_bytes,
+            self.topology,
         )
 
     @property
     def cell_id(self) -> str:
         """`r1-session-x1-u30at15-EdDSA`, plus a suffix per store axis away from its
-        default: `-rtt5ms` (through the proxy), `-cpu0.05` (Redis quota), `-pad1000`."""
+        default: `-rtt5ms` (through the proxy), `-cpu0.05` (Redis quota), `-pad1000`,
+        `-cluster3` (store topology)."""
         axes = ""
         if self.store.proxied:
             axes += f"-rtt{self.store.rtt_ms:g}ms"
@@ -133,6 +136,8 @@ class Cell:
             axes += f"-ttl{self.jwt_ttl_s}s"
         if self.validate_at != "replica":
             axes += f"-at-{self.validate_at}"
+        if self.topology != "single":
+            axes += f"-{self.topology.replace(':', '')}"
         return (
             f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
             f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}{axes}"
@@ -164,6 +169,7 @@ class Matrix:
     token_bytes: tuple[int, ...] = (0,)
     jwt_ttls: tuple[int, ...] = ()  # --jwt-ttl, for modes that set JWT_TTL_S (jwt-short)
     validate_at: tuple[str, ...] = ("replica",)  # --validate-at: VALIDATE_AT values
+    stores: tuple[str, ...] = ("single",)  # --store: store topologies, side by side
     # More matrices whose cells join this one's (a study of several axes that are not
     # crossed with each other, e.g. the `scaling` preset); repeats and seed are ours.
     also: tuple[Matrix, ...] = ()
@@ -186,15 +192,21 @@ class Matrix:
                                 for pad in pads:
                                     for ttl in ttls:
                                         for place in self.validate_at:
-                                            cells.append(
-                                                Cell(
-                                                    mode, replicas, load, alg, 0, store, cpus,
-                                                    pad, ttl, place,
-                                                )
-                                            )  # fmt: skip
+                                            for topology in self.stores:
+                                                cells.append(
+                                                    Cell(
+                                                        mode, replicas, load, alg, 0, store,
+                                                        cpus, pad, ttl, place, topology,
+                                                    )
+                                                )  # fmt: skip
         for part in self.also:
             cells += part.configs()
         return list(dict.fromkeys(cells))  # a cell two parts share is measured once
+
+    def with_stores(self, stores: tuple[str, ...]) -> Matrix:
+        """This matrix (and each of its parts) on the store topologies `stores`."""
+        parts = tuple(part.with_stores(stores) for part in self.also)
+        return replace(self, stores=stores, also=parts)
 
     def schedule(self) -> list[list[Cell]]:
         """Groups of cells in run order: each inner list runs on one cluster."""
@@ -228,6 +240,7 @@ class Matrix:
             "token_bytes": list(self.token_bytes),
             "jwt_ttls": list(self.jwt_ttls),
             "validate_at": list(self.validate_at),
+            "stores": list(self.stores),
             "also": [part.as_dict() for part in self.also],
             "repeats": self.repeats,
             "seed": self.seed,

@@ -263,6 +263,7 @@ def cell_row(cell: Cell) -> SummaryRow:
         store_rtt_ms=cell.store.rtt_ms,
         redis_cpus=cell.redis_cpus if cell.redis_cpus is not None else math.nan,
         token_bytes=cell.token_bytes,
+        store_topology=cell.topology,
     )
 
 
@@ -308,12 +309,24 @@ def _redis_figures(row: SummaryRow, redis: RedisWindow, window: float) -> None:
     row.redis_cpu_pct = round(redis.cpu_pct, 1)
     requests = row.requests or 0
     row.redis_cmds_per_req = round(redis.ops_per_s * window / requests, 3) if requests else math.nan
+    if redis.nodes:  # a Redis Cluster: each shard, in shard order
+        shards = [redis.nodes[name] for name in sorted(redis.nodes, key=_shard_number)]
+        row.redis_ops_each_shard = ";".join(f"{s.ops_per_s:.1f}" for s in shards)
+        row.redis_cpu_each_shard = ";".join(f"{s.cpu_pct:.1f}" for s in shards)
+
+
+def _shard_number(name: str) -> int:
+    """`redis-shard-3` -> 3 (shards sort by number, not as text)."""
+    tail = name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _cpu_figures(row: SummaryRow, cpu_pct: dict[str, float]) -> None:
     """CPU of each process the bench knows, % of one core over the window."""
     replica_cpu = [v for k, v in sorted(cpu_pct.items()) if k.startswith("resource-")]
-    row.cpu_redis_pct = round(cpu_pct.get("redis", math.nan), 1)
+    # One redis-server, or every shard of a Redis Cluster together.
+    shards = [v for k, v in cpu_pct.items() if k.startswith("redis-shard-")]
+    row.cpu_redis_pct = round(sum(shards) if shards else cpu_pct.get("redis", math.nan), 1)
     row.cpu_auth_pct = round(cpu_pct.get("auth", math.nan), 1)
     row.cpu_gateway_pct = round(cpu_pct.get("gateway", math.nan), 1)
     row.cpu_replicas_pct = round(sum(replica_cpu), 1) if replica_cpu else math.nan

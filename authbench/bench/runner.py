@@ -29,7 +29,7 @@ from authbench.bench.summary import write_summary
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
 from authbench.provenance import new_run_id, run_head
 from authbench.targets import DeploymentSpec, open_deployment
-from authbench.targets.base import SINGLE_REDIS, Deployment, DeploymentError, StoreTopology
+from authbench.targets.base import Deployment, DeploymentError, StoreTopology
 from authbench.targets.external import Endpoints, uncontrolled
 
 
@@ -46,7 +46,6 @@ class BenchConfig:
     render_report: bool = True
     placement: Placement | None = None  # --pin: the generator's CPUs and the system's
     external: Endpoints | None = None  # --target external: where it answers
-    store: StoreTopology = SINGLE_REDIS  # --store: one redis-server, or Sentinel-watched
     gateway: str = "ours"  # --gateway: ours or nginx in its place (authbench.targets.nginx)
 
     def estimate_s(self) -> float:
@@ -66,7 +65,7 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "compose_project": config.compose_project if config.target == "compose" else None,
             "cluster_env": config.settings_env,
             "store_link": axes.netem_status(),
-            "store": str(config.store),
+            "store": list(config.matrix.stores),
             "gateway": config.gateway,
             "placement": config.placement.as_dict() if config.placement else None,
             # --target external: its addresses and what the harness could not control.
@@ -256,7 +255,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         project=config.compose_project,
         redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
         external=config.external,
-        store=config.store,
+        store=StoreTopology.parse(first.topology),
         gateway=config.gateway,
     )
     return open_deployment(config.target, spec)

@@ -31,6 +31,9 @@ class RedisSnapshot:
     commands: int  # total_commands_processed
     cpu_s: float  # used_cpu_sys + used_cpu_user
     per_command: dict[str, int]  # calls per command, from commandstats
+    # A store of several nodes (a Redis Cluster's shards): each node's own snapshot; the
+    # fields above are their sums.
+    nodes: dict[str, RedisSnapshot] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class RedisWindow:
     ops_per_s: float
     cpu_pct: float  # percent of one core
     per_command: dict[str, int]
+    nodes: dict[str, RedisWindow] = field(default_factory=dict)  # each node's own window
 
 
 class RedisSampler:
@@ -69,27 +73,55 @@ class RedisSampler:
             return None
 
     @staticmethod
+    def combine(nodes: Mapping[str, RedisSnapshot | None]) -> RedisSnapshot | None:
+        """One snapshot of a store of several nodes: the sums, with each node's own
+        (None when any node could not be read: a partial sum would understate the load)."""
+        if not nodes or any(s is None for s in nodes.values()):
+            return None
+        found = {name: s for name, s in nodes.items() if s is not None}
+        if len(found) == 1:
+            return next(iter(found.values()))
+        per_command: dict[str, int] = {}
+        for snapshot in found.values():
+            for name, calls in snapshot.per_command.items():
+                per_command[name] = per_command.get(name, 0) + calls
+        return RedisSnapshot(
+            at=max(s.at for s in found.values()),
+            commands=sum(s.commands for s in found.values()),
+            cpu_s=sum(s.cpu_s for s in found.values()),
+            per_command=per_command,
+            nodes=found,
+        )
+
+    @staticmethod
     def window(start: RedisSnapshot | None, end: RedisSnapshot | None) -> RedisWindow | None:
         if start is None or end is None or end.at <= start.at:
             return None
         seconds = end.at - start.at
-        # The start snapshot's own INFO is counted in the window: take it out.
-        commands = max(0, end.commands - start.commands - 1)
+        # Each node's start INFO is counted in the window: take it out.
+        ours = max(1, len(start.nodes))
+        commands = max(0, end.commands - start.commands - ours)
         per_command = {
             name: calls - start.per_command.get(name, 0)
             for name, calls in end.per_command.items()
             if calls - start.per_command.get(name, 0) > 0
         }
         if per_command.get("info", 0) > 0:
-            per_command["info"] -= 1
+            per_command["info"] -= min(ours, per_command["info"])
             if per_command["info"] == 0:
                 del per_command["info"]
+        nodes = {}
+        for name, first in start.nodes.items():
+            node = RedisSampler.window(first, end.nodes.get(name))
+            if node is not None:
+                nodes[name] = node
         return RedisWindow(
             seconds=seconds,
             commands=commands,
             ops_per_s=commands / seconds,
             cpu_pct=100.0 * max(0.0, end.cpu_s - start.cpu_s) / seconds,
             per_command=per_command,
+            nodes=nodes,
         )
 
 
@@ -186,11 +218,14 @@ class Sampling:
         self._loadgen = ProcessCpuSampler({"loadgen": loadgen_pid})
 
     def redis(self) -> RedisSnapshot | None:
+        """The store's INFO: of every node of a Redis Cluster, summed (and each kept)."""
         try:
-            info = self._deployment.redis_info()
+            infos = self._deployment.redis_infos()
         except DeploymentError:
             return None
-        return RedisSampler.snapshot(info)
+        return RedisSampler.combine(
+            {name: RedisSampler.snapshot(info) for name, info in infos.items()}
+        )
 
     def cpu(self) -> CpuSnapshot:
         """CPU per component (redis, auth, gateway, resource-N) and of the load generator."""

@@ -134,6 +134,17 @@ class SummaryRow:
         "share of the quota's CFS periods in which Redis was held back (warm-up included)", "%"
     )
     cpu_proxy_pct: float = _figure("CPU of the delay proxy (empty: none)", "% of a core")
+    store_topology: str = _text(
+        "the store (--store): `single`, `sentinel` or `cluster:N` (N Redis Cluster shards)"
+    )
+    redis_ops_each_shard: str = _text(
+        "a store of several Redis Cluster shards: each shard's commands per second (INFO), "
+        "`;`-separated; redis_ops_s is their sum (empty: one node)"
+    )
+    redis_cpu_each_shard: str = _text(
+        "a store of several Redis Cluster shards: each shard's CPU by INFO (% of a core), "
+        "`;`-separated; redis_cpu_pct is their sum (empty: one node)"
+    )
     token_bytes: int = _column("padding in every access token (ACCESS_TOKEN_PAD_BYTES)", "bytes", 0)
     credential_bytes: int | None = _column(
         "size of the credential sent with every read: the access token, or the session "

@@ -333,9 +333,9 @@ def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
 
 
 def _failover_section(results: Sequence[dict[str, Any]], run_dir: Path) -> str:
-    """The failover scenarios side by side (authbench.chaos.failover), with failover.png;
-    empty without them."""
-    from authbench.chaos import failover, replica_crash
+    """The failover scenarios side by side (authbench.chaos.failover), with failover.png,
+    and the replica-crash and shard-kill scenarios' own figures; empty without them."""
+    from authbench.chaos import failover, replica_crash, shard_kill
 
     drawn = failover.chart_losses(results, run_dir / "failover.png", _pyplot())
     chart = _img(run_dir, "failover.png", "acknowledged writes kept and lost") if drawn else ""
@@ -343,6 +343,7 @@ def _failover_section(results: Sequence[dict[str, Any]], run_dir: Path) -> str:
         failover.report_section(results, _table)
         + chart
         + replica_crash.report_section(results, _table)
+        + shard_kill.report_section(results, _table)
     )
 
 
@@ -363,10 +364,17 @@ def render(run_dir: Path) -> Path:
         chart = run_dir / name / "timeline.png"
         title = f"{name}: {result['scenario']['title']}"
         chart_timeline(title, per_mode, outage_s, chart)
+        extra = ""
+        if result.get("shard_kill"):
+            from authbench.chaos import shard_kill
+
+            shard_kill.chart(result["shard_kill"], run_dir / name / "shards.png")
+            extra = _img(run_dir, f"{name}/shards.png", f"probe sessions by shard in {name}")
         sections.append(
             f"<h3>{html.escape(title)}</h3><p>{html.escape(result['scenario']['what'])} "
             f"Redis was down or slow for {outage_s:.2f} s.</p>"
             + _img(run_dir, f"{name}/timeline.png", f"timeline of {name}")
+            + extra
             + figures_table(result)
         )
     if results:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authbench.chaos import failover, probes, replica_crash, timeline
+from authbench.chaos import failover, probes, replica_crash, shard_kill, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
@@ -151,6 +151,25 @@ REPLICA_SCENARIOS: dict[str, Scenario] = {
 }  # fmt: skip
 
 
+# Issue 17 item 5: one shard of a three-shard Redis Cluster SIGKILLed (authbench.chaos.
+# shard_kill). Not in the default run: `--scenarios shard-kill`.
+SHARD_SCENARIOS: dict[str, Scenario] = {
+    "shard-kill": Scenario(
+        "shard-kill", "shard_kill", "none", "One Redis Cluster shard killed",
+        "SIGKILL of one of three Redis Cluster primaries (no replicas, no persistence); "
+        "only the sessions whose keys it holds should fail, about a third; it is started "
+        "again, empty, after the outage.",
+        store="cluster:3",
+    ),
+}  # fmt: skip
+
+
+# Every scenario by name: the default run (SCENARIOS) and those run only when named.
+ALL_SCENARIOS: dict[str, Scenario] = {
+    **SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS, **SHARD_SCENARIOS
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Timing:
     warmup_s: float = 5.0
@@ -193,11 +212,14 @@ class ScenarioResult:
     records: int
     failover: dict[str, Any] | None = None  # the failover scenarios' figures
     replica_crash: dict[str, Any] | None = None  # the replica-crash scenario's figures
+    shard_kill: dict[str, Any] | None = None  # the shard-kill scenario's figures
 
     def to_json(self) -> dict[str, Any]:
         extra = {"failover": self.failover} if self.failover is not None else {}
         if self.replica_crash is not None:
             extra["replica_crash"] = self.replica_crash
+        if self.shard_kill is not None:
+            extra["shard_kill"] = self.shard_kill
         return extra | {
             "scenario": asdict(self.scenario),
             "window": asdict(self.window),
@@ -226,7 +248,11 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
         "rejoin_redis",
     ),
     "replica_kill": ("kill_replica", "start_replica", "upstream_health"),
+    "shard_kill": ("kill_shard", "start_shard", "shard_of_keys"),
 }
+
+
+SHARD_PROBE_SESSIONS = 60  # shard-kill: sessions whose shard is known before the kill
 
 
 def modes_served(deployment: Deployment) -> list[tuple[Mode, Group]]:
@@ -246,7 +272,7 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
     missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
     if missing:
         return f"target {deployment.target} cannot {', '.join(missing)}"
-    if scenario.store != deployment.store.kind:
+    if StoreTopology.parse(scenario.store).kind != deployment.store.kind:
         return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
     # A running deployment cannot be given the scenario's settings: it must run them.
     defaults = {name: default for name, default, _doc in documented_settings()}
@@ -398,6 +424,12 @@ def _run_scenario(
             )
         elif scenario.fault == "replica_kill":
             window, crash_times = replica_crash.inject(target, timing.outage_s, events, say)
+        elif scenario.fault == "shard_kill":
+            accounts = [i % options.shape.accounts for i in range(SHARD_PROBE_SESSIONS)]
+            cookies = shard_kill.log_in(session_gateway, accounts)
+            window, shard_figures = shard_kill.inject(
+                target, session_gateway, cookies, timing.outage_s, events, say
+            )
         else:
             window = _inject(scenario, target, timing, events, say)
         _sleep_until(window.back_at + timing.after_s)
@@ -438,9 +470,11 @@ def _run_scenario(
             records, window, crash_times, {m.key: group_of[m.key].name for m in modes},
             float(interval),
         )  # fmt: skip
+    if scenario.fault == "shard_kill":
+        shard_figures["load"] = shard_kill.load_figures(records, window, [m.key for m in modes])
     result = ScenarioResult(
         scenario, window, events, figures, losses, revocation, len(records), failover_figures,
-        crash_figures,
+        crash_figures, shard_figures if scenario.fault == "shard_kill" else None,
     )  # fmt: skip
     (out_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2))
     return result

@@ -28,7 +28,6 @@ from authbench.targets.base import (
     STORES,
     DeploymentError,
     StoreTopology,
-    store_argument,
 )
 from authbench.targets.external import Endpoints, check_modes, split_address
 from authbench.targets.nginx import GATEWAYS
@@ -204,12 +203,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where = parser.add_argument_group("target and output")
     where.add_argument(
-        "--store", type=store_argument, metavar=STORE_METAVAR, default=STORES[0],
+        "--store", metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
         "(the services find the primary through them; --target local or compose: its profile "
         "sentinel); cluster:N: N Redis Cluster primaries, no replicas (--redis-cpus then caps "
         "each shard); replicas:N: one primary and N read replicas that serve session reads "
-        "(SESSION_RENEW_INTERVAL_S, default 60 here; --redis-cpus caps each redis-server)",
+        "(SESSION_RENEW_INTERVAL_S, default 60 here; --redis-cpus caps each redis-server). "
+        "An axis: comma-separated topologies run side by side, e.g. cluster:1,cluster:3",
     )  # fmt: skip
     where.add_argument(
         "--target",
@@ -301,6 +301,14 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     pads = axes.parse_token_bytes(args.token_bytes)
     ttls = axes.parse_jwt_ttls(args.jwt_ttl)
     places = axes.parse_validate_at(args.validate_at)
+    stores = tuple(dict.fromkeys(parse_list(args.store)))
+    if not stores:
+        raise ValueError("--store: at least one topology")
+    for text in stores:
+        try:
+            StoreTopology.parse(text)
+        except ValueError as err:
+            raise ValueError(f"--store: {err}") from None
     protocol = Protocol(
         warmup_s=args.warmup,
         capture_s=args.capture,
@@ -316,7 +324,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
         store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
-        validate_at=places,
+        validate_at=places, stores=stores,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
@@ -325,7 +333,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
             if quotas
             else presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
         )
-        matrix = preset.matrix
+        matrix = preset.matrix.with_stores(stores)
         protocol = dataclasses.replace(protocol, **preset.protocol)
     every_cap = {cell.redis_cpus for cell in matrix.configs()}
     axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
@@ -355,7 +363,6 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         render_report=not args.no_report,
         external=endpoints,
         gateway=args.gateway,
-        store=StoreTopology.parse(args.store),
     )
 
 

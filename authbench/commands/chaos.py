@@ -8,8 +8,7 @@ from pathlib import Path
 
 from authbench.chaos.load import LoadShape
 from authbench.chaos.scenarios import (
-    FAILOVER_SCENARIOS,
-    REPLICA_SCENARIOS,
+    ALL_SCENARIOS,
     SCENARIOS,
     ChaosOptions,
     Timing,
@@ -23,10 +22,7 @@ from authbench.targets.base import Deployment
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    scenario_help = "; ".join(
-        f"{s.name}: {s.what}"
-        for s in {**SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS}.values()
-    )
+    scenario_help = "; ".join(f"{s.name}: {s.what}" for s in ALL_SCENARIOS.values())
     parser = subparsers.add_parser(
         "chaos",
         help="kill, pause, restart and slow down Redis under load; report what each mode loses",
@@ -40,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenarios", default=",".join(SCENARIOS),
         help="comma-separated scenarios to run, in this order (failover, failover-wait, "
         "failover-partition and failover-partition-wait, on a primary/replica/3-Sentinel "
-        "store, and replica-crash run only when named)",
+        "store, replica-crash, and shard-kill, on a three-shard Redis Cluster, run only "
+        "when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
@@ -120,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from authbench.chaos.run import run_chaos
 
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-    known = {**SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS}
+    known = ALL_SCENARIOS
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         print(

@@ -25,16 +25,19 @@ What an implementation provides:
 - Redis faults: `kill_redis`, `pause_redis`, `resume_redis`, `start_redis`,
   `wait_redis`, `slow_redis(delay_ms)` (0: off);
 - auth-service faults: `kill_auth`, `pause_auth`, `resume_auth`, `start_auth`;
-- samplers' sources: `redis_info()` (INFO as a flat dict), `cpu_seconds()` (CPU used so
-  far per component: redis, auth, gateway, resource-N, ...), `metrics_pages()` (each
-  replica's /metrics text).
+- shard faults (`cluster:N`): `kill_shard`, `start_shard`, `shard_of_keys` (CLUSTER
+  KEYSLOT);
+- samplers' sources: `redis_info()` (INFO as a flat dict), `redis_infos()` (INFO of every
+  node of the store, one per shard of a Redis Cluster), `cpu_seconds()` (CPU used so far
+  per component: redis, redis-shard-N, auth, gateway, resource-N, ...), `metrics_pages()`
+  (each replica's /metrics text).
 
 What a target cannot do it leaves to the base class, which raises `NotSupported` naming
 the target and the operation (an external deployment, measured by URL only, has no
 faults); `supports(operation)` asks beforehand. The store behind it is
-described by `store` (a `StoreTopology`): today always a single Redis; Sentinel,
-Redis Cluster and read replicas are the planned topologies, each a value here plus what
-the implementations start for it.
+described by `store` (a `StoreTopology`): a single Redis, Sentinel or Redis Cluster
+(the last two started by `local`), each a value here plus what the implementations start
+for it.
 """
 
 from __future__ import annotations
@@ -279,6 +282,19 @@ class Deployment(ABC):
         """The primary's and the replica's replication state: offsets, lag in bytes."""
         raise NotSupported(self.target, "redis_replication")
 
+    # --- shard faults (store topology `cluster:N`, the shard-kill scenario) ---------------
+    def kill_shard(self, index: int) -> None:
+        """SIGKILL Redis Cluster shard `index` (0-based); it stays down until `start_shard`."""
+        raise NotSupported(self.target, "kill_shard")
+
+    def start_shard(self, index: int) -> None:
+        """Start shard `index` again (it takes its slots back); return once the cluster is ok."""
+        raise NotSupported(self.target, "start_shard")
+
+    def shard_of_keys(self, keys: list[str]) -> list[int]:
+        """The shard (0-based) holding each key, by CLUSTER KEYSLOT."""
+        raise NotSupported(self.target, "shard_of_keys")
+
     # --- replica faults (the replica-crash scenario) ------------------------------------
     def kill_replica(self, index: int) -> None:
         """SIGKILL resource replica `index` (of `replica_urls()`); it stays down."""
@@ -314,6 +330,11 @@ class Deployment(ABC):
         """`INFO all` as a flat dict; a `cmdstat_*` value is a dict or the text
         `calls=N,usec=...`. Raises DeploymentError when Redis cannot be asked."""
         raise NotSupported(self.target, "redis_info")
+
+    def redis_infos(self) -> dict[str, Mapping[str, Any]]:
+        """`INFO all` of every node of the store, by name: one for a single Redis (the
+        default), one per shard of a Redis Cluster (`redis-shard-N`)."""
+        return {"redis": self.redis_info()}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by each component (redis, auth, gateway, resource-N);

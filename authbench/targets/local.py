@@ -151,6 +151,7 @@ class LocalCluster(Deployment):
     redis: Child | None = field(default=None, init=False)
     proxy: DelayProxy | None = field(default=None, init=False)
     _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
+    _shard_clients: dict[str, RedisClient] = field(default_factory=dict, init=False, repr=False)
     _kek: str = field(default="", init=False, repr=False)  # see _service_env
 
     @property
@@ -540,6 +541,21 @@ class LocalCluster(Deployment):
         except RuntimeError:
             return self.ports.redis
 
+    def _shards(self) -> ShardedCluster:
+        if self.cluster_store is None:
+            raise ClusterError("this cluster does not run --store cluster:N")
+        return self.cluster_store
+
+    def kill_shard(self, index: int) -> None:
+        self.close()  # the sampling connection may be to that shard
+        self._shards().kill(index)
+
+    def start_shard(self, index: int) -> None:
+        self._shards().restart(index)
+
+    def shard_of_keys(self, keys: list[str]) -> list[int]:
+        return self._shards().shard_of(keys)
+
     def kill_redis_primary(self) -> tuple[str, float]:
         self.close()
         killed_at = time.time()  # the lookup before the kill is one loopback round trip
@@ -650,6 +666,23 @@ class LocalCluster(Deployment):
             raise ClusterError(f"redis INFO failed: {err}") from err
         return info
 
+    def redis_infos(self) -> dict[str, Mapping[str, Any]]:
+        """Each shard's INFO all with --store cluster:N (one connection each, kept open
+        like `redis_info`'s); otherwise the one Redis's."""
+        if self.cluster_store is None:
+            return {"redis": self.redis_info()}
+        found: dict[str, Mapping[str, Any]] = {}
+        for node in self.cluster_store.nodes:
+            client = self._shard_clients.get(node.name)
+            if client is None:
+                client = redis.Redis(port=node.port, socket_timeout=2.0, socket_connect_timeout=2.0)
+                self._shard_clients[node.name] = client
+            try:
+                found[node.name] = client.info("all")
+            except redis.RedisError as err:
+                raise ClusterError(f"redis INFO of {node.name} failed: {err}") from err
+        return found
+
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU of each child's process tree (workers it forked included),
         and of the delay proxy when there is one (`proxy`: it shares the machine's cores)."""
@@ -685,6 +718,9 @@ class LocalCluster(Deployment):
         if self._redis_client is not None:
             self._redis_client.close()
             self._redis_client = None
+        for client in self._shard_clients.values():
+            client.close()
+        self._shard_clients.clear()
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -97,3 +97,39 @@ def test_modes_all_is_every_bench_mode_and_the_default_stays_the_three_designs()
     assert set(MODE_ORDER) < set(BENCH_CHOICES)  # hybrids and opaque: by name or `all`
     # The default bench (about 5 minutes) compares the seed's three designs.
     assert MODE_ORDER == tuple(m.key for m in (modes.SESSION, modes.JWT, modes.JWT_DENYLIST))
+
+
+def test_store_topologies_are_an_axis_each_on_its_own_deployment() -> None:
+    matrix = Matrix(
+        ("session", "jwt"), (2,), (Load(32),), ("EdDSA",), 2, stores=("cluster:1", "cluster:3")
+    )
+    cells = [cell for group in matrix.schedule() for cell in group]
+    assert len(cells) == 8  # 2 modes x 2 stores x 2 repeats
+    assert {c.cell_id for c in cells if c.repeat == 0} == {
+        "r1-session-x2-u32-EdDSA-cluster1", "r1-session-x2-u32-EdDSA-cluster3",
+        "r1-jwt-x2-u32-EdDSA-cluster1", "r1-jwt-x2-u32-EdDSA-cluster3",
+    }  # fmt: skip
+    for group in matrix.schedule():  # never two topologies on one deployment
+        assert len({cell.topology for cell in group}) == 1
+    assert Matrix(("jwt",), (1,), (Load(5),), ("EdDSA",)).configs()[0].cell_id.endswith("EdDSA")
+
+
+def test_the_store_flag_takes_topologies_side_by_side_and_refuses_bad_ones() -> None:
+    from authbench.bench.runner import BenchConfig, deployment_for
+    from authbench.cli import build_parser
+    from authbench.commands.bench import build_config
+    from authbench.targets.local import LocalCluster
+
+    def config(*argv: str) -> BenchConfig:
+        return build_config(build_parser().parse_args(["bench", "--modes", "session", *argv]))
+
+    assert config().matrix.stores == ("single",)
+    both = config("--store", "cluster:1,cluster:3")
+    assert both.matrix.stores == ("cluster:1", "cluster:3")
+    for group in both.matrix.schedule():
+        deployment = deployment_for(both, group[0])
+        assert isinstance(deployment, LocalCluster)
+        assert str(deployment.store) == group[0].topology
+    for bad in ("cluster:0", "cluster:3,shards", ""):
+        with pytest.raises(ValueError, match="--store"):
+            config("--store", bad)

@@ -24,6 +24,7 @@ from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.stores.cluster import ShardedCluster, slot_ranges
 from authbench.targets.base import StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
+from authcore.sessions import session_key
 from tests.client import bearer, login, request, session_cookie
 from tests.conftest import ClusterFactory
 
@@ -208,3 +209,41 @@ def test_up_runs_on_a_two_shard_cluster_and_stops_clean(tmp_path: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_dead_shard_fails_only_the_sessions_on_it(make_cluster: ClusterFactory) -> None:
+    """One of three shards SIGKILLed: the sessions whose keys it holds answer a JSON 503,
+    every other session keeps answering 200, before and after the live shards mark it
+    failed (cluster-node-timeout). On the store-wide breaker every session failed, and on
+    shards with the default cluster-require-full-coverage the live ones refuse all."""
+    cluster = make_cluster(replicas=1, store=StoreTopology.parse("cluster:3"))
+    store = cluster.cluster_store
+    assert store is not None
+    gateway = cluster.gateway_url
+    cookies = [session_cookie(login(gateway, i % 19 + 1, "session")) for i in range(24)]
+    shard = store.shard_of([session_key(c.partition("=")[2]) for c in cookies])
+    assert set(shard) == {0, 1, 2}, shard  # 24 sessions over 3 shards: each holds some
+
+    store.kill(1)
+    for wait_s in (0.0, store.node_timeout_ms / 1000 + 1.0):  # before and after FAIL
+        time.sleep(wait_s)
+        for rounds in range(2):  # the second round finds node 2's breaker open
+            for cookie, on in zip(cookies, shard, strict=True):
+                answer = request(gateway, "GET", "/api/me", headers={"Cookie": cookie})
+                if on == 1:
+                    assert answer.status == 503, answer.body
+                    assert answer.json()["error"] == "redis_unavailable"
+                else:
+                    assert answer.status == 200, (wait_s, rounds, answer.body)
+    # New logins land on the live shards or answer 503, never anything else.
+    assert {login(gateway, 3, "session").status for _ in range(6)} <= {200, 503}
+
+    store.restart(1)  # back with its slots and no data (no persistence)
+    deadline = time.monotonic() + 5.0
+    for cookie, on in zip(cookies, shard, strict=True):
+        while True:
+            answer = request(gateway, "GET", "/api/me", headers={"Cookie": cookie})
+            if answer.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # the node's breaker waits out its cooldown
+        assert answer.status == (401 if on == 1 else 200), answer.body

@@ -1,0 +1,147 @@
+"""RedisStore on a real three-shard Redis Cluster with one shard SIGKILLed: a breaker
+per node, so only the calls whose keys live on the dead shard fail, even while
+pipelines across every shard fail beside them (with redis-py's cluster retry on, each
+such failure closed the live shards' connections in use: the live reads then failed
+too, and opened their nodes' breakers).
+
+Real processes only (authbench.stores.cluster.ShardedCluster), no services: the calls
+are those the services make, a single command per key and pipelines across shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import cast
+
+import pytest
+import uvloop
+from redis.asyncio.cluster import RedisCluster
+
+from authbench.process import free_port_block
+from authbench.stores.cluster import ShardedCluster
+from authcore.config import Settings
+from authcore.errors import StoreUnavailable
+from authcore.redis_store import (
+    ConnectionClosedUnderUs,
+    NodeBreakers,
+    Redis,
+    RedisStore,
+    _node_guarded,
+)
+
+pytestmark = pytest.mark.slow
+
+
+async def _get_each(r: Redis, keys: list[str]) -> list[object]:
+    async with r.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
+
+
+def test_a_dead_shard_fails_only_its_own_keys_under_concurrent_calls(tmp_path: Path) -> None:
+    base = free_port_block(6)
+    shards = ShardedCluster(
+        ports=(base, base + 1, base + 2), bus_ports=(base + 3, base + 4, base + 5),
+        workdir=tmp_path,
+    )  # fmt: skip
+    keys = [f"s:{i}" for i in range(90)]
+    with shards:
+        where = shards.shard_of(keys)
+        live = [k for k, s in zip(keys, where, strict=True) if s != 2]
+        settings = Settings.from_env({"REDIS_CLUSTER_NODES": shards.nodes_setting})
+
+        async def scenario() -> tuple[int, int, int]:
+            store = RedisStore(settings)
+            try:
+                for key in keys:
+                    await store.call(lambda r, k=key: r.set(k, 1))
+                shards.kill(2)
+                live_failed = dead_ok = 0
+
+                async def reader(key: str) -> None:
+                    nonlocal live_failed
+                    for _ in range(20):
+                        try:
+                            await store.call(lambda r: r.get(key))
+                        except StoreUnavailable:
+                            live_failed += 1
+                        await asyncio.sleep(0)
+
+                async def spanning() -> None:  # every shard in one pipeline: fails
+                    nonlocal dead_ok
+                    for _ in range(20):
+                        try:
+                            await store.call(lambda r: _get_each(r, keys[:12]))
+                            dead_ok += 1
+                        except StoreUnavailable:
+                            pass
+                        await asyncio.sleep(0)
+
+                await asyncio.gather(*(reader(k) for k in live), *(spanning() for _ in range(8)))
+                assert store.node_breakers is not None
+                opened = len(store.node_breakers.open_nodes())
+                return live_failed, dead_ok, opened
+            finally:
+                await store.close()
+
+        live_failed, dead_ok, opened = asyncio.run(scenario())
+    assert live_failed == 0
+    assert dead_ok == 0
+    assert opened == 1
+
+
+def test_readiness_holds_while_any_shard_answers(tmp_path: Path) -> None:
+    """The node a plain PING goes to (redis-py's default node) SIGKILLed: the store still
+    reports ready, since the other shards serve their keys; with every shard dead, not."""
+    base = free_port_block(4)
+    shards = ShardedCluster(
+        ports=(base, base + 1), bus_ports=(base + 2, base + 3), workdir=tmp_path
+    )  # fmt: skip
+    with shards:
+        settings = Settings.from_env({"REDIS_CLUSTER_NODES": shards.nodes_setting})
+
+        async def scenario() -> tuple[list[str | None], str | None]:
+            store = RedisStore(settings)
+            try:
+                assert await store.ping() is None
+                default = cast(RedisCluster, store.client).get_default_node().port
+                shards.kill(shards.ports.index(default))
+                after_one = [await store.ping() for _ in range(5)]
+                shards.kill(1 - shards.ports.index(default))
+                return after_one, await store.ping()
+            finally:
+                await store.close()
+
+        after_one, after_all = asyncio.run(scenario())
+    assert after_one == [None] * 5
+    assert after_all is not None  # the reason, e.g. "the session store (Redis) is unreachable"
+
+
+def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int) -> None:
+    """uvloop refuses a write on a transport this process already closed with a
+    RuntimeError (seen in a capped-shard bench as 500s on login); the node's connection
+    turns it into a redis ConnectionError (so: 503) and gives the node no verdict."""
+    breakers = NodeBreakers(1.0)
+    connection_class = _node_guarded(breakers, lambda _err: False)
+
+    async def scenario() -> None:
+        connection = connection_class(host="127.0.0.1", port=redis_port)
+        await connection.send_command("PING")
+        assert await connection.read_response() in (b"PONG", "PONG")
+        assert connection._writer is not None
+        connection._writer.transport.abort()  # closed under it, still "connected"
+        await asyncio.sleep(0)
+        with pytest.raises(ConnectionClosedUnderUs):
+            await connection.send_command("PING")
+        assert breakers.open_nodes() == []
+        await connection.send_command("PING")  # a fresh connection
+        assert await connection.read_response() in (b"PONG", "PONG")
+        await connection.disconnect()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
