@@ -93,6 +93,13 @@ class Settings:
         "the services use redis-py's cluster client (slot map learnt from any node) instead "
         "of REDIS_URL. Keys that must sit together carry hash tags. Empty = no cluster.",
     )
+    redis_read_replicas: str = _setting(
+        "REDIS_READ_REPLICAS",
+        "",
+        "Comma-separated host:port of read replicas of REDIS_URL's primary (issue 17, --store "
+        "replicas:N); set, session reads go to them in turn (needs SESSION_RENEW_INTERVAL_S "
+        "> 0: a renewing read is a write); writes stay on the primary. Empty = no replicas.",
+    )
     redis_wait_replicas: int = _setting(
         "REDIS_WAIT_REPLICAS",
         0,
@@ -134,6 +141,14 @@ class Settings:
     )
     session_absolute_s: int = _setting(
         "SESSION_ABSOLUTE_S", 28800, "Absolute lifetime of a session, whatever its use."
+    )
+    session_renew_interval_s: float = _setting(
+        "SESSION_RENEW_INTERVAL_S",
+        0.0,
+        "0 = every session read renews the idle TTL (GETEX, a write: primary only). > 0 = a "
+        "read is a plain GET + PTTL (a replica may serve it) and the TTL is renewed on the "
+        "primary at most once per this many seconds per session, so a session may end this "
+        "much before SESSION_IDLE_S of idleness; < SESSION_IDLE_S.",
     )
     cookie_secure: bool = _setting(
         "COOKIE_SECURE", False, "Mark cookies Secure and use the __Host- prefix (behind HTTPS)."
@@ -439,6 +454,23 @@ class Settings:
                 f"SESSION_CACHE_RENEW_S={renew_s:g}: must be positive and, with SESSION_CACHE "
                 f"on, below SESSION_IDLE_S ({self.session_idle_s})"
             )
+        renew_every = self.session_renew_interval_s
+        if not (math.isfinite(renew_every) and 0 <= renew_every < self.session_idle_s):
+            raise ConfigError(
+                f"SESSION_RENEW_INTERVAL_S={renew_every!r}: expected seconds >= 0 (0 = renew "
+                f"on every read) and below SESSION_IDLE_S ({self.session_idle_s})"
+            )
+        if self.read_replicas():  # a malformed host:port is refused at start
+            if self.redis_cluster_nodes or self.redis_sentinels:
+                raise ConfigError(
+                    "REDIS_READ_REPLICAS names replicas of REDIS_URL's primary: not with "
+                    "REDIS_CLUSTER_NODES or REDIS_SENTINELS"
+                )
+            if renew_every == 0:
+                raise ConfigError(
+                    "REDIS_READ_REPLICAS needs SESSION_RENEW_INTERVAL_S > 0: with 0 every "
+                    "session read renews the TTL (GETEX), a write only the primary takes"
+                )
         if self.refresh_family_absolute_s < self.refresh_ttl_s:
             raise ConfigError("REFRESH_FAMILY_ABSOLUTE_S must be >= REFRESH_TTL_S")
         self.trusted_proxy_networks()  # a malformed CIDR is refused at start
@@ -515,6 +547,10 @@ class Settings:
     def cluster_nodes(self) -> list[tuple[str, int]]:
         """REDIS_CLUSTER_NODES parsed: (host, port) of each node; empty = no cluster."""
         return _addresses("REDIS_CLUSTER_NODES", self.redis_cluster_nodes)
+
+    def read_replicas(self) -> list[tuple[str, int]]:
+        """REDIS_READ_REPLICAS parsed: (host, port) of each read replica; empty = none."""
+        return _addresses("REDIS_READ_REPLICAS", self.redis_read_replicas)
 
     def _validate_pushlist(self) -> None:
         """The pushed revocation set's settings (JWT_REVOCATION=pushlist)."""

@@ -41,6 +41,13 @@ So each node's connections carry that node's breaker (`_node_guarded`): a call b
 an open node answers 503 at once, without redis-py's topology refresh, and calls to the
 live nodes go on. (The shards themselves must run `cluster-require-full-coverage no`,
 or the live ones answer CLUSTERDOWN too once the dead one is marked failed.)
+
+Read replicas (issue 17): with REDIS_READ_REPLICAS set, `read` sends a read-only operation
+to the replicas in turn (round robin), each with a pool and a breaker of its own; a
+replica that is down or whose breaker is open is skipped, and with none left the read goes
+to the primary, so a replica adds capacity, never a failure. Writes (`call`) stay on the
+primary. A replica answers with what it has: a write acknowledged by the primary reaches it
+after the replication lag (a logout included), which `read`'s callers must accept.
 """
 
 from __future__ import annotations
@@ -94,12 +101,19 @@ class CircuitBreaker:
 
     def before_call(self) -> None:
         """Raise StoreUnavailable while open; let exactly one probe through after cooldown."""
-        if self._open_until == 0.0:
-            return
-        if self._probing or time.monotonic() < self._open_until:
+        if not self.admits():
             metrics.REDIS_FAILURES.labels("breaker_open").inc()
             raise StoreUnavailable()
+
+    def admits(self) -> bool:
+        """Whether a call may go now: closed, or the one probe after the cooldown (which
+        this then counts as under way)."""
+        if self._open_until == 0.0:
+            return True
+        if self._probing or time.monotonic() < self._open_until:
+            return False
         self._probing = True
+        return True
 
     def on_success(self) -> None:
         if self._open_until:
@@ -265,6 +279,26 @@ def _node_guarded(
     return NodeGuardedConnection
 
 
+class _ReadReplica:
+    """One read replica: its own pool and its own breaker (its failures are not the
+    primary's, nor is its state the store's gauge)."""
+
+    __slots__ = ("address", "breaker", "client")
+
+    def __init__(self, address: str, client: Redis, breaker: CircuitBreaker) -> None:
+        self.address = address
+        self.client = client
+        self.breaker = breaker
+
+
+def _url_at(url: str, host: str, port: int) -> str:
+    """`url` (its scheme, credentials and db) pointed at host:port."""
+    parts = urlparse(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = (credentials + "@" if credentials else "") + f"{host}:{port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 class RedisStore:
     """A pooled redis.asyncio client (hiredis parser) behind a circuit breaker (one per
     node of a cluster)."""
@@ -340,6 +374,23 @@ class RedisStore:
             )
             # from_pool hands the pool to the client, so close() disconnects it too.
             self.client = aioredis.Redis.from_pool(pool)
+        # REDIS_READ_REPLICAS: where `read` goes, in turn; bounded like the primary.
+        self._replicas = [
+            _ReadReplica(
+                f"{host}:{port}",
+                aioredis.Redis.from_pool(
+                    aioredis.BlockingConnectionPool.from_url(
+                        _url_at(settings.redis_url, host, port),
+                        max_connections=size,
+                        timeout=timeout,
+                        **bounds,
+                    )
+                ),
+                CircuitBreaker(cooldown_s, on_change=lambda _is_open: None),
+            )
+            for host, port in settings.read_replicas()
+        ]
+        self._next_replica = 0
         self._wait_replicas = settings.redis_wait_replicas
         self._wait_timeout_ms = settings.redis_wait_timeout_ms
         # A cluster's nodes have a breaker each (node_breakers); the store's never opens.
@@ -371,6 +422,37 @@ class RedisStore:
         if durable and self._wait_replicas > 0:
             operation = self._replicated(operation)
         self.breaker.before_call()
+        return await self._admitted(operation, self.client, self.breaker)
+
+    @property
+    def read_replicas(self) -> int:
+        """How many read replicas `read` may use (REDIS_READ_REPLICAS)."""
+        return len(self._replicas)
+
+    async def read(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run a read-only `operation` on the next read replica that admits a call (round
+        robin); one that fails passes it on to the next, and with none left (or none
+        configured) the primary runs it as `call` does. What it returns may lag the
+        primary by the replication delay."""
+        count = len(self._replicas)
+        for _ in range(count):
+            replica = self._replicas[self._next_replica]
+            self._next_replica = (self._next_replica + 1) % count
+            if not replica.breaker.admits():
+                continue
+            try:
+                return await self._admitted(operation, replica.client, replica.breaker)
+            except StoreUnavailable:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the caller was cancelled mid-call: no second try for it
+                continue  # this replica is down: the next one, then the primary
+        return await self.call(operation)
+
+    async def _admitted(
+        self, operation: Callable[[Redis], Awaitable[T]], client: Redis, breaker: CircuitBreaker
+    ) -> T:
+        """Take a slot (waiting at most the queue timeout), then run the operation."""
         self._stalls.start()
         slots = self._slots
         if slots.locked():  # the hot path skips the timer: a free slot is taken at once
@@ -378,53 +460,55 @@ class RedisStore:
                 async with asyncio.timeout(self._queue_timeout_s):
                     await slots.acquire()
             except TimeoutError:
-                self.breaker.on_abandoned()  # proved nothing, frees a probe slot it held
+                breaker.on_abandoned()  # proved nothing, frees a probe slot it held
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
                 raise StoreBusy() from None
             except BaseException:
-                self.breaker.on_abandoned()
+                breaker.on_abandoned()
                 raise
         else:
             await slots.acquire()
         try:
-            return await self._call(operation)
+            return await self._call(operation, client, breaker)
         finally:
             slots.release()
 
-    async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: Callable[[Redis], Awaitable[T]], client: Redis, breaker: CircuitBreaker
+    ) -> T:
         try:
-            result = await operation(self.client)
+            result = await operation(client)
         except RedisConnectionError as err:
             # Cannot happen with the slots (and a cluster's headroom); never "down".
             if str(err) == _POOL_EXHAUSTED or isinstance(err, MaxConnectionsError):
-                self.breaker.on_abandoned()
+                breaker.on_abandoned()
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
                 raise StoreBusy() from err
-            self.breaker.on_failure()
+            breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
         except (RedisTimeoutError, TimeoutError) as err:  # TimeoutError: an OSError too
             if self._own_stall(err):
-                self.breaker.on_abandoned()  # our own stall: back-pressure, no verdict
+                breaker.on_abandoned()  # our own stall: back-pressure, no verdict
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
                 raise StoreBusy() from err
-            self.breaker.on_failure()
+            breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
         except OSError as err:
-            self.breaker.on_failure()
+            breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
         except (RedisError, RedisClusterException) as err:
             # e.g. LOADING while a restarted Redis reads its AOF, or a script error; on a
             # cluster, a slot no live node serves (SlotNotCoveredError, not a RedisError).
-            self.breaker.on_failure()
+            breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable(f"redis error: {type(err).__name__}") from err
         except BaseException:  # cancelled (client went away) or a bug: no verdict on Redis
-            self.breaker.on_abandoned()
+            breaker.on_abandoned()
             raise
-        self.breaker.on_success()
+        breaker.on_success()
         return result
 
     def _replicated(
@@ -473,6 +557,8 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+        for replica in self._replicas:
+            await replica.client.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
 

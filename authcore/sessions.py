@@ -6,6 +6,16 @@ carries the user and the absolute deadline; the key's TTL is the sliding idle ti
 
 Validation is exactly one Redis round trip: GETEX reads the record and renews the idle
 TTL in the same command. The absolute deadline is checked on the record that came back.
+
+With SESSION_RENEW_INTERVAL_S > 0 (issue 17, read replicas) a validation is a plain read
+instead, `GET` + `PTTL` pipelined, which a read replica may serve (RedisStore.read); the
+idle TTL is renewed on the primary only when the remaining TTL says the last renewal is
+at least that interval old, by a script that checks the TTL again on the primary, so a
+session is renewed at most once per interval however many processes read it at once. A
+session then ends between SESSION_IDLE_S - SESSION_RENEW_INTERVAL_S and SESSION_IDLE_S
+after its last use. A logout deletes on the primary; a replica still serves the record
+until the DEL has replicated (the replication lag joins the revocation window). A miss on a
+replica is asked again of the primary, so a session is valid from its login's response on.
 """
 
 from __future__ import annotations
@@ -16,16 +26,29 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from authcore.config import Settings
-from authcore.errors import ExpiredCredential, InvalidCredential
+from authcore.errors import ExpiredCredential, InvalidCredential, StoreBusy, StoreUnavailable
 from authcore.redis_store import Redis, RedisStore
 
 SESSION_ID_BYTES = 32  # 256 bits (OWASP asks for at least 64 bits of entropy)
 SESSION_PREFIX = "s:"
 USER_SESSIONS_PREFIX = "us:"
+
+
+# Renew a session's idle TTL only if it still exists with a TTL at or below ARGV[1] ms
+# (the last renewal is at least one interval old): concurrent renewals of one session
+# within an interval all but one return 0, and a deleted session is never brought back.
+RENEW_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl >= 0 and ttl <= tonumber(ARGV[1]) then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 
 def _key(session_id: str) -> str:
@@ -79,6 +102,10 @@ class SessionStore:
         self._store = store
         self._idle_s = settings.session_idle_s
         self._absolute_s = settings.session_absolute_s
+        # SESSION_RENEW_INTERVAL_S: 0 = GETEX on every read; else renew when the TTL left
+        # is at most this many ms (the last renewal is at least one interval old).
+        self._renew_interval_s = settings.session_renew_interval_s
+        self._renew_below_ms = int((self._idle_s - self._renew_interval_s) * 1000)
 
     @property
     def idle_s(self) -> int:
@@ -127,6 +154,8 @@ class SessionStore:
     async def validate(self, session_id: str) -> Session:
         """The session for `session_id` (already format-checked), renewing its idle TTL."""
         key = _key(session_id)
+        if self._renew_interval_s > 0:
+            return await self._read_then_renew(key)
         # The command itself rather than redis-py's getex(): same GETEX on the wire, minus
         # a deprecation-checking wrapper coroutine (~2 µs of a ~40 µs round trip).
         raw = await self._store.call(
@@ -134,10 +163,41 @@ class SessionStore:
         )
         if raw is None:
             raise InvalidCredential("unknown or expired session")
+        return await self._checked(key, raw)
+
+    async def _checked(self, key: str, raw: bytes | str) -> Session:
+        """The session a record holds, unless past its absolute deadline (then deleted)."""
         session = parse_record(raw)
         if time.time() >= session.absolute_deadline:
             await self._store.call(lambda r: r.delete(key))
             raise ExpiredCredential("session reached its absolute lifetime")
+        return session
+
+    async def _read_then_renew(self, key: str) -> Session:
+        """SESSION_RENEW_INTERVAL_S > 0: GET + PTTL where a read may go (a replica), then,
+        once per interval, the renewal on the primary."""
+
+        async def _get(r: Redis) -> list[Any]:
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                return await pipe.execute()
+
+        raw, pttl_ms = await self._store.read(_get)
+        if (raw is None or pttl_ms < 0) and self._store.read_replicas:
+            # A replica may not have a session created a moment ago (a login, then its
+            # first request): the primary decides a miss. Never the other way round: a
+            # replica that still has a logged-out session serves it until the DEL arrives.
+            raw, pttl_ms = await self._store.call(_get)
+        if raw is None or pttl_ms < 0:  # gone, or (never written so) without a TTL
+            raise InvalidCredential("unknown or expired session")
+        session = await self._checked(key, raw)
+        if pttl_ms <= self._renew_below_ms:
+            below, idle_ms = self._renew_below_ms, self._idle_s * 1000
+            try:
+                await self._store.call(lambda r: r.eval(RENEW_SCRIPT, 1, key, below, idle_ms))
+            except (StoreUnavailable, StoreBusy):
+                pass  # the primary is down or busy: the session stands, the next read renews
         return session
 
     async def delete(self, session_id: str, user: str) -> None:

@@ -240,7 +240,8 @@ def ping_rtt_us(url: str, count: int = 20) -> float:
 class RedisCap:
     """Holds redis-server of one deployment to a CPU quota (or none), cell by cell. On a
     cluster store (`--store cluster:N`) every shard gets a quota of its own, each of
-    `cores`: N capped shards, the capped-store experiment scaled out."""
+    `cores`: N capped shards, the capped-store experiment scaled out; on a replicas store
+    (`--store replicas:N`) so do the primary and each read replica."""
 
     deployment: Deployment
     name: str
@@ -266,7 +267,7 @@ class RedisCap:
             return
         if not self._quotas:
             for i, pid in enumerate(pids):
-                name = self.name if len(pids) == 1 else f"{self.name}-shard{i + 1}"
+                name = self.name if len(pids) == 1 else f"{self.name}-node{i + 1}"
                 quota = cgroups.CpuQuota.create(name, cores)
                 self._quotas.append(quota)
                 quota.attach(pid)
@@ -306,13 +307,15 @@ class RedisCap:
 
 
 def _redis_pids(deployment: Deployment) -> list[int]:
-    """The redis-server to cap: the one Redis, or every shard of a cluster store."""
-    shards = getattr(deployment, "cluster_store", None)
-    if shards is not None:
-        pids = list(shards.processes().values())
-        if len(pids) != len(shards.ports):
-            raise DeploymentError("--redis-cpus: a shard of the cluster store is not running")
-        return pids
+    """The redis-server to cap: the one Redis, every shard of a cluster store, or the
+    primary and every read replica of a replicas store."""
+    for attribute in ("cluster_store", "replica_store"):
+        nodes = getattr(deployment, attribute, None)
+        if nodes is not None:
+            pids = list(nodes.processes().values())
+            if len(pids) != len(nodes.ports):
+                raise DeploymentError(f"--redis-cpus: a node of the {attribute} is not running")
+            return pids
     child = getattr(deployment, "redis", None)
     pid = getattr(child, "pid", None)
     if not isinstance(pid, int):

@@ -15,7 +15,9 @@ the token's remaining lifetime read from its `exp` claim (computed, not waited f
 
 Nothing here names a mode: it reads the registry (`authbench.modes`), so a new mode is
 measured as soon as it has a `Mode(...)` entry. `run()` starts one private local cluster
-per distinct deployment (modes that share settings share it) on a free port block.
+per distinct deployment (modes that share settings share it) on a free port block, and
+per store topology when given several (`--store single,replicas:2`): the same modes
+measured on each store in one run, e.g. the replication lag a read replica adds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 
 from authbench import modes
 from authbench.modes import Login, Mode
+from authbench.targets.base import SINGLE_REDIS, StoreTopology
 
 DEFAULT_LOGOUTS = 100
 DEFAULT_TIMEOUT_S = 5.0
@@ -215,6 +218,7 @@ class ModeWindow:
     logouts: list[Logout] = field(default_factory=list)
     gave_up: bool = False  # stopped early: nobody refused (the mode does not revoke)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    store: str = "single"  # the store topology it ran on (--store)
 
     @property
     def windows_ms(self) -> list[float]:
@@ -229,6 +233,7 @@ class ModeWindow:
         expiries = [lo.expires_in_s for lo in self.logouts if lo.expires_in_s is not None]
         return {
             "mode": self.mode,
+            "store": self.store,
             "logouts": len(self.logouts),
             "revoked": len(windows),
             "not_revoked_within_timeout": len(self.logouts) - len(windows),
@@ -264,10 +269,11 @@ def measure_mode(
     give_up_after: int = DEFAULT_GIVE_UP_AFTER,
     first_account: int = 0,
     say: Callable[[str], None] = lambda _m: None,
+    store: str = "single",
 ) -> ModeWindow:
     """`logouts` logouts of `mode` (accounts taken in turn); stops early when the first
     `give_up_after` logouts were refused by no replica at all (the mode never revokes)."""
-    result = ModeWindow(mode.key, timeout_s=timeout_s)
+    result = ModeWindow(mode.key, timeout_s=timeout_s, store=store)
     for i in range(logouts):
         account = first_account + i % max(1, accounts)
         logout = measure_logout(gateway, replicas, mode, account, timeout_s)
@@ -303,13 +309,13 @@ def write_results(run_dir: Path, results: Sequence[ModeWindow], manifest: dict[s
     with (run_dir / "windows.csv").open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(
-            ["mode", "account", "replicas", "refused_by", "window_ms", "first_refusals_ms",
-             "polls", "observed_s", "expires_in_s"]
+            ["mode", "store", "account", "replicas", "refused_by", "window_ms",
+             "first_refusals_ms", "polls", "observed_s", "expires_in_s"]
         )  # fmt: skip
         for result in results:
             for lo in result.logouts:
                 writer.writerow(
-                    [lo.mode, lo.account, lo.replicas, lo.refused_by,
+                    [lo.mode, result.store, lo.account, lo.replicas, lo.refused_by,
                      "" if lo.window_ms is None else lo.window_ms,
                      ";".join(f"{v:g}" for v in lo.first_refusals_ms), lo.polls, lo.observed_s,
                      "" if lo.expires_in_s is None else lo.expires_in_s]
@@ -332,17 +338,33 @@ def write_readme(run_dir: Path) -> Path:
         "",
         "    " + shown_command(manifest.get("command", [])),
         "",
-        "| mode | logouts | revoked | p50 ms | p99 ms | max ms | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | store | logouts | revoked | p50 ms | p99 ms | max ms | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in summaries:
         verdict = s["verdict"]
         if verdict == NEVER and s["token_expires_in_s"] is not None:
             verdict += f" (token valid {s['token_expires_in_s']:g} s more by its exp)"
         lines.append(
-            f"| {modes.label(s['mode'])} | {s['logouts']} | {s['revoked']} | "
+            f"| {modes.label(s['mode'])} | {s.get('store', 'single')} | {s['logouts']} | "
+            f"{s['revoked']} | "
             f"{_cell(s['p50_ms'])} | {_cell(s['p99_ms'])} | {_cell(s['max_ms'])} | {verdict} |"
         )
+    lags = manifest.get("replication_read_lag_ms") or {}
+    if lags:
+        lines += [
+            "",
+            "Replication read lag, without HTTP: a key deleted on the primary until a GET on "
+            "a read replica (in turn) first misses it, once per logout count:",
+            "",
+            "| store | samples | p50 ms | p99 ms | max ms |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for store, lag in lags.items():
+            lines.append(
+                f"| {store} | {lag['samples']} | {_cell(lag['p50_ms'])} | "
+                f"{_cell(lag['p99_ms'])} | {_cell(lag['max_ms'])} |"
+            )
     git = manifest.get("git", {})
     if git:
         dirty = " (dirty: the tree held uncommitted edits)" if git.get("dirty") else ""
@@ -384,6 +406,7 @@ class RunConfig:
     settings_env: dict[str, str] = field(default_factory=dict)
     results_dir: Path = Path("results")
     run_id: str = ""
+    stores: tuple[StoreTopology, ...] = (SINGLE_REDIS,)  # each measured in turn
 
 
 def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
@@ -406,12 +429,16 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             "give_up_after": config.give_up_after,
             "accounts": config.accounts,
             "cluster_env": config.settings_env,
+            "stores": [str(store) for store in config.stores],
         },
         "deployments": {},
+        # --store replicas:N: a DEL on the primary until a replica's GET misses it (ms).
+        "replication_read_lag_ms": {},
     }
     results: list[ModeWindow] = []
     started = time.monotonic()
-    for settings, members in deployment_groups(config.modes):
+    plans = [(s, g) for s in config.stores for g in deployment_groups(config.modes)]
+    for store, (settings, members) in plans:
         base = config.port_base if config.port_base is not None else free_port_block()
         env = {
             "AUTH_SEED_USERS": str(max(config.accounts, 1)),
@@ -426,13 +453,19 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             # secret) to the dict it is given, and `env` goes into the manifest.
             settings_env=dict(env),
             workdir=PROJECT_ROOT / ".authbench" / config.run_id / f"ports{base}",
+            store=store,
         )
-        say(f"starting a local cluster ({config.replicas} replicas) for {modes.keys(members)}")
+        say(
+            f"starting a local cluster ({config.replicas} replicas, store {store}) for "
+            f"{modes.keys(members)}"
+        )
         cluster.start()
         try:
             _wait_login(cluster.gateway_url)
             for mode in members:
-                manifest["deployments"][mode.key] = env
+                # The settings asked for, and those the store topology added.
+                key = mode.key if len(config.stores) == 1 else f"{mode.key}@{store}"
+                manifest["deployments"][key] = {**env, **cluster.store_settings()}
                 results.append(
                     measure_mode(
                         cluster.gateway_url,
@@ -443,13 +476,19 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
                         config.timeout_s,
                         config.give_up_after,
                         say=say,
+                        store=str(store),
                     )
                 )
                 s = results[-1].summary()
                 say(
-                    f"{mode.key}: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, max {s['max_ms']} "
-                    f"ms over {s['revoked']}/{s['logouts']} logouts ({s['verdict']})"
+                    f"{mode.key} on {store}: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
+                    f"max {s['max_ms']} ms over {s['revoked']}/{s['logouts']} logouts "
+                    f"({s['verdict']})"
                 )
+            if cluster.replica_store is not None and cluster.replica_store.replica_ports:
+                lags = cluster.replica_store.read_lag_ms(config.logouts)
+                manifest["replication_read_lag_ms"][str(store)] = lag_summary(lags)
+                say(f"replication read lag on {store}: {lag_summary(lags)}")
         finally:
             cluster.stop()
     manifest["duration_s"] = round(time.monotonic() - started, 1)
@@ -457,6 +496,16 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
     manifest["summary"] = [r.summary() for r in results]
     write_results(run_dir, results, manifest)
     return run_dir
+
+
+def lag_summary(lags_ms: Sequence[float]) -> dict[str, Any]:
+    """p50/p99/max (ms, nearest rank) of replication read lags."""
+    return {
+        "samples": len(lags_ms),
+        "p50_ms": _round(percentile(lags_ms, 0.50)),
+        "p99_ms": _round(percentile(lags_ms, 0.99)),
+        "max_ms": _round(max(lags_ms)) if lags_ms else None,
+    }
 
 
 def _wait_login(gateway: str, timeout_s: float = 120.0) -> None:

@@ -10,7 +10,7 @@ from authbench import modes
 from authbench.bench import revocation_window as rw
 from authbench.bench.matrix import parse_list
 from authbench.process import PROJECT_ROOT
-from authbench.targets.base import DeploymentError
+from authbench.targets.base import STORE_METAVAR, DeploymentError, StoreTopology
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--results-dir", default=str(PROJECT_ROOT / "results"), help="where the run folder goes"
     )
     parser.add_argument("--run-id", default="", help="name of the run folder (default: time)")
+    parser.add_argument(
+        "--store",
+        default="single",
+        metavar="STORE[,STORE...]",
+        help=f"store topologies {STORE_METAVAR}, comma-separated: every mode is measured on "
+        "each in turn, in one run (e.g. single,replicas:2: the replication lag a read replica "
+        "adds to the window)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -86,6 +94,14 @@ def build_config(args: argparse.Namespace) -> rw.RunConfig:
         raise ValueError(f"--give-up-after: 0 (never) or more, got {args.give_up_after}")
     if args.accounts < 1:
         raise ValueError(f"--accounts: at least 1, got {args.accounts}")
+    stores: list[StoreTopology] = []
+    for text in parse_list(args.store) or ["single"]:
+        try:
+            store = StoreTopology.parse(text)
+        except ValueError as err:
+            raise ValueError(f"--store: {err}") from None
+        if store not in stores:
+            stores.append(store)
     return rw.RunConfig(
         modes=tuple(chosen),
         logouts=args.logouts,
@@ -96,6 +112,7 @@ def build_config(args: argparse.Namespace) -> rw.RunConfig:
         port_base=args.port_base,
         results_dir=Path(args.results_dir),
         run_id=args.run_id,
+        stores=tuple(stores),
     )
 
 

@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store", type=store_argument, metavar=STORE_METAVAR, default=STORES[0],
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
         "(replica on --redis-port + 2, Sentinels on the three ports after it); cluster:N: "
-        "N Redis Cluster primaries, the first on --redis-port, the others from --redis-port + 2",
+        "N Redis Cluster primaries, the first on --redis-port, the others from --redis-port + 2; "
+        "replicas:N: a primary on --redis-port and N read replicas from --redis-port + 2 that "
+        "serve session reads (with SESSION_RENEW_INTERVAL_S=60)",
     )  # fmt: skip
     parser.add_argument(
         "--validate-at", choices=VALIDATION_PLACES, default=DEFAULTS.validate_at,
@@ -136,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
             "the Redis address above is shard 1.",
             flush=True,
         )
+    if cluster.replica_store is not None:
+        replicas = cluster.replica_store.replicas_setting or "none"
+        print(f"Read replicas: {replicas}; the Redis address above is the primary.", flush=True)
     reported: set[str] = set()
     try:
         while not stopping:

@@ -54,7 +54,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
     if spec.store != SINGLE_REDIS and target not in ("local", "compose"):
         raise ValueError(f"--store {spec.store} is built for --target local and compose")
-    if spec.store.kind == "cluster" and target != "local":
+    if spec.store.kind in ("cluster", "replicas") and target != "local":
         raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
     if spec.gateway != "ours" and target != "local":
         raise ValueError(f"--gateway {spec.gateway} is built for --target local only (so far)")

@@ -98,12 +98,15 @@ class StoreTopology:
     """How the central store is laid out.
 
     `single` (one redis-server), `sentinel` (a primary, one replica and three
-    Sentinels, authbench.stores.sentinel) and `cluster:N` (N Redis Cluster primaries, no
-    replicas, authbench.stores.cluster; N from 1 to MAX_SHARDS) are built.
+    Sentinels, authbench.stores.sentinel), `cluster:N` (N Redis Cluster primaries, no
+    replicas, authbench.stores.cluster; N from 1 to MAX_SHARDS) and `replicas:N` (one
+    primary and N read replicas, authbench.stores.replicas; N from 0 to
+    MAX_READ_REPLICAS) are built.
     """
 
     kind: str = "single"
     shards: int = 1
+    read_replicas: int = 0  # replicas:N
 
     @classmethod
     def parse(cls, text: str) -> StoreTopology:
@@ -118,20 +121,33 @@ class StoreTopology:
                     f"store topology {text!r}: write cluster:N with N shards, 1 to {MAX_SHARDS}"
                 )
             return cls("cluster", int(count))
+        if kind == "replicas":
+            if not count.isdigit() or not 0 <= int(count) <= MAX_READ_REPLICAS:
+                raise ValueError(
+                    f"store topology {text!r}: write replicas:N with N read replicas, 0 to "
+                    f"{MAX_READ_REPLICAS}"
+                )
+            return cls("replicas", read_replicas=int(count))
         raise ValueError(
-            f"store topology {text!r} is not built yet; choose from single, sentinel, cluster:N"
+            f"store topology {text!r} is not built yet; choose from single, sentinel, "
+            "cluster:N, replicas:N"
         )
 
     def __str__(self) -> str:
-        return self.kind if self.kind != "cluster" else f"cluster:{self.shards}"
+        if self.kind == "cluster":
+            return f"cluster:{self.shards}"
+        if self.kind == "replicas":
+            return f"replicas:{self.read_replicas}"
+        return self.kind
 
 
 SINGLE_REDIS = StoreTopology()
 SENTINEL = StoreTopology("sentinel")
 MAX_SHARDS = 8  # cluster:N, N <= 8 (their ports fit a private port block)
+MAX_READ_REPLICAS = 8  # replicas:N, N <= 8 (likewise)
 STORES: tuple[str, ...] = ("single", "sentinel")  # --store choices wired into the commands
 
-STORE_METAVAR = "{single,sentinel,cluster:N}"
+STORE_METAVAR = "{single,sentinel,cluster:N,replicas:N}"
 
 
 def store_argument(text: str) -> str:

@@ -33,6 +33,7 @@ from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
 from authbench.stores.cluster import ShardedCluster
+from authbench.stores.replicas import ReplicaSet
 from authbench.stores.sentinel import SentinelSet
 from authbench.targets import nginx as nginx_gateway
 from authbench.targets.base import (
@@ -70,6 +71,9 @@ class ClusterError(DeploymentError):
 
 # Ports.block's store_extra..resource_base-1: the ports a store beyond one Redis may use.
 _STORE_EXTRA_PORTS = 9
+# --store replicas:N without SESSION_RENEW_INTERVAL_S in the settings: renew a session's
+# idle TTL at most once a minute (as SESSION_CACHE_RENEW_S does by default).
+REPLICAS_DEFAULT_RENEW_INTERVAL_S = 60
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,9 @@ class LocalCluster(Deployment):
     # --store cluster:N (issue 17): shard 1 on ports.redis, shards 2..N on store_extra,
     # store_extra+1, ...; the N cluster-bus ports from a free block of their own.
     cluster_store: ShardedCluster | None = field(default=None, init=False)
+    # --store replicas:N (issue 17): the primary on ports.redis, read replicas on
+    # store_extra, store_extra+1, ...; session reads go to them (SESSION_RENEW_INTERVAL_S).
+    replica_store: ReplicaSet | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
     redis: Child | None = field(default=None, init=False)
     proxy: DelayProxy | None = field(default=None, init=False)
@@ -317,6 +324,8 @@ class LocalCluster(Deployment):
                 self._start_sentinel_set(timeout_s, say)
             elif self.store.kind == "cluster":
                 self._start_cluster_store(timeout_s, say)
+            elif self.store.kind == "replicas":
+                self._start_replica_store(timeout_s, say)
             else:
                 self.redis = self._redis_child()
                 self.redis.start()
@@ -388,6 +397,8 @@ class LocalCluster(Deployment):
             self.sentinel_set.stop()
         if self.cluster_store is not None:
             self.cluster_store.stop()
+        if self.replica_store is not None:
+            self.replica_store.stop()
 
     # --- faults (chaos scenarios and tests) -------------------------------------------
     def _redis_process(self) -> subprocess.Popen[bytes]:
@@ -472,10 +483,51 @@ class LocalCluster(Deployment):
         self.cluster_store.start(timeout_s)
         say(f"redis cluster of {shards} shard(s) on {self.cluster_store.nodes_setting}")
 
+    def _start_replica_store(self, timeout_s: float, say: Callable[[str], None]) -> None:
+        if self.redis_delay_ms is not None:
+            raise ClusterError("--store replicas:N has no delay proxy (store distance)")
+        if self.redis_persistence != "none":
+            raise ClusterError("--store replicas:N runs without persistence (replication only)")
+        count = self.store.read_replicas
+        extra = self.ports.store_extra
+        if extra is None:
+            extra = process.free_port_block(max(1, count))
+        elif count > _STORE_EXTRA_PORTS:
+            raise ClusterError(
+                f"--store replicas:{count}: the port block has room for {_STORE_EXTRA_PORTS} "
+                f"read replicas (store_extra ports {extra}..{extra + _STORE_EXTRA_PORTS - 1})"
+            )
+        self.replica_store = ReplicaSet(
+            ports=(self.ports.redis, *(extra + i for i in range(count))),
+            workdir=self.workdir / "replicas",
+        )
+        self.replica_store.start(timeout_s)
+        say(
+            f"redis primary on 127.0.0.1:{self.ports.redis}, {count} read replica(s)"
+            + (f" on {self.replica_store.replicas_setting}" if count else "")
+            + f"; sessions renewed every {self._renew_interval()} s at most"
+        )
+
+    def _renew_interval(self) -> str:
+        """SESSION_RENEW_INTERVAL_S of a replicas store: the settings' own, else a default
+        that lets reads go to the replicas (0 would send every read to the primary)."""
+        return self.settings_env.get("SESSION_RENEW_INTERVAL_S") or str(
+            REPLICAS_DEFAULT_RENEW_INTERVAL_S
+        )
+
+    def store_settings(self) -> dict[str, str]:
+        """The services' settings that name the store besides REDIS_URL (once started)."""
+        return self._store_env()
+
     def _store_env(self) -> dict[str, str]:
         """The services' settings that name the store besides REDIS_URL."""
         if self.cluster_store is not None:
             return {"REDIS_CLUSTER_NODES": self.cluster_store.nodes_setting}
+        if self.replica_store is not None:
+            return {
+                "REDIS_READ_REPLICAS": self.replica_store.replicas_setting,
+                "SESSION_RENEW_INTERVAL_S": self._renew_interval(),
+            }
         if self.sentinel_set is None:
             return {}
         return {
@@ -653,6 +705,9 @@ class LocalCluster(Deployment):
                 used[name] = process.tree_cpu_seconds(pid)
         if self.cluster_store is not None:
             for name, pid in self.cluster_store.processes().items():
+                used[name] = process.tree_cpu_seconds(pid)
+        if self.replica_store is not None:
+            for name, pid in self.replica_store.processes().items():
                 used[name] = process.tree_cpu_seconds(pid)
         return used
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from authbench.targets import DeploymentSpec, open_deployment
-from authbench.targets.base import Deployment, NotSupported, StoreTopology
+from authbench.targets.base import Deployment, NotSupported, StoreTopology, store_argument
 from authbench.targets.compose import ComposeTarget
 from authbench.targets.local import LocalCluster, Ports
 
@@ -114,8 +115,20 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
     for bad in ("cluster", "cluster:0", "cluster:9", "cluster:x"):
         with pytest.raises(ValueError, match="cluster:N with N shards, 1 to 8"):
             StoreTopology.parse(bad)
-    with pytest.raises(ValueError, match="not built yet"):
-        StoreTopology.parse("replicas:2")
+    assert StoreTopology.parse("replicas:2") == StoreTopology("replicas", read_replicas=2)
+    assert str(StoreTopology.parse("replicas:0")) == "replicas:0"
+    for bad in ("replicas", "replicas:9", "replicas:-1", "replicas:two"):
+        with pytest.raises(ValueError, match="replicas:N with N read replicas, 0 to 8"):
+            StoreTopology.parse(bad)
+    with pytest.raises(ValueError, match=r"not built yet; choose from .*replicas:N"):
+        StoreTopology.parse("mirror:2")
+    with pytest.raises(ValueError, match="replicas:2 is built for --target local only"):
+        open_deployment(
+            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+        )
+    # The commands' --store refuses it as a usage error that names the form.
+    with pytest.raises(argparse.ArgumentTypeError, match="replicas:N"):
+        store_argument("replicas:99")
 
 
 def test_the_services_redis_url_is_the_proxy_only_when_a_store_delay_is_set(

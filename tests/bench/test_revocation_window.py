@@ -39,12 +39,21 @@ def test_modes_sharing_settings_share_a_cluster() -> None:
         (["--logouts", "0"], "--logouts"),
         (["--timeout", "0"], "--timeout"),
         (["--replicas", "0"], "--replicas"),
+        (["--store", "single,replicas:x"], "--store: store topology 'replicas:x'"),
     ],
 )
 def test_bad_options_are_refused_naming_the_flag(argv: list[str], message: str) -> None:
     args = build_parser().parse_args(["revocation-window", *argv])
     with pytest.raises(ValueError, match=message):
         command.build_config(args)
+
+
+def test_several_stores_are_measured_in_one_run_in_the_order_given() -> None:
+    args = build_parser().parse_args(
+        ["revocation-window", "--store", "replicas:2,single,replicas:2"]
+    )
+    stores = command.build_config(args).stores
+    assert [str(s) for s in stores] == ["replicas:2", "single"]
 
 
 def test_session_and_denylist_windows_are_measured_on_every_replica(
