@@ -73,8 +73,15 @@ SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
 SENTINEL_PORT = 26379
 SENTINEL_ADDRESSES = ",".join(f"{name}:{SENTINEL_PORT}" for name in SENTINEL_SERVICES)
 DATA_SERVICES = (REDIS_SERVICE, REPLICA_SERVICE)  # the Sentinel set's data nodes
+# --store cluster:3 (issue 17): the profile `cluster` runs three Redis Cluster shards (a
+# fixed number: compose names services, it does not count them) and a one-shot that forms
+# the cluster; the services get REDIS_CLUSTER_NODES, the setting the local target gives.
+CLUSTER_PROFILE = "cluster"
+SHARD_SERVICES = ("redis-shard-1", "redis-shard-2", "redis-shard-3")
+CLUSTER = StoreTopology("cluster", len(SHARD_SERVICES))
+CLUSTER_NODES = ",".join(f"{name}:6379" for name in SHARD_SERVICES)
 # Every profile the harness may start: what ps, logs and down must see too.
-HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE)
+HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
@@ -159,8 +166,18 @@ class ComposeTarget(Deployment):
     def __post_init__(self) -> None:
         if self.redis_delay_ms is not None:
             self.env.setdefault("SERVICES_REDIS_URL", PROXY_URL)
-        if self.store.kind not in ("single", "sentinel"):
-            raise ValueError(f"compose has no --store {self.store} (single, sentinel)")
+        if self.store.kind == "cluster" and self.store != CLUSTER:
+            raise ValueError(
+                f"compose: --store {self.store}: the profile `cluster` has a fixed "
+                f"{CLUSTER.shards} shards; use --store {CLUSTER} (or --target local for "
+                "other shard counts)"
+            )
+        if self.store.kind not in ("single", "sentinel", "cluster"):
+            raise ValueError(f"compose has no --store {self.store} (single, sentinel, {CLUSTER})")
+        if self.store == CLUSTER:
+            if self.redis_delay_ms is not None:
+                raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
+            self.env.setdefault("REDIS_CLUSTER_NODES", CLUSTER_NODES)
         if self.store == SENTINEL:
             if self.redis_delay_ms is not None:
                 raise ValueError("compose: --store sentinel has no delay proxy")
@@ -178,7 +195,12 @@ class ComposeTarget(Deployment):
         else:
             # What the running services were given, whatever this process's variables say.
             self._running = self.running_env(RESOURCE_SERVICE)
-            self.store = SENTINEL if self._running.get("REDIS_SENTINELS") else SINGLE_REDIS
+            if self._running.get("REDIS_CLUSTER_NODES"):
+                self.store = CLUSTER
+            elif self._running.get("REDIS_SENTINELS"):
+                self.store = SENTINEL
+            else:
+                self.store = SINGLE_REDIS
 
     def stop(self) -> None:
         """Leave the stack running (it is the user's), with Redis running again (with
@@ -186,6 +208,8 @@ class ComposeTarget(Deployment):
         if self.store == SENTINEL:
             self.rejoin_redis()
             return
+        if self.store == CLUSTER:
+            return  # the harness breaks no shard of this stack (no kill_shard here yet)
         states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
         if "paused" in states:
             self.resume_redis()
@@ -193,7 +217,10 @@ class ComposeTarget(Deployment):
             self.start_redis()
 
     def describe(self) -> str:
-        store = " (Redis primary, replica, 3 Sentinels)" if self.store == SENTINEL else ""
+        store = {
+            SENTINEL: " (Redis primary, replica, 3 Sentinels)",
+            CLUSTER: f" (Redis Cluster of {CLUSTER.shards} shards)",
+        }.get(self.store, "")
         return f"compose project {self.project_name} at {self.gateway_url}{store}"
 
     def running_env(self, service: str) -> dict[str, str]:
@@ -394,7 +421,8 @@ class ComposeTarget(Deployment):
             self.__dict__.pop("config", None)  # resolved before: without the secret
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
-        profiles: tuple[str, ...] = (SENTINEL_PROFILE,) if self.store == SENTINEL else ()
+        store_profiles = {SENTINEL: (SENTINEL_PROFILE,), CLUSTER: (CLUSTER_PROFILE,)}
+        profiles: tuple[str, ...] = store_profiles.get(self.store, ())
         if self.redis_delay_ms is not None:
             # The proxy runs the load image (the harness's delay proxy), built by
             # locust-master; a cached build takes a second.
@@ -616,6 +644,14 @@ class ComposeTarget(Deployment):
 
     def store_description(self) -> dict[str, object]:
         """The store's kind, and for Sentinels the tuning the compose file gives them."""
+        if self.store == CLUSTER:
+            return {
+                "kind": "cluster",
+                "shards": CLUSTER.shards,
+                "services": list(SHARD_SERVICES),
+                "replicas_per_shard": 0,
+                "cluster_require_full_coverage": "no",
+            }
         if self.store != SENTINEL:
             return super().store_description()
         out = self.compose("config", "--format", "json", profiles=(SENTINEL_PROFILE,)).stdout
@@ -637,16 +673,67 @@ class ComposeTarget(Deployment):
             "quorum": tuning.get("quorum"),
         }
 
+    # --- shards (--store cluster:3, the profile `cluster`) -------------------------------
+    def shard_of_keys(self, keys: list[str]) -> list[int]:
+        """The shard (0-based, SHARD_SERVICES' order) serving each key: its slot by
+        CLUSTER KEYSLOT, the slot's owner by CLUSTER NODES, the owner's address by the
+        engine (the shards name each other by address)."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "shard_of_keys", "this stack has no Redis Cluster")
+        ask = self._container_of(SHARD_SERVICES[0])
+        addresses = {}
+        for index, service in enumerate(SHARD_SERVICES):
+            out = self._docker(
+                "inspect", "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                self._container_of(service, all=True),
+            )  # fmt: skip
+            addresses.update({address: index for address in out.split()})
+        nodes = self._node_cli(ask, "CLUSTER", "NODES") or ""
+        # One line per node: id ip:port@bus flags master ping pong epoch link slot-ranges...
+        owners: list[tuple[int, int, int]] = []
+        for line in nodes.splitlines():
+            words = line.split()
+            address = words[1].partition(":")[0] if len(words) > 1 else ""
+            for taken in words[8:] if address in addresses else ():
+                if not taken.startswith("["):  # [slot->-node]: a migration, not an owner
+                    first, _, last = taken.partition("-")
+                    owners.append((int(first), int(last or first), addresses[address]))
+        found = []
+        for key in keys:
+            slot = int(self._node_cli(ask, "CLUSTER", "KEYSLOT", key) or "-1")
+            owner = next((i for a, b, i in owners if a <= slot <= b), None)
+            if owner is None:
+                raise ComposeError(f"no shard serves slot {slot} (key {key!r}): {nodes}")
+            found.append(owner)
+        return found
+
     # --- measurements -----------------------------------------------------------------
     def redis_cli(self, *args: str, timeout_s: float = 10.0) -> str:
-        """Run redis-cli inside the redis container (with Sentinels: the primary's) and
-        return its output."""
-        service = self.redis_primary() if self.store == SENTINEL else REDIS_SERVICE
+        """Run redis-cli inside the redis container (with Sentinels: the primary's; with a
+        Redis Cluster: the first shard's) and return its output."""
+        service = REDIS_SERVICE
+        if self.store == SENTINEL:
+            service = self.redis_primary()
+        elif self.store == CLUSTER:
+            service = SHARD_SERVICES[0]
         return self.compose("exec", "-T", service, "redis-cli", *args, timeout_s=timeout_s).stdout
 
     def redis_info(self) -> dict[str, str]:
         """`INFO all` as a flat dict (e.g. "total_commands_processed", "used_cpu_sys")."""
         return parse_redis_info(self.redis_cli("INFO", "all"))
+
+    def redis_infos(self) -> dict[str, Mapping[str, Any]]:
+        """INFO all of each shard (`redis-shard-N`) with a Redis Cluster, else the one
+        Redis's, as the local target gives them."""
+        if self.store != CLUSTER:
+            return {"redis": self.redis_info()}
+        return {
+            service: parse_redis_info(
+                self.compose("exec", "-T", service, "redis-cli", "INFO", "all").stdout
+            )
+            for service in SHARD_SERVICES
+        }
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time each component has used so far (cgroup accounting): redis, auth,

@@ -126,6 +126,24 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
         open_deployment(
             "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
         )
+    # cluster:N on compose: the profile `cluster` has 3 shards, any other N is refused
+    # with the one it has, before Docker is asked anything.
+    compose = open_deployment(
+        "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("cluster:3"))
+    )
+    assert isinstance(compose, ComposeTarget)
+    assert compose.env["REDIS_CLUSTER_NODES"] == (
+        "redis-shard-1:6379,redis-shard-2:6379,redis-shard-3:6379"
+    )
+    with pytest.raises(ValueError, match=r"fixed 3 shards; use --store cluster:3"):
+        open_deployment(
+            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("cluster:2"))
+        )
+    with pytest.raises(ValueError, match="cluster:3 has no delay proxy"):
+        open_deployment(
+            "compose",
+            DeploymentSpec(replicas=1, store=StoreTopology.parse("cluster:3"), redis_delay_ms=1),
+        )
     # The commands' --store refuses it as a usage error that names the form.
     with pytest.raises(argparse.ArgumentTypeError, match="replicas:N"):
         store_argument("replicas:99")
