@@ -207,7 +207,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="single: one redis-server; sentinel: a primary, one replica and three Sentinels "
         "(the services find the primary through them; --target local or compose: its profile "
         "sentinel); cluster:N: N Redis Cluster primaries, no replicas (--redis-cpus then caps "
-        "each shard; --target compose: its profile cluster, N = 3); replicas:N: one primary and N read replicas that serve session reads "
+        "each shard; --target compose: its profile cluster, N = 3); replicas:N: one primary and "
+        "N read replicas that serve session reads "
         "(SESSION_RENEW_INTERVAL_S, default 60 here; --redis-cpus caps each redis-server). "
         "An axis: comma-separated topologies run side by side, e.g. cluster:1,cluster:3",
     )  # fmt: skip
