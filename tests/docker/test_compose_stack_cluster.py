@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from authbench.targets.compose import CLUSTER, REDIS_SERVICE, SHARD_SERVICES, ComposeTarget
-from authcore.sessions import session_key
+from authcore.sessions import USER_SESSIONS_PREFIX, session_key
 from tests.client import login, request, session_cookie
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -58,11 +58,13 @@ def test_sessions_through_the_gateway_live_on_more_than_one_shard(
         assert me.status == 200, me.body
         assert me.json()["user"] == f"user{user}"
 
-    # Each session's key is on the shard CLUSTER KEYSLOT + the slot map say, and the six
-    # spread over more than one shard (6 keys all on one of 3 shards: p = 1/243).
-    keys = [session_key(cookies[user].partition("=")[2]) for user in USERS]
+    # Each login wrote the session (a random key) and the user's index `us:userN` (a fixed
+    # key: users 1-6's fall on all three shards' slots); every key is on the shard that
+    # CLUSTER KEYSLOT and the slot map name, so the writes reached all three shards.
+    sessions = [session_key(cookies[user].partition("=")[2]) for user in USERS]
+    keys = sessions + [f"{USER_SESSIONS_PREFIX}user{user}" for user in USERS]
     shards = cluster_stack.shard_of_keys(keys)
-    assert len(set(shards)) > 1, shards
+    assert set(shards) == {0, 1, 2}, shards
     for key, shard in zip(keys, shards, strict=True):
         found = cluster_stack.compose(
             "exec", "-T", SHARD_SERVICES[shard], "redis-cli", "EXISTS", key
@@ -72,7 +74,7 @@ def test_sessions_through_the_gateway_live_on_more_than_one_shard(
     assert sorted(infos) == sorted(SHARD_SERVICES)
     assert all(info["cluster_enabled"] == "1" for info in infos.values())
     holding = [name for name, info in infos.items() if "db0" in info]
-    assert len(holding) > 1, holding
+    assert sorted(holding) == sorted(SHARD_SERVICES), holding
     # The profile's plain `redis` still runs (the services depend on it) but holds nothing.
     assert (
         cluster_stack.compose("exec", "-T", REDIS_SERVICE, "redis-cli", "DBSIZE").stdout.strip()
