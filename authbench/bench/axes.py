@@ -190,7 +190,7 @@ def check_redis_cpus_possible(target: str, caps: Sequence[float | None]) -> str:
     if target == "compose":
         if shutil.which("docker") is None:
             raise ValueError("--redis-cpus with --target compose needs the docker CLI")
-        return "docker update --cpus (the compose redis container)"
+        return "docker update --cpus (the compose redis container, or each shard)"
     raise ValueError(f"--redis-cpus is not supported by target {target}")
 
 
@@ -284,7 +284,9 @@ class RedisCap:
         containers = getattr(self.deployment, "containers", None)
         if containers is None:
             raise DeploymentError("--redis-cpus: the compose deployment lists no containers")
-        for container in containers("redis"):
+        # Every shard of the profile `cluster`, each with a quota of its own, as locally.
+        services = getattr(self.deployment, "store_services", lambda: ("redis",))()
+        for container in (c for service in services for c in containers(service)):
             subprocess.run(
                 ["docker", "update", "--cpus", f"{cores or 0:g}", container.id],
                 capture_output=True, text=True, timeout=30, check=True,

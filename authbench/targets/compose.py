@@ -674,6 +674,11 @@ class ComposeTarget(Deployment):
         }
 
     # --- shards (--store cluster:3, the profile `cluster`) -------------------------------
+    def store_services(self) -> tuple[str, ...]:
+        """The services that run the store's redis-server (--redis-cpus caps each): the
+        shards of a Redis Cluster, else `redis`."""
+        return SHARD_SERVICES if self.store == CLUSTER else (REDIS_SERVICE,)
+
     def shard_of_keys(self, keys: list[str]) -> list[int]:
         """The shard (0-based, SHARD_SERVICES' order) serving each key: its slot by
         CLUSTER KEYSLOT, the slot's owner by CLUSTER NODES, the owner's address by the

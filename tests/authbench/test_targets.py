@@ -135,6 +135,9 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
     assert compose.env["REDIS_CLUSTER_NODES"] == (
         "redis-shard-1:6379,redis-shard-2:6379,redis-shard-3:6379"
     )
+    # --redis-cpus caps each shard there, as it does locally (not the idle `redis`).
+    assert compose.store_services() == ("redis-shard-1", "redis-shard-2", "redis-shard-3")
+    assert ComposeTarget().store_services() == ("redis",)
     with pytest.raises(ValueError, match=r"fixed 3 shards; use --store cluster:3"):
         open_deployment(
             "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("cluster:2"))
