@@ -286,9 +286,12 @@ class RedisCap:
             raise DeploymentError("--redis-cpus: the compose deployment lists no containers")
         # Every shard of the profile `cluster`, each with a quota of its own, as locally.
         services = getattr(self.deployment, "store_services", lambda: ("redis",))()
+        # `--cpus 0` leaves a quota in place (checked: NanoCpus stays set), so no cap is
+        # the whole machine's CPUs, which is what an uncapped container may use.
+        cpus = cores if cores is not None else float(os.cpu_count() or 1)
         for container in (c for service in services for c in containers(service)):
             subprocess.run(
-                ["docker", "update", "--cpus", f"{cores or 0:g}", container.id],
+                ["docker", "update", "--cpus", f"{cpus:g}", container.id],
                 capture_output=True, text=True, timeout=30, check=True,
             )  # fmt: skip
 

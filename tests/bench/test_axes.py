@@ -131,3 +131,27 @@ def test_redis_cpus_replaces_the_presets_quota() -> None:
     config = bench.build_config(args)
     assert {c.redis_cpus for c in config.matrix.configs()} == {None, 0.05}
     assert config.matrix.repeats == 3 and config.protocol.capture_s == 4.0
+
+
+def test_the_compose_cap_is_lifted_for_real_and_put_on_every_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `docker update` RedisCap runs on a compose cluster stack (the engine itself is
+    tested by hand: `--cpus 0` leaves NanoCpus as it was, so lifting a cap must name the
+    machine's CPUs). Only the docker CLI is replaced; nothing here stands in for Redis."""
+    from authbench.targets.compose import CLUSTER, ComposeTarget, Container
+
+    class Stack(ComposeTarget):
+        def containers(self, service: str | None = None, *, all: bool = False) -> list[Container]:
+            return [Container(f"id-{service}", f"p-{service}-1", str(service), "running", "", 0)]
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(axes.subprocess, "run", lambda argv, **_kw: ran.append(argv))
+    monkeypatch.setattr(axes.os, "cpu_count", lambda: 2)
+    cap = axes.RedisCap(Stack(store=CLUSTER), "test")
+    cap.apply(0.5)
+    cap.apply(None)
+    assert [(argv[3], argv[4]) for argv in ran] == [
+        ("0.5", "id-redis-shard-1"), ("0.5", "id-redis-shard-2"), ("0.5", "id-redis-shard-3"),
+        ("2", "id-redis-shard-1"), ("2", "id-redis-shard-2"), ("2", "id-redis-shard-3"),
+    ]  # fmt: skip
