@@ -315,14 +315,19 @@ class ComposeTarget(Deployment):
         return self._run(["docker", *args], timeout_s=timeout_s, check=check).stdout
 
     def _run(
-        self, argv: list[str], *, timeout_s: float | None = None, check: bool = True
+        self,
+        argv: list[str],
+        *,
+        timeout_s: float | None = None,
+        check: bool = True,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         try:
             done = subprocess.run(
                 argv,
                 cwd=self.project_dir,
                 env=self._process_env(),
-                stdin=subprocess.DEVNULL,
+                **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
                 capture_output=True,
                 text=True,
                 timeout=timeout_s or self.command_timeout_s,
@@ -705,13 +710,33 @@ class ComposeTarget(Deployment):
                     first, _, last = taken.partition("-")
                     owners.append((int(first), int(last or first), addresses[address]))
         found = []
-        for key in keys:
-            slot = int(self._node_cli(ask, "CLUSTER", "KEYSLOT", key) or "-1")
-            owner = next((i for a, b, i in owners if a <= slot <= b), None)
+        for key, slot in zip(
+            keys, self.shard_cli(0, [["CLUSTER", "KEYSLOT", key] for key in keys]), strict=True
+        ):
+            owner = next((i for a, b, i in owners if a <= int(slot) <= b), None)
             if owner is None:
                 raise ComposeError(f"no shard serves slot {slot} (key {key!r}): {nodes}")
             found.append(owner)
         return found
+
+    def shard_cli(self, index: int, commands: Sequence[Sequence[str]]) -> list[str]:
+        """redis-cli in shard `index`'s container (0-based), the commands read from its
+        stdin (one `docker exec` for all, not one each): one answer line per command."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "shard_cli", "this stack has no Redis Cluster")
+        quoted = (
+            " ".join('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in command)
+            for command in commands
+        )
+        container = self._container_of(SHARD_SERVICES[index])
+        done = self._run(
+            ["docker", "exec", "-i", container, "redis-cli"],
+            stdin="".join(line + "\n" for line in quoted), timeout_s=30,
+        )  # fmt: skip
+        answers = done.stdout.splitlines()
+        if len(answers) != len(commands):
+            raise ComposeError(f"redis-cli in {SHARD_SERVICES[index]}: {done.stdout}")
+        return answers
 
     # --- measurements -----------------------------------------------------------------
     def redis_cli(self, *args: str, timeout_s: float = 10.0) -> str:
