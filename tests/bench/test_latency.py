@@ -152,7 +152,11 @@ def test_listener_records_the_capture_window_only(
     reads = merged["reads"]
     # 4 users back to back at ~15 ms: a few hundred reads in 3 s, none of the 120 ms ones.
     assert reads.get_total_count() > 100
-    assert reads.get_max_value() < SLOW_S * 1e6 * 0.9, "warm-up reads leaked into the capture"
+    # A leak brings dozens of reads of at least SLOW_S (the warm-up's last 2 s at 4 users),
+    # several % of the capture; a busy host may stall one fast read near it (CI read one
+    # at 113 ms, below SLOW_S: not a warm-up read), so the bound is on p99, not the max.
+    slowest = reads.get_value_at_percentile(99.0)
+    assert slowest < SLOW_S * 1e6 * 0.9, "warm-up reads leaked into the capture"
     p50 = latency.percentiles_us(reads)["p50"]
     assert FAST_S * 1e6 <= p50 < FAST_S * 1e6 + 10_000
     assert merged["all"].get_total_count() >= reads.get_total_count()

@@ -17,7 +17,7 @@ import pytest
 from authbench.chaos.load import LoadShape
 from authbench.chaos.run import run_chaos
 from authbench.chaos.scenarios import SCENARIOS, ChaosOptions, Timing, cannot_run, modes_served
-from authbench.modes import JWT_DENYLIST, SESSION
+from authbench.modes import JWT_DENYLIST, OPAQUE, SESSION
 from authbench.process import free_port_block
 from authbench.targets.compose import ComposeTarget
 
@@ -55,8 +55,10 @@ def stack() -> Iterator[ComposeTarget]:
 def test_kill_in_containers_fails_sessions_and_denylist_with_503_then_recovers(
     stack: ComposeTarget, tmp_path: Path
 ) -> None:
-    # What the stack runs decides what chaos loads: its one JWT mode is the denylist's.
-    assert [m.key for m, _group in modes_served(stack)] == [SESSION.key, JWT_DENYLIST.key]
+    # What the stack runs decides what chaos loads: its one JWT mode is the denylist's, and
+    # opaque (the target hands the stack its introspection secret).
+    served = [m.key for m, _group in modes_served(stack)]
+    assert served == [SESSION.key, JWT_DENYLIST.key, OPAQUE.key]
     assert stack.redis_persistence == "none"
     assert cannot_run(SCENARIOS["slow"], stack) == "target compose cannot slow_redis"
     assert "persistence is none" in str(cannot_run(SCENARIOS["restart-aof"], stack))
@@ -69,7 +71,7 @@ def test_kill_in_containers_fails_sessions_and_denylist_with_503_then_recovers(
     )
     out = run_chaos(options, [SCENARIOS["kill"]], tmp_path, "compose", lambda _m: None, stack)
     result = json.loads((out / "kill" / "result.json").read_text())
-    for mode in (SESSION.key, JWT_DENYLIST.key):
+    for mode in (SESSION.key, JWT_DENYLIST.key, OPAQUE.key):  # each asks Redis per read
         f = result["figures"][mode]
         assert f["outage_requests"] > 0 and set(f["outage_statuses"]) == {"503"}, f
         assert f["recovery_s"] <= 3.0 and f["hung"] == 0, f

@@ -203,9 +203,14 @@ def test_services_keep_working_after_the_primary_is_killed_and_sentinel_promotes
     # The services find the new primary through the Sentinels: the session read, a new
     # login on either auth replica (writes), a logout (the denylist), a refresh.
     _until(lambda: _status(url, "/api/me", cookie) == 200, 15, "sessions did not come back")
-    # Logins go round-robin over both auth replicas: each must have followed too.
-    _until(lambda: login(url, 6, "jwt").status == 200, 10, "logins did not come back")
-    assert [login(url, user, "jwt").status for user in (7, 8, 9)] == [200, 200, 200]
+    # Logins go round-robin over both auth replicas: each must have followed too. One may
+    # still hold pooled connections to the dead primary, each costing one 503 (CI saw
+    # [503, 200, 503] right after the first success): three logins in a row must pass.
+    _until(
+        lambda: [login(url, user, "jwt").status for user in (6, 7, 8)] == [200, 200, 200],
+        20,
+        "an auth replica did not follow the failover",
+    )
     assert request(url, "GET", "/api/me", headers=bearer(jwt)).status == 200
     assert request(url, "POST", "/auth/logout", headers=bearer(jwt)).status == 204
     assert request(url, "GET", "/api/me", headers=bearer(jwt)).status == 401
