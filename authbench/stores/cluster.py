@@ -22,14 +22,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from authbench import process
+from authbench.stores.node import NodeSet, wait_ping
 from authbench.stores.node import StoreNode as _Node
-from authbench.stores.node import wait_ping
 
 SLOTS = 16384
 MAX_SHARDS = 8
@@ -46,7 +43,7 @@ def slot_ranges(shards: int) -> list[tuple[int, int]]:
 
 
 @dataclass
-class ShardedCluster:
+class ShardedCluster(NodeSet):
     ports: tuple[int, ...]  # one primary per port
     bus_ports: tuple[int, ...]  # each node's cluster bus, same order
     workdir: Path
@@ -81,10 +78,6 @@ class ShardedCluster:
             "cluster_require_full_coverage": "no",
             "slot_ranges": [list(r) for r in slot_ranges(len(self.ports))],
         }
-
-    def processes(self) -> dict[str, int]:
-        """name -> pid of every live shard (CPU sampling)."""
-        return {n.name: n.pid for n in self.nodes if n.alive() and n.pid}
 
     def shard_of(self, keys: list[str]) -> list[int]:
         """The shard index (0-based) serving each key, by CLUSTER KEYSLOT asked of a live
@@ -155,19 +148,6 @@ class ShardedCluster:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self, grace_s: float = 3.0) -> None:
-        process.stop([n.proc for n in self.nodes if n.proc is not None], grace_s)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
 
     def _argv(self, server: str, port: int, bus: int) -> list[str]:
         data_dir = self.workdir / f"redis-{port}"

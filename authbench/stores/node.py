@@ -1,5 +1,6 @@
-"""One redis-server (or Sentinel) process of a store topology, and waiting for it to
-answer: what `sentinel.py` and `cluster.py` both start."""
+"""One redis-server (or Sentinel) process of a store topology, waiting for it to answer,
+and what every topology of several such processes shares (NodeSet): what `sentinel.py`,
+`cluster.py` and `replicas.py` start."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -49,3 +52,34 @@ def wait_ping(
             if time.monotonic() > deadline:
                 raise error(f"{node.name} did not answer PING in time")
             time.sleep(0.05)
+
+
+class NodeSet:
+    """A store of several processes (Sentinel, Cluster, read replicas): stopping them all,
+    and `with` around start and stop. Each topology starts its own way."""
+
+    nodes: list[StoreNode]  # the data nodes, a field of each topology
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def processes(self) -> dict[str, int]:
+        """name -> pid of every live data node (CPU sampling, --redis-cpus)."""
+        return {n.name: n.pid for n in self.nodes if n.alive() and n.pid}
+
+    def spawned(self) -> list[subprocess.Popen[bytes]]:
+        """Every process the store started: its data nodes (a topology adds its others)."""
+        return [n.proc for n in self.nodes if n.proc is not None]
+
+    def stop(self, grace_s: float = 3.0) -> None:
+        process.stop(self.spawned(), grace_s)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.stop()

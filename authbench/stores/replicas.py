@@ -23,14 +23,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from authbench import process
+from authbench.stores.node import NodeSet, wait_ping
 from authbench.stores.node import StoreNode as _Node
-from authbench.stores.node import wait_ping
 from authbench.targets.base import MAX_READ_REPLICAS
 
 
@@ -39,7 +36,7 @@ class ReplicaStoreError(RuntimeError):
 
 
 @dataclass
-class ReplicaSet:
+class ReplicaSet(NodeSet):
     ports: tuple[int, ...]  # the primary first, then one port per read replica
     workdir: Path
     nodes: list[_Node] = field(default_factory=list, init=False)
@@ -75,10 +72,6 @@ class ReplicaSet:
             "replica_ports": list(self.replica_ports),
             "replication": "asynchronous (replicaof), replica-read-only",
         }
-
-    def processes(self) -> dict[str, int]:
-        """name -> pid of every live node (CPU sampling, --redis-cpus)."""
-        return {n.name: n.pid for n in self.nodes if n.alive() and n.pid}
 
     def replication_lag(self) -> dict[int, int]:
         """replica port -> bytes of the primary's replication stream it has not acked."""
@@ -145,19 +138,6 @@ class ReplicaSet:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self, grace_s: float = 3.0) -> None:
-        process.stop([n.proc for n in self.nodes if n.proc is not None], grace_s)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
 
     def _argv(self, server: str, port: int, replica: bool) -> list[str]:
         data_dir = self.workdir / f"redis-{port}"

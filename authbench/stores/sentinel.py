@@ -32,18 +32,16 @@ by a kill within some seconds is not undone. `replication()` tells whether it he
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from authbench import process
 from authbench.delay_proxy import DelayProxy
+from authbench.stores.node import NodeSet, wait_ping
 from authbench.stores.node import StoreNode as _Node
-from authbench.stores.node import wait_ping
 
 MASTER_NAME = "authbench"
 QUORUM = 2
@@ -54,7 +52,7 @@ class SentinelError(RuntimeError):
 
 
 @dataclass
-class SentinelSet:
+class SentinelSet(NodeSet):
     ports: tuple[int, int]  # the data nodes: the first starts as primary, then a replica
     sentinel_ports: tuple[int, int, int]
     workdir: Path
@@ -154,21 +152,12 @@ class SentinelSet:
             self.stop()
             raise
 
-    def stop(self, grace_s: float = 3.0) -> None:
+    def spawned(self) -> list[subprocess.Popen[bytes]]:
+        """The Sentinels first, then the data nodes and the replica link's proxy."""
         procs = [n.proc for n in self.sentinels + self.nodes if n.proc is not None]
         if self.proxy is not None and self.proxy.process is not None:
             procs.append(self.proxy.process)
-        process.stop(procs, grace_s)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
+        return procs
 
     def _data_argv(self, server: str, port: int) -> list[str]:
         data_dir = self.workdir / f"redis-{port}"
