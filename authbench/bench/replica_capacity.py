@@ -11,7 +11,10 @@ own:
 
 - `getex`: a primary alone, the default policy (every read a GETEX on the primary);
 - `replicas:0`: a primary alone, SESSION_RENEW_INTERVAL_S set (every read GET + PTTL);
-- `replicas:N`: the same reads spread over N read replicas.
+- `replicas:N`: the same reads spread over N read replicas;
+- `cluster:N`: the sessions spread over N shards of a Redis Cluster (issue 17 item 5),
+  every read a GETEX on its key's shard. The capped-shard bench hits the same machine
+  wall; here the store's own ceiling shows, `cluster:1` against `cluster:N`.
 
 Rounds alternate the topologies (ABCABC...), so the machine's load falls on each alike.
 Writes `results/replica-capacity-<UTC>/` (manifest.json, rounds.json, README.md):
@@ -38,6 +41,8 @@ import redis
 from authbench import cgroups, process
 from authbench.process import PROJECT_ROOT
 from authbench.provenance import new_run_id, run_head
+from authbench.stores.cluster import ShardedCluster
+from authbench.stores.node import NodeSet
 from authbench.stores.replicas import ReplicaSet
 from authbench.targets.base import StoreTopology
 from authcore.config import Settings
@@ -50,13 +55,43 @@ RENEW_INTERVAL_S = "60"  # sessions younger than this are never renewed during a
 START_MARGIN_S = 5.0  # for the driver processes to start (spawn, imports) on a busy machine
 
 
-def _replicas_of(topology: str) -> int:
+def _parse(topology: str) -> StoreTopology:
     if topology == "getex":
-        return 0
+        return StoreTopology("replicas", read_replicas=0)
     store = StoreTopology.parse(topology)
-    if store.kind != "replicas":
-        raise ValueError(f"{topology!r}: expected getex or replicas:N")
-    return store.read_replicas
+    if store.kind not in ("replicas", "cluster"):
+        raise ValueError(f"{topology!r}: expected getex, replicas:N or cluster:N")
+    return store
+
+
+def _start(topology: str, workdir: Path) -> tuple[NodeSet, dict[str, str]]:
+    """The store of `topology`, started, and the settings that reach it."""
+    shape = _parse(topology)
+    if shape.kind == "cluster":
+        base = process.free_port_block(2 * shape.shards)
+        cluster = ShardedCluster(
+            ports=tuple(base + i for i in range(shape.shards)),
+            bus_ports=tuple(base + shape.shards + i for i in range(shape.shards)),
+            workdir=workdir,
+        )
+        cluster.start()
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{cluster.ports[0]}/0",
+            "REDIS_CLUSTER_NODES": cluster.nodes_setting,
+        }
+        return cluster, env
+    base = process.free_port_block(shape.read_replicas + 1)
+    replicas = ReplicaSet(
+        ports=tuple(base + i for i in range(shape.read_replicas + 1)), workdir=workdir
+    )
+    replicas.start()
+    env = {"REDIS_URL": f"redis://127.0.0.1:{replicas.primary_port}/0"}
+    if topology != "getex":
+        env |= {
+            "REDIS_READ_REPLICAS": replicas.replicas_setting,
+            "SESSION_RENEW_INTERVAL_S": RENEW_INTERVAL_S,
+        }
+    return replicas, env
 
 
 async def _login(settings: Settings, sessions: int) -> list[str]:
@@ -148,30 +183,22 @@ def measure(
 ) -> dict[str, Any]:
     """One round of one topology on a fresh, capped store, driven by `processes` driver
     processes with `concurrency` reads in flight each."""
-    count = _replicas_of(topology)
-    base = process.free_port_block(count + 1)
-    store = ReplicaSet(ports=tuple(base + i for i in range(count + 1)), workdir=workdir)
     quotas: list[cgroups.CpuQuota] = []
-    store.start()
+    store, env = _start(topology, workdir)
     try:
         for name, pid in store.processes().items():
             quota = cgroups.CpuQuota.create(f"authbench-rc-{os.getpid()}-{name}", cores)
             quotas.append(quota)
             quota.attach(pid)
-        env = {
-            "REDIS_URL": f"redis://127.0.0.1:{store.primary_port}/0",
+        env |= {
             "REDIS_POOL_SIZE": str(concurrency),
             "REDIS_TIMEOUT_MS": "2000",  # a capped Redis is slow, not down
         }
-        if topology != "getex":
-            env |= {
-                "REDIS_READ_REPLICAS": store.replicas_setting,
-                "SESSION_RENEW_INTERVAL_S": RENEW_INTERVAL_S,
-            }
         settings = Settings.from_env(env)  # refused here, not in a driver, if ever wrong
         ids = asyncio.run(_login(settings, sessions))
-        with redis.Redis(port=store.primary_port, socket_timeout=10.0) as primary:
-            primary.wait(len(store.replica_ports), 10000)  # every replica has the logins
+        if isinstance(store, ReplicaSet):
+            with redis.Redis(port=store.primary_port, socket_timeout=10.0) as primary:
+                primary.wait(len(store.replica_ports), 10000)  # every replica has the logins
         pids = store.processes()
         cpu_before = {name: process.tree_cpu_seconds(pid) for name, pid in pids.items()}
         wall_before = time.monotonic()
@@ -260,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m authbench.bench.replica_capacity",
         description="The session-read ceiling of a capped store (the services left out): "
-        "getex, replicas:0 and replicas:N, alternated round by round, every redis-server "
-        "held to --cores.",
+        "getex, replicas:0, replicas:N and cluster:N, alternated round by round, every "
+        "redis-server held to --cores.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help="comma-separated")
@@ -280,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     topologies = [t.strip() for t in args.topologies.split(",") if t.strip()]
     try:
         for topology in topologies:
-            _replicas_of(topology)
+            _parse(topology)
         cgroups.validate_cores(args.cores, "--cores")
         if min(args.rounds, args.concurrency, args.sessions, args.processes) < 1 or not (
             args.seconds > 0

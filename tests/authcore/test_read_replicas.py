@@ -277,7 +277,17 @@ def test_the_capacity_study_refuses_bad_options_before_starting_anything(
 ) -> None:
     from authbench.bench.replica_capacity import main
 
-    assert main(["--topologies", "getex,cluster:2"]) == 2
-    assert "expected getex or replicas:N" in capsys.readouterr().err
+    assert main(["--topologies", "getex,sentinel"]) == 2
+    assert "expected getex, replicas:N or cluster:N" in capsys.readouterr().err
     assert main(["--cores", "0.001"]) == 2
     assert "--cores" in capsys.readouterr().err
+
+
+def test_the_capacity_study_spreads_a_cluster_round_over_every_shard(tmp_path: Path) -> None:
+    # cluster:N beside the replicas: the same driver, every shard capped and serving reads.
+    from authbench.bench.replica_capacity import measure
+
+    result = measure("cluster:2", 0.5, 0.5, 4, 40, tmp_path, processes=1)
+    assert result["reads"] > 0 and result["errors"] == 0, result
+    assert len(result["cpu_pct_per_node"]) == 2
+    assert len(result["throttled_periods_pct"]) == 2  # one quota per shard
