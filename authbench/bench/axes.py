@@ -33,6 +33,7 @@ import redis
 
 from authbench import cgroups
 from authbench.targets.base import Deployment, DeploymentError
+from authbench.targets.nginx import GATEWAYS
 from authcore.config import VALIDATION_PLACES
 
 DIRECT = "direct"  # no proxy: the services talk to Redis itself
@@ -139,6 +140,16 @@ def parse_validate_at(text: str) -> tuple[str, ...]:
             f"--validate-at: comma-separated {' and/or '.join(VALIDATION_PLACES)}, not {text!r}"
         )
     return tuple(dict.fromkeys(places))
+
+
+def parse_gateways(text: str) -> tuple[str, ...]:
+    """`--gateway ours[,nginx]`: what answers at the gateway's address, an axis: ours, and/or
+    Debian's nginx in its place (authbench.targets.nginx), side by side in one run."""
+    gateways = [g.strip() for g in text.split(",") if g.strip()]
+    wrong = [g for g in gateways if g not in GATEWAYS]
+    if wrong or not gateways:
+        raise ValueError(f"--gateway: comma-separated {' and/or '.join(GATEWAYS)}, not {text!r}")
+    return tuple(dict.fromkeys(gateways))
 
 
 MAX_JWT_TTL_S = 86400  # an access token living a day is not short-lived any more

@@ -260,6 +260,7 @@ def cell_row(cell: Cell) -> SummaryRow:
         jwt_alg=cell.jwt_alg,
         revocation=cell.revocation,
         validate_at=cell.validate_at,
+        gateway=cell.gateway,
         store_link=cell.store.kind,
         store_rtt_ms=cell.store.rtt_ms,
         redis_cpus=cell.redis_cpus if cell.redis_cpus is not None else math.nan,

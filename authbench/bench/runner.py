@@ -46,7 +46,6 @@ class BenchConfig:
     render_report: bool = True
     placement: Placement | None = None  # --pin: the generator's CPUs and the system's
     external: Endpoints | None = None  # --target external: where it answers
-    gateway: str = "ours"  # --gateway: ours or nginx in its place (authbench.targets.nginx)
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
@@ -66,7 +65,7 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "cluster_env": config.settings_env,
             "store_link": axes.netem_status(),
             "store": list(config.matrix.stores),
-            "gateway": config.gateway,
+            "gateway": list(config.matrix.gateways),
             "placement": config.placement.as_dict() if config.placement else None,
             # --target external: its addresses and what the harness could not control.
             "external": (
@@ -256,7 +255,7 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
         external=config.external,
         store=StoreTopology.parse(first.topology),
-        gateway=config.gateway,
+        gateway=first.gateway,
     )
     return open_deployment(config.target, spec)
 
@@ -274,7 +273,7 @@ def _run_group(
     deployment = deployment_for(config, first)
     say(
         f"  starting the {config.target} deployment: {first.replicas} replica(s), "
-        f"JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}"
+        f"JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}, gateway {first.gateway}"
     )
     try:
         deployment.start()

@@ -85,6 +85,11 @@ class SummaryRow:
         "replica, on every read) or `gateway` (once at the gateway, which forwards a signed "
         "identity assertion); empty in runs before the column"
     )
+    gateway: str = _text(
+        "what answered at the gateway's address (`--gateway`): `ours` (gateway/) or `nginx` "
+        "(Debian's nginx in its place, authbench.targets.nginx); empty in runs before the "
+        "column"
+    )
     # --- what was measured ----------------------------------------------------------------
     fail_pct: float = _figure("failures / requests", "%")
     read_rps: float = _figure("authenticated reads (GET /api/*) per second", "req/s")

@@ -225,11 +225,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where.add_argument(
         "--gateway",
-        choices=GATEWAYS,
         default=GATEWAYS[0],
+        metavar="{" + ",".join(GATEWAYS) + "}",
         help="what answers at the gateway's address: ours, or Debian's nginx in its place "
         "(same routes, upstream keep-alive, passive health; with --validate-at gateway, "
-        "auth_request to the auth service's edge check; --target local only)",
+        "auth_request to the auth service's edge check; --target local, or compose: its "
+        "service gateway-nginx, profile nginx). An axis: ours,nginx runs both side by side",
     )
     where.add_argument(
         "--port-base",
@@ -303,6 +304,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     pads = axes.parse_token_bytes(args.token_bytes)
     ttls = axes.parse_jwt_ttls(args.jwt_ttl)
     places = axes.parse_validate_at(args.validate_at)
+    gateways = axes.parse_gateways(args.gateway)
     stores = tuple(dict.fromkeys(parse_list(args.store)))
     if not stores:
         raise ValueError("--store: at least one topology")
@@ -326,7 +328,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
         store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
-        validate_at=places, stores=stores,
+        validate_at=places, stores=stores, gateways=gateways,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
@@ -335,7 +337,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
             if quotas
             else presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
         )
-        matrix = preset.matrix.with_stores(stores)
+        matrix = preset.matrix.with_stores(stores).with_gateways(gateways)
         protocol = dataclasses.replace(protocol, **preset.protocol)
     every_cap = {cell.redis_cpus for cell in matrix.configs()}
     axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
@@ -348,8 +350,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         )
     if args.pin and args.target != "local":
         raise ValueError("--pin: only with --target local")
-    if args.gateway != GATEWAYS[0] and args.target != "local":
-        raise ValueError(f"--gateway {args.gateway}: only with --target local (so far)")
+    if matrix.gateways != (GATEWAYS[0],) and args.target not in ("local", "compose"):
+        raise ValueError(f"--gateway {args.gateway}: only with --target local or compose")
     endpoints = external_endpoints(args, matrix)
 
     return BenchConfig(
@@ -364,7 +366,6 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         run_id=args.run_id,
         render_report=not args.no_report,
         external=endpoints,
-        gateway=args.gateway,
     )
 
 

@@ -46,7 +46,7 @@ class DeploymentSpec:
     # external: where the deployment that something else runs answers (gateway URL, and
     # optionally auth URL and Redis address); nothing is started for it.
     external: Endpoints | None = None
-    # Issue 15: what answers at the gateway's address, ours or nginx (local only so far).
+    # Issue 15: what answers at the gateway's address, ours or nginx (local and compose).
     gateway: str = "ours"
 
 
@@ -58,8 +58,8 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
         raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
     # cluster:N: any N locally; compose has the profile `cluster` (3 shards), and
     # ComposeTarget refuses another N, naming the one it has.
-    if spec.gateway != "ours" and target != "local":
-        raise ValueError(f"--gateway {spec.gateway} is built for --target local only (so far)")
+    if spec.gateway != "ours" and target not in ("local", "compose"):
+        raise ValueError(f"--gateway {spec.gateway} is built for --target local and compose")
     if target == "local":
         from authbench.process import free_port_block
         from authbench.targets.local import LocalCluster, Ports
@@ -88,6 +88,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             scale_to=spec.replicas,
             redis_delay_ms=spec.redis_delay_ms,  # the redis-proxy container
             store=spec.store,  # sentinel, cluster:3: the profiles `sentinel`, `cluster`
+            gateway=spec.gateway,  # nginx: the service gateway-nginx (profile `nginx`)
         )
     if target == "external":
         from authbench.targets.external import ExternalTarget

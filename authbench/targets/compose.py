@@ -50,6 +50,7 @@ from authbench.targets.base import (
     http_status,
     redact,
 )
+from authbench.targets.nginx import GATEWAYS
 from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
@@ -80,13 +81,22 @@ CLUSTER_PROFILE = "cluster"
 SHARD_SERVICES = ("redis-shard-1", "redis-shard-2", "redis-shard-3")
 CLUSTER = StoreTopology("cluster", len(SHARD_SERVICES))
 CLUSTER_NODES = ",".join(f"{name}:6379" for name in SHARD_SERVICES)
+# --gateway nginx (issue 15): the profile `nginx` runs Debian's nginx as the service
+# gateway-nginx on the gateway's port, and ours (`gateway`) is scaled to 0; auth then
+# holds the assertion signing key (AUTH_EDGE_ASSERTION_KEY) for nginx's auth_request.
+NGINX_PROFILE = "nginx"
+GATEWAY_SERVICE = "gateway"
+NGINX_SERVICE = "gateway-nginx"
 # Every profile the harness may start: what ps, logs and down must see too.
-HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
+HARNESS_PROFILES = (
+    LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE, NGINX_PROFILE,
+)  # fmt: skip
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
     "LOAD_BASE_IMAGE": "authbench/base-python-load:local",
     "REDIS_IMAGE": "authbench/redis:local",
+    "NGINX_IMAGE": "authbench/nginx:local",
 }
 
 _CGROUP_USAGE_FILES = (
@@ -156,6 +166,9 @@ class ComposeTarget(Deployment):
     # single: the one `redis`; sentinel: the profile `sentinel` too, and the services ask
     # the Sentinels. Attaching (scale_to=None), start() reads it from the running services.
     store: StoreTopology = SINGLE_REDIS
+    # What answers at the gateway's port (authbench.targets.nginx GATEWAYS): ours, or nginx
+    # (the profile `nginx`). Attaching, start() reads it from the running containers.
+    gateway: str = "ours"
     _base_images_checked: bool = field(default=False, init=False, repr=False)
     _introspect_checked: bool = field(default=False, init=False, repr=False)
     _killed: str | None = field(default=None, init=False, repr=False)  # a SIGKILLed data node
@@ -164,6 +177,8 @@ class ComposeTarget(Deployment):
     _running: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.gateway not in GATEWAYS:
+            raise ValueError(f"compose: --gateway {self.gateway}: choose from {GATEWAYS}")
         if self.redis_delay_ms is not None:
             self.env.setdefault("SERVICES_REDIS_URL", PROXY_URL)
         if self.store.kind == "cluster" and self.store != CLUSTER:
@@ -195,6 +210,7 @@ class ComposeTarget(Deployment):
         else:
             # What the running services were given, whatever this process's variables say.
             self._running = self.running_env(RESOURCE_SERVICE)
+            self.gateway = "nginx" if self.containers(NGINX_SERVICE) else "ours"
             if self._running.get("REDIS_CLUSTER_NODES"):
                 self.store = CLUSTER
             elif self._running.get("REDIS_SENTINELS"):
@@ -221,7 +237,8 @@ class ComposeTarget(Deployment):
             SENTINEL: " (Redis primary, replica, 3 Sentinels)",
             CLUSTER: f" (Redis Cluster of {CLUSTER.shards} shards)",
         }.get(self.store, "")
-        return f"compose project {self.project_name} at {self.gateway_url}{store}"
+        gateway = " (nginx at the gateway's port)" if self.gateway == "nginx" else ""
+        return f"compose project {self.project_name} at {self.gateway_url}{store}{gateway}"
 
     def running_env(self, service: str) -> dict[str, str]:
         """The environment a running container of `service` was started with."""
@@ -352,6 +369,8 @@ class ComposeTarget(Deployment):
             alg = self._variable("EDGE_ASSERTION_ALG") or "EdDSA"
             signing, verifying = generate_keys(alg)
             self.env.update(EDGE_ASSERTION_KEY=signing, EDGE_ASSERTION_VERIFY_KEY=verifying)
+            if self.gateway == "nginx":  # nginx signs nothing: its auth_request's checker does
+                self.env.update(EDGE_ASSERTION_KEY="", AUTH_EDGE_ASSERTION_KEY=signing)
         env = dict(os.environ)
         env.update(self.env)
         if not self._base_images_checked:
@@ -433,7 +452,15 @@ class ComposeTarget(Deployment):
             # locust-master; a cached build takes a second.
             self.compose("build", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=900)
             profiles = (STORE_PROXY_PROFILE,)
+        if self.gateway == "nginx":
+            # gateway-nginx takes the gateway's port; ours runs no container meanwhile.
+            profiles = (*profiles, NGINX_PROFILE)
+        elif self.containers(NGINX_SERVICE, all=True):
+            # Ours again after nginx: free the port (an inactive profile's container stays).
+            self.compose("rm", "-f", "-s", NGINX_SERVICE, profiles=(NGINX_PROFILE,))
         args = ["up", "-d", "--remove-orphans"]
+        if self.gateway == "nginx":
+            args += ["--scale", f"{GATEWAY_SERVICE}=0"]
         if replicas is not None:
             args += ["--scale", f"{RESOURCE_SERVICE}={replicas}"]
         if wait:
@@ -779,6 +806,8 @@ class ComposeTarget(Deployment):
             if seconds is None:
                 continue
             component = container.service
+            if component == NGINX_SERVICE:  # in the gateway's place, measured as it
+                component = GATEWAY_SERVICE
             if component == RESOURCE_SERVICE:
                 component = f"{RESOURCE_SERVICE}-" + container.name.rsplit("-", 1)[-1]
             usage[component] = usage.get(component, 0.0) + seconds
