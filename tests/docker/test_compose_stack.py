@@ -260,7 +260,7 @@ def test_a_short_locust_run_in_the_load_profile_writes_csv_stats_to_results(
 def test_the_load_profile_serves_locusts_web_ui_on_loopback(compose_stack: ComposeTarget) -> None:
     """README's `LOCUST_HEADLESS=false ... docker compose --profile load up -d --wait`:
     Locust's web UI answers on 127.0.0.1:$LOCUST_WEB_PORT, idle with both workers
-    connected, and its Start and Stop (the page's own POSTs) change the state it reports."""
+    connected, and its Start (the page's own POST) changes the state it reports."""
     port = free_port_block()
     ui = f"http://127.0.0.1:{port}"
     run_name = f"_scratch/compose-ui-{os.getpid()}"
@@ -288,8 +288,8 @@ def test_the_load_profile_serves_locusts_web_ui_on_loopback(compose_stack: Compo
         started = request(ui, "POST", "/swarm", body=form, headers=_FORM)
         assert started.status == 200 and started.json()["success"] is True, started.body
         assert _ui_state(ui, "spawning", "running") in ("spawning", "running")
-        assert request(ui, "POST", "/stop").status == 200
-        assert _ui_state(ui, "stopped") == "stopped"
+        # Stop answers; its state is not waited for (the containers go next): ~4 s of CI.
+        assert request(ui, "POST", "/stop").json()["success"] is True
     finally:
         for name in settings:
             compose_stack.env.pop(name, None)
