@@ -276,7 +276,10 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
     """Why `scenario` cannot run on a given (already running) deployment; None if it can."""
     missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
     if missing:
-        return f"target {deployment.target} cannot {', '.join(missing)}"
+        why = "; ".join(filter(None, dict.fromkeys(map(deployment.unsupported_why, missing))))
+        return f"target {deployment.target} cannot {', '.join(missing)}" + (
+            f": {why}" if why else ""
+        )
     if StoreTopology.parse(scenario.store).kind != deployment.store.kind:
         return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
     # A running deployment cannot be given the scenario's settings: it must run them.

@@ -254,6 +254,12 @@ class Deployment(ABC):
         mine = getattr(type(self), operation, None)
         return mine is not None and mine is not getattr(Deployment, operation, None)
 
+    def unsupported_why(self, operation: str) -> str:
+        """Why this deployment, as it runs, cannot do an operation its target implements
+        (e.g. compose shards started without fixed addresses); "" when nothing stands in
+        the way beyond `supports`."""
+        return ""
+
     # --- Redis faults -------------------------------------------------------------------
     def kill_redis(self) -> None:
         """SIGKILL Redis; it stays down until `start_redis`."""

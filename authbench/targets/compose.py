@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import itertools
 import json
 import os
@@ -34,6 +35,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +81,17 @@ DATA_SERVICES = (REDIS_SERVICE, REPLICA_SERVICE)  # the Sentinel set's data node
 CLUSTER_PROFILE = "cluster"
 SHARD_SERVICES = ("redis-shard-1", "redis-shard-2", "redis-shard-3")
 CLUSTER = StoreTopology("cluster", len(SHARD_SERVICES))
-CLUSTER_NODES = ",".join(f"{name}:6379" for name in SHARD_SERVICES)
+# The harness runs the profile with docker-compose.cluster.yml over the compose file: the
+# shards on a network of their own (`shards`), each on a fixed address CLUSTER_NET.(10+N),
+# and the services told them by address. A SIGKILLed shard started again then comes back
+# where its peers' nodes files and the services' slot maps look for it (without the file,
+# on whatever address the engine has free); shard-kill needs that (kill_shard checks).
+CLUSTER_FILE = "docker-compose.cluster.yml"
+SHARDS_NETWORK = "shards"
+CLUSTER_NET = "CLUSTER_NET"  # the variable: the first three octets of the shards' /24
+# Where a free /24 for CLUSTER_NET is looked for: 172.31.200-250 (the top of the engine's
+# default pools, which it hands out from 172.17 up), each project from its own start.
+CLUSTER_NET_CANDIDATES = tuple(f"172.31.{third}" for third in range(200, 251))
 # Every profile the harness may start: what ps, logs and down must see too.
 HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
@@ -158,6 +170,8 @@ class ComposeTarget(Deployment):
     store: StoreTopology = SINGLE_REDIS
     _base_images_checked: bool = field(default=False, init=False, repr=False)
     _introspect_checked: bool = field(default=False, init=False, repr=False)
+    _cluster_net_checked: bool = field(default=False, init=False, repr=False)
+    _fixed_shards: list[str | None] | None = field(default=None, init=False, repr=False)
     _killed: str | None = field(default=None, init=False, repr=False)  # a SIGKILLed data node
     _addresses: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     # Attached: the environment the running replicas were started with (settings, store).
@@ -174,10 +188,8 @@ class ComposeTarget(Deployment):
             )
         if self.store.kind not in ("single", "sentinel", "cluster"):
             raise ValueError(f"compose has no --store {self.store} (single, sentinel, {CLUSTER})")
-        if self.store == CLUSTER:
-            if self.redis_delay_ms is not None:
-                raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
-            self.env.setdefault("REDIS_CLUSTER_NODES", CLUSTER_NODES)
+        if self.store == CLUSTER and self.redis_delay_ms is not None:
+            raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
         if self.store == SENTINEL:
             if self.redis_delay_ms is not None:
                 raise ValueError("compose: --store sentinel has no delay proxy")
@@ -196,11 +208,14 @@ class ComposeTarget(Deployment):
             # What the running services were given, whatever this process's variables say.
             self._running = self.running_env(RESOURCE_SERVICE)
             if self._running.get("REDIS_CLUSTER_NODES"):
-                self.store = CLUSTER
+                store = CLUSTER
             elif self._running.get("REDIS_SENTINELS"):
-                self.store = SENTINEL
+                store = SENTINEL
             else:
-                self.store = SINGLE_REDIS
+                store = SINGLE_REDIS
+            if store != self.store:
+                self.store = store
+                self.__dict__.pop("config", None)  # resolved with another file set
 
     def stop(self) -> None:
         """Leave the stack running (it is the user's), with Redis running again (with
@@ -209,7 +224,10 @@ class ComposeTarget(Deployment):
             self.rejoin_redis()
             return
         if self.store == CLUSTER:
-            return  # the harness breaks no shard of this stack (no kill_shard here yet)
+            for index, service in enumerate(SHARD_SERVICES):
+                if all(c.state != "running" for c in self.containers(service, all=True)):
+                    self.start_shard(index)  # left killed by an interrupted scenario
+            return
         states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
         if "paused" in states:
             self.resume_redis()
@@ -257,7 +275,19 @@ class ComposeTarget(Deployment):
     def supports(self, operation: str) -> bool:
         if operation == "slow_redis" and not self.proxied:
             return False  # there is no proxy to slow: the services talk to Redis itself
+        if self.unsupported_why(operation):
+            return False
         return super().supports(operation)
+
+    def unsupported_why(self, operation: str) -> str:
+        if operation in ("kill_shard", "start_shard") and self.store == CLUSTER:
+            unfixed = self.unfixed_shards()
+            if unfixed:  # a restarted shard could come back elsewhere: see kill_shard
+                return (
+                    f"{', '.join(unfixed)} have no fixed address; start the stack with "
+                    f"`-f docker-compose.yml -f {CLUSTER_FILE}` (as --store {CLUSTER} does)"
+                )
+        return ""
 
     @functools.cached_property
     def config(self) -> dict[str, Any]:
@@ -306,6 +336,8 @@ class ComposeTarget(Deployment):
     ) -> subprocess.CompletedProcess[str]:
         """`docker compose -p NAME ARGS...` in the project dir; ComposeError when it fails."""
         argv = ["docker", "compose", "-p", self.project_name]
+        if self.store == CLUSTER:
+            argv += ["-f", "docker-compose.yml", "-f", CLUSTER_FILE]
         for profile in profiles:
             argv += ["--profile", profile]
         return self._run([*argv, *args], timeout_s=timeout_s, check=check)
@@ -352,6 +384,10 @@ class ComposeTarget(Deployment):
             alg = self._variable("EDGE_ASSERTION_ALG") or "EdDSA"
             signing, verifying = generate_keys(alg)
             self.env.update(EDGE_ASSERTION_KEY=signing, EDGE_ASSERTION_VERIFY_KEY=verifying)
+        if self.store == CLUSTER and not self._cluster_net_checked:
+            self._cluster_net_checked = True
+            if not self._variable(CLUSTER_NET):
+                self.env[CLUSTER_NET] = self._cluster_net()
         env = dict(os.environ)
         env.update(self.env)
         if not self._base_images_checked:
@@ -376,6 +412,25 @@ class ComposeTarget(Deployment):
             self.env[INTROSPECT_SECRET] = secrets.token_urlsafe(32)
         else:
             self.env[INTROSPECT_SECRET] = running.get(INTROSPECT_SECRET, "")
+
+    def _cluster_net(self) -> str:
+        """CLUSTER_NET for this project: its `shards` network's, when it has one (a running
+        stack), else the first candidate /24 that no network of the engine overlaps,
+        starting at a place of the project's own (two stacks starting at once)."""
+        own = _network_subnets([f"{self.project_name}_{SHARDS_NETWORK}"])
+        if own:
+            return own[0].rsplit(".", 1)[0]
+        taken = [ipaddress.ip_network(net) for net in _network_subnets()]
+        start = zlib.crc32(self.project_name.encode()) % len(CLUSTER_NET_CANDIDATES)
+        for prefix in CLUSTER_NET_CANDIDATES[start:] + CLUSTER_NET_CANDIDATES[:start]:
+            subnet = ipaddress.ip_network(f"{prefix}.0/24")
+            if not any(subnet.overlaps(net) for net in taken):
+                return prefix
+        raise ComposeError(
+            f"no free /24 for the shards' network among {CLUSTER_NET_CANDIDATES[0]}.0 - "
+            f"{CLUSTER_NET_CANDIDATES[-1]}.0; set {CLUSTER_NET} to the first three octets "
+            "of one"
+        )
 
     def _variable(self, name: str) -> str:
         """A compose variable as compose sees it: env, then process env, then .env."""
@@ -656,6 +711,8 @@ class ComposeTarget(Deployment):
                 "services": list(SHARD_SERVICES),
                 "replicas_per_shard": 0,
                 "cluster_require_full_coverage": "no",
+                # docker-compose.cluster.yml: None where a shard has none
+                "fixed_addresses": self.shard_addresses(),
             }
         if self.store != SENTINEL:
             return super().store_description()
@@ -718,6 +775,83 @@ class ComposeTarget(Deployment):
                 raise ComposeError(f"no shard serves slot {slot} (key {key!r}): {nodes}")
             found.append(owner)
         return found
+
+    def shard_addresses(self) -> list[str | None]:
+        """Each shard's fixed address on the `shards` network (docker-compose.cluster.yml),
+        None for a shard that has none (the stack was started without that file). Read
+        from the container's configuration, so a stopped shard has it too."""
+        if self._fixed_shards is not None:
+            return list(self._fixed_shards)
+        found: list[str | None] = []
+        for index in range(len(SHARD_SERVICES)):
+            out = self._docker(
+                "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                self._shard_container(index),
+            )  # fmt: skip
+            networks: dict[str, Any] = json.loads(out) or {}
+            fixed = {
+                name: (net.get("IPAMConfig") or {}).get("IPv4Address") or None
+                for name, net in networks.items()
+            }
+            found.append(fixed.get(f"{self.project_name}_{SHARDS_NETWORK}"))
+        if None not in found:  # a container's configured address never changes
+            self._fixed_shards = found
+        return found
+
+    def _shard_container(self, index: int) -> str:
+        """Shard `index`'s container by compose's own name (no `compose ps` per look: the
+        fault's moment is taken before the lookup)."""
+        return f"{self.project_name}-{SHARD_SERVICES[index]}-1"
+
+    def unfixed_shards(self) -> list[str]:
+        """The shards with no fixed address (empty: a killed one comes back where it was)."""
+        return [
+            service
+            for service, address in zip(SHARD_SERVICES, self.shard_addresses(), strict=True)
+            if address is None
+        ]
+
+    def kill_shard(self, index: int) -> None:
+        """SIGKILL shard `index`'s container (0-based, SHARD_SERVICES' order); it stays down
+        (restart: "no") until start_shard. Refused on a stack whose shards have no fixed
+        address: started again, the shard would take whatever address the engine has free,
+        and its peers (whose nodes files name it by address) and the services (whose slot
+        maps do) would look for it where it was."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "kill_shard", "this stack has no Redis Cluster")
+        why = self.unsupported_why("kill_shard")
+        if why:
+            raise NotSupported(self.target, "kill_shard", why)
+        self._docker("kill", "--signal", "KILL", self._shard_container(index))
+
+    def start_shard(self, index: int, timeout_s: float = 60.0) -> None:
+        """Start shard `index`'s container again: same container, so the same nodes file
+        (its node ID, its slots) and, with the fixed address, the same address; no
+        persistence, so it comes back empty. Returns once it answers PING and every shard
+        says cluster_state:ok and sees it connected, not failed (as the local target's
+        ShardedCluster.restart waits for every node's cluster_state:ok)."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "start_shard", "this stack has no Redis Cluster")
+        container = self._shard_container(index)
+        self._docker("start", container)
+        node_id = None
+        deadline = time.monotonic() + timeout_s
+        while node_id is None:
+            node_id = (self._node_cli(container, "CLUSTER", "MYID") or "").strip() or None
+            if time.monotonic() > deadline:
+                raise ComposeError(f"{SHARD_SERVICES[index]} did not answer after its start")
+            time.sleep(0.1)
+        for each in map(self._shard_container, range(len(SHARD_SERVICES))):
+            while not _sees_healthy(
+                self._node_cli(each, "CLUSTER", "INFO") or "",
+                self._node_cli(each, "CLUSTER", "NODES") or "",
+                node_id,
+            ):
+                if time.monotonic() > deadline:
+                    raise ComposeError(
+                        f"{SHARD_SERVICES[index]} did not rejoin the cluster in {timeout_s:g} s"
+                    )
+                time.sleep(0.1)
 
     def shard_cli(self, index: int, commands: Sequence[Sequence[str]]) -> list[str]:
         """redis-cli in shard `index`'s container (0-based), the commands read from its
@@ -871,6 +1005,19 @@ class ComposeTarget(Deployment):
             self.env = saved
 
 
+def _sees_healthy(info: str, nodes: str, node_id: str) -> bool:
+    """Whether a shard's CLUSTER INFO says ok and its CLUSTER NODES has `node_id`
+    connected with no fail or pfail flag."""
+    if "cluster_state:ok" not in info:
+        return False
+    for line in nodes.splitlines():
+        words = line.split()
+        if len(words) > 7 and words[0] == node_id:
+            flags = words[2].split(",")
+            return words[7] == "connected" and not {"fail", "fail?"} & set(flags)
+    return False
+
+
 def parse_redis_info(text: str) -> dict[str, str]:
     """`INFO` output (`key:value` lines, `# Section` headers) as a dict."""
     info: dict[str, str] = {}
@@ -901,6 +1048,28 @@ def _container(row: Mapping[str, object]) -> Container:
         health=str(row.get("Health", "")),
         exit_code=int(str(row.get("ExitCode") or 0)),
     )
+
+
+def _network_subnets(names: Sequence[str] = ()) -> list[str]:
+    """The IPv4 subnets of the engine's networks (of those named; all when none is): what
+    a fixed subnet must not overlap. A name that does not exist has none."""
+    try:
+        if not names:
+            listed = subprocess.run(
+                ["docker", "network", "ls", "-q"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            names = listed.stdout.split()
+        if not names:
+            return []
+        done = subprocess.run(
+            ["docker", "network", "inspect", "--format",
+             "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *names],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return []
+    return [net for net in done.stdout.split() if "." in net]  # IPv6 ones aside
 
 
 def _images_present(images: list[str]) -> bool:
