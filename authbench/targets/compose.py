@@ -17,6 +17,9 @@ nothing here talks to the engine's API directly.
     target.cpu_seconds()                     # {"redis": 1.2, "resource-1": 12.3, ...}
     target.down()                            # containers, network and volumes
 
+With `store=CLUSTER` (--store cluster:3) every command also reads docker-compose.cluster.yml:
+the shards on fixed addresses, which `kill_shard`/`start_shard` need.
+
 Compose variables (BASE_IMAGE, REDIS_IMAGE, JWT_REVOCATION, REDIS_APPENDONLY, ...; see
 .env.example) come from `env`, then the process environment, then the project's `.env`.
 On a registry-less host, when BASE_IMAGE/REDIS_IMAGE are not set and the images made by
