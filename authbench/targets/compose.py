@@ -781,17 +781,18 @@ class ComposeTarget(Deployment):
 
     def shard_addresses(self) -> list[str | None]:
         """Each shard's fixed address on the `shards` network (docker-compose.cluster.yml),
-        None for a shard that has none (the stack was started without that file). Read
-        from the container's configuration, so a stopped shard has it too."""
+        None for a shard that has none (the stack was started without that file) or whose
+        container does not exist. Read from the container's configuration, so a stopped
+        shard has it too."""
         if self._fixed_shards is not None:
             return list(self._fixed_shards)
         found: list[str | None] = []
         for index in range(len(SHARD_SERVICES)):
             out = self._docker(
                 "inspect", "--format", "{{json .NetworkSettings.Networks}}",
-                self._shard_container(index),
+                self._shard_container(index), check=False,
             )  # fmt: skip
-            networks: dict[str, Any] = json.loads(out) or {}
+            networks: dict[str, Any] = json.loads(out.strip() or "null") or {}
             fixed = {
                 name: (net.get("IPAMConfig") or {}).get("IPv4Address") or None
                 for name, net in networks.items()
