@@ -92,9 +92,14 @@ CLUSTER = StoreTopology("cluster", len(SHARD_SERVICES))
 CLUSTER_FILE = "docker-compose.cluster.yml"
 SHARDS_NETWORK = "shards"
 CLUSTER_NET = "CLUSTER_NET"  # the variable: the first three octets of the shards' /24
-# Where a free /24 for CLUSTER_NET is looked for: 172.31.200-250 (the top of the engine's
-# default pools, which it hands out from 172.17 up), each project from its own start.
-CLUSTER_NET_CANDIDATES = tuple(f"172.31.{third}" for third in range(200, 251))
+# Where a free /24 for CLUSTER_NET is looked for, each project from its own start: the
+# ends of the engine's two default pools (172.17-31.0.0/16, then 192.168.0.0/16 in /20s),
+# which it reaches last. It hands pools out in turn, not the lowest free one (a network
+# made here got 192.168.128.0/20 with only 172.17.0.0/16 in use), so one of them may hold
+# a whole /16 of the first range; it never hands out a pool that overlaps one in use.
+CLUSTER_NET_CANDIDATES = tuple(f"172.31.{third}" for third in range(200, 251)) + tuple(
+    f"192.168.{third}" for third in range(240, 256)
+)
 # Every profile the harness may start: what ps, logs and down must see too.
 HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
@@ -430,9 +435,8 @@ class ComposeTarget(Deployment):
             if not any(subnet.overlaps(net) for net in taken):
                 return prefix
         raise ComposeError(
-            f"no free /24 for the shards' network among {CLUSTER_NET_CANDIDATES[0]}.0 - "
-            f"{CLUSTER_NET_CANDIDATES[-1]}.0; set {CLUSTER_NET} to the first three octets "
-            "of one"
+            "no free /24 for the shards' network in 172.31.200-250.0 or 192.168.240-255.0; "
+            f"set {CLUSTER_NET} to the first three octets of one"
         )
 
     def _variable(self, name: str) -> str:

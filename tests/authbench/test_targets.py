@@ -216,3 +216,25 @@ def test_a_restarted_shard_counts_as_back_only_when_a_peer_sees_it_connected() -
     assert not _sees_healthy(ok, line.format("", "disconnected"), me)
     assert not _sees_healthy("cluster_state:fail\r\n", line.format("", "connected"), me)
     assert not _sees_healthy(ok, line.format("", "connected"), "another-node-id")
+
+
+def test_the_shards_subnet_is_the_running_stacks_or_one_no_network_overlaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CLUSTER_NET: a running stack keeps its own; otherwise a /24 clear of every network
+    of the engine (here one holds all of 172.31.0.0/16), else a clear refusal."""
+    from authbench.targets import compose
+
+    networks: dict[str, list[str]] = {"": ["172.17.0.0/16", "172.31.0.0/16"]}
+    monkeypatch.setattr(
+        compose, "_network_subnets", lambda names=(): networks.get(",".join(names), [])
+    )
+    target = ComposeTarget(project_name="authbench-x", store=compose.CLUSTER)
+    prefix = target._cluster_net()
+    assert prefix.startswith("192.168.") and prefix in compose.CLUSTER_NET_CANDIDATES
+    networks["authbench-x_shards"] = ["172.31.207.0/24"]
+    assert target._cluster_net() == "172.31.207"
+    del networks["authbench-x_shards"]
+    networks[""] += ["192.168.0.0/16"]
+    with pytest.raises(compose.ComposeError, match="set CLUSTER_NET"):
+        target._cluster_net()
