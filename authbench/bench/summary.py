@@ -134,8 +134,9 @@ class SummaryRow:
     p999_us: float = _figure("99.9th percentile latency of all requests", "µs")
     # --- the store axes -------------------------------------------------------------------
     store_link: str = _text(
-        "how the services reach Redis: `direct`, or `proxy` (the userspace delay proxy; "
-        "no netem on this kernel)"
+        "how the services reach Redis: `direct`, `proxy` (the userspace delay proxy) or "
+        "`netem` (tc netem on lo, only Redis's port); the manifest's settings.store_link "
+        "says why"
     )
     store_rtt_ms: float = _column(
         "round trip added between every service and Redis (half each way)", "ms", 0.0
