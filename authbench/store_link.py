@@ -1,6 +1,6 @@
 """How the store distance is made: netem on loopback where it works, else the userspace
 delay proxy (authbench.delay_proxy). Chosen once per run here (`choose`), used by the
-bench's store-distance axis (authbench.bench.axes).
+bench's store-distance axis (authbench.bench.axes) and the chaos `slow` scenario.
 
 netem: a `prio` root qdisc on `lo` with a fourth band that no packet priority maps to, a
 `netem delay` child on that band, and two u32 filters sending into it only the IPv4
@@ -29,6 +29,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 NETEM = "netem"  # tc netem on lo, only Redis's port
 PROXY = "proxy"  # the userspace delay proxy
@@ -158,6 +159,19 @@ class NetemLink:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+class HasRedis(Protocol):
+    @property
+    def redis_address(self) -> str | None: ...
+
+
+def redis_port(deployment: HasRedis) -> int:
+    """The port netem delays: the Redis the services talk to (host:port on loopback)."""
+    address = deployment.redis_address
+    if address is None:
+        raise NetemError(f"{FLAG} netem: this deployment's Redis is not on this host")
+    return int(address.rpartition(":")[2])
 
 
 # --- which link this run uses ------------------------------------------------------------

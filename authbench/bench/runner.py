@@ -28,7 +28,14 @@ from authbench.bench.samplers import Sampling
 from authbench.bench.summary import write_summary
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
 from authbench.provenance import new_run_id, run_head
-from authbench.store_link import NETEM, PROXY_LINK, LinkChoice, NetemLink
+from authbench.store_link import (
+    NETEM,
+    PROXY_LINK,
+    LinkChoice,
+    NetemError,
+    NetemLink,
+    redis_port,
+)
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, DeploymentError, StoreTopology
 from authbench.targets.external import Endpoints, uncontrolled
@@ -225,7 +232,10 @@ def _group_axes(
     first = group[0]
     netem = None
     if first.store.proxied and first.store.via == NETEM:
-        netem = NetemLink(port=_redis_port(deployment))
+        try:
+            netem = NetemLink(port=redis_port(deployment))
+        except NetemError as err:
+            raise DeploymentError(str(err)) from err
         say(f"  store link: netem on lo for Redis's port {netem.port} (set cell by cell)")
     elif first.store.proxied:
         say("  store link: through the delay proxy (its delay is set cell by cell)")
@@ -244,15 +254,6 @@ def _group_axes(
         placement=config.placement,
         netem=netem,
     )
-
-
-def _redis_port(deployment: Deployment) -> int:
-    """The port netem delays: the one Redis the services talk to (single store only, as
-    for the proxy)."""
-    address = deployment.redis_address
-    if address is None:
-        raise DeploymentError("--store-link netem: this deployment's Redis is not local")
-    return int(address.rpartition(":")[2])
 
 
 def deployment_for(config: BenchConfig, first: Cell) -> Deployment:

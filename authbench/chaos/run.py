@@ -62,6 +62,8 @@ def build_manifest(
             "load": asdict(options.shape),
             "timing": asdict(options.timing),
             "planted_each": options.planted_each,
+            "store_link": options.store_link.reason,  # the slow scenario's delay
+            "store_link_via": options.store_link.via,
             "modes": {m.key: {"label": m.label, "group": m.chaos_group} for m in CHAOS_MODES},
             # The services' own settings: defaults, except what the chaos cluster sets.
             "service_defaults": {name: default for name, default, _doc in documented_settings()},

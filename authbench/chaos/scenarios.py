@@ -34,6 +34,7 @@ from authbench.chaos import failover, probes, replica_crash, shard_kill, timelin
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
+from authbench.store_link import NETEM, PROXY_LINK, LinkChoice, NetemLink, redis_port
 from authbench.targets.base import Deployment, Group, StoreTopology
 from authcore.config import Settings, documented_settings
 
@@ -73,9 +74,10 @@ SCENARIOS: dict[str, Scenario] = {
             "everysec; it reloads its append-only file.",
         ),
         Scenario(
-            "slow", "slow", "none", "Slow Redis (userspace delay proxy)",
-            "Every byte between the services and Redis delayed by a userspace TCP proxy "
-            "(netem is not available on this kernel); the delay is on during the outage.",
+            "slow", "slow", "none", "Slow Redis (delayed store link)",
+            "Every byte between the services and Redis delayed: by tc netem on loopback "
+            "(only Redis's port) where it works, else by a userspace TCP proxy; the "
+            "manifest's store_link says which and why. The delay is on during the outage.",
         ),
         # Issue 15: the auth service as the central component. Sessions and JWTs are
         # checked at the replicas (only logins need it); opaque tokens ask it on every read.
@@ -193,6 +195,8 @@ class ChaosOptions:
     shape: LoadShape = field(default_factory=LoadShape)
     timing: Timing = field(default_factory=Timing)
     planted_each: int = 10
+    # The slow scenario's link (authbench.store_link.choose): netem or the delay proxy.
+    store_link: LinkChoice = PROXY_LINK
 
     @property
     def seed_users(self) -> int:
@@ -303,7 +307,11 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         workdir=workdir,
         redis_persistence=scenario.persistence,
         settings_env={"AUTH_SEED_USERS": str(options.seed_users), **dict(scenario.settings)},
-        redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
+        redis_delay_ms=(
+            options.timing.slow_ms
+            if scenario.fault == "slow" and options.store_link.via != NETEM
+            else None
+        ),
         store=StoreTopology.parse(scenario.store),
         sentinel_partition_proxy=scenario.fault == "partition_failover",
     )
@@ -436,7 +444,7 @@ def _run_scenario(
                 target, session_gateway, cookies, timing.outage_s, events, say
             )
         else:
-            window = _inject(scenario, target, timing, events, say)
+            window = _inject(scenario, target, timing, events, say, options.store_link)
         _sleep_until(window.back_at + timing.after_s)
         losses = probes.check_losses(gateways, planted, window.back_at)
         events["losses_checked"] = time.time()
@@ -496,6 +504,7 @@ def _inject(
     timing: Timing,
     events: dict[str, float],
     say: Progress,
+    link: LinkChoice = PROXY_LINK,
 ) -> timeline.FaultWindow:
     fault_at = time.time()
     if scenario.fault in ("kill", "restart"):
@@ -512,6 +521,12 @@ def _inject(
         restore_at = time.time()
         target.resume_redis()
         target.wait_redis()
+    elif scenario.fault == "slow" and link.via == NETEM:
+        with NetemLink(redis_port(target)) as netem:  # removed on any exit, Ctrl-C too
+            netem.set_rtt(2 * timing.slow_ms)
+            say(f"fault: {timing.slow_ms:g} ms added each way on Redis's port (netem)")
+            _sleep_until(fault_at + timing.outage_s)
+            restore_at = time.time()
     elif scenario.fault == "slow":
         target.slow_redis(timing.slow_ms)
         say(f"fault: {timing.slow_ms:g} ms added each way on the Redis link")

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -192,6 +193,30 @@ def test_asking_for_netem_where_it_fails_is_one_line_naming_the_flag(
     assert cli.main(["bench", "--store-link", "netem", "--store-rtt", "1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"authbench bench: --store-link netem: not usable here: {found}"]
+
+
+def test_chaos_slow_uses_the_same_choice(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The chaos `slow` scenario takes its link from the same `choose`: no proxy in a
+    netem cluster, the proxy otherwise; `--store-link netem` refused before anything runs."""
+    from authbench import cli
+    from authbench.chaos.run import build_manifest
+    from authbench.chaos.scenarios import ALL_SCENARIOS, ChaosOptions, fresh_cluster
+    from authbench.targets.local import LocalCluster
+
+    slow = ALL_SCENARIOS["slow"]
+    for via, delay in ((NETEM, None), (PROXY, 5.0)):
+        options = ChaosOptions(store_link=LinkChoice(via, "test"))
+        with fresh_cluster(slow, options, tmp_path) as cluster:  # made, never started
+            assert isinstance(cluster, LocalCluster) and cluster.redis_delay_ms == delay
+        settings = build_manifest("x", options, [slow], "local")["settings"]
+        assert (settings["store_link_via"], settings["store_link"]) == (via, "test")
+    found = store_link.probe()
+    if found is not None:
+        assert cli.main(["chaos", "--scenarios", "slow", "--store-link", "netem"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"authbench chaos: --store-link netem: not usable here: {found}"]
 
 
 # --- netem for real, where the kernel has it --------------------------------------------
