@@ -119,7 +119,7 @@ def foreign_root_qdisc(dev: str = DEV, run: Callable[[list[str]], str] = run_tc)
     return f"{dev} already has a root qdisc ({root[0]} {root[1]}); it is left alone"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: atexit.unregister must find this link's own remove
 class NetemLink:
     """netem on `dev` for Redis's `port`: `set_rtt(ms)` installs it (first call) or
     changes its delay; `remove()` takes it away (idempotent; also at interpreter exit)."""

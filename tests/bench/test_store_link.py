@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -120,6 +121,9 @@ def test_bench_cells_install_change_and_remove_netem_on_their_group() -> None:
     assert [c.store.kind for c in cells] == [NETEM, NETEM]
     for cell in cells:
         axes.before(cell)
+        row = SimpleNamespace()
+        axes.annotate(row, cell)
+        assert (row.store_link, row.store_rtt_ms) == (NETEM, cell.store.rtt_ms)  # the row says
     axes.close()
     assert tc.ran[1:] == [
         *store_link.install_commands(28005, 0.0),
