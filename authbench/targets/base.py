@@ -359,7 +359,8 @@ class Deployment(ABC):
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
         """`INFO all` of every node of the store, by name: one for a single Redis (the
-        default), one per shard of a Redis Cluster (`redis-shard-N`)."""
+        default), one per shard of a Redis Cluster (`redis-shard-N`), the primary and
+        each read replica of a replicas store (`redis-primary`, `redis-replica-N`)."""
         return {"redis": self.redis_info()}
 
     def cpu_seconds(self) -> dict[str, float]:

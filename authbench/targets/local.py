@@ -33,6 +33,7 @@ from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
 from authbench.stores.cluster import ShardedCluster
+from authbench.stores.node import NodeSet
 from authbench.stores.replicas import ReplicaSet
 from authbench.stores.sentinel import SentinelSet
 from authbench.targets import nginx as nginx_gateway
@@ -674,12 +675,15 @@ class LocalCluster(Deployment):
         return info
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
-        """Each shard's INFO all with --store cluster:N (one connection each, kept open
-        like `redis_info`'s); otherwise the one Redis's."""
-        if self.cluster_store is None:
+        """INFO all of every data node of a store of several (one connection each, kept
+        open like `redis_info`'s): each shard of --store cluster:N, the primary and each
+        read replica of --store replicas:N (where the session reads go); otherwise the
+        one Redis's."""
+        store: NodeSet | None = self.cluster_store or self.replica_store
+        if store is None:
             return {"redis": self.redis_info()}
         found: dict[str, Mapping[str, Any]] = {}
-        for node in self.cluster_store.nodes:
+        for node in store.nodes:
             client = self._shard_clients.get(node.name)
             if client is None:
                 client = redis.Redis(port=node.port, socket_timeout=2.0, socket_connect_timeout=2.0)
