@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenarios", default=",".join(SCENARIOS),
         help="comma-separated scenarios to run, in this order (failover, failover-wait, "
         "failover-partition and failover-partition-wait, on a primary/replica/3-Sentinel "
-        "store, replica-crash, and shard-kill, on a three-shard Redis Cluster, run only "
-        "when named)",
+        "store, replica-crash, shard-kill, on a three-shard Redis Cluster, and "
+        "read-replica-kill and read-replica-pause, on a primary with two read replicas, "
+        "run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",

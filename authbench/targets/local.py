@@ -564,6 +564,27 @@ class LocalCluster(Deployment):
     def shard_of_keys(self, keys: list[str]) -> list[int]:
         return self._shards().shard_of(keys)
 
+    def _read_replicas(self) -> ReplicaSet:
+        if self.replica_store is None:
+            raise ClusterError("this cluster does not run --store replicas:N")
+        return self.replica_store
+
+    def kill_read_replica(self, index: int) -> None:
+        self.close()  # the sampling connections: one is to that replica
+        self._read_replicas().kill_replica(index)
+
+    def start_read_replica(self, index: int) -> None:
+        self._read_replicas().restart_replica(index)
+
+    def pause_read_replica(self, index: int) -> None:
+        self._read_replicas().pause_replica(index)
+
+    def resume_read_replica(self, index: int) -> None:
+        self._read_replicas().resume_replica(index)
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        return self._read_replicas().reads_served()
+
     def kill_redis_primary(self) -> tuple[str, float]:
         self.close()
         killed_at = time.time()  # the lookup before the kill is one loopback round trip

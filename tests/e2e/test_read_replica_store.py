@@ -6,6 +6,7 @@ has replicated, and `--redis-cpus` would cap every redis-server of the topology.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from authbench.bench.axes import _redis_pids
 from authbench.bench.protocol import _cpu_figures, _redis_figures
 from authbench.bench.samplers import ProcessCpuSampler, RedisSampler, Sampling
 from authbench.bench.summary import SummaryRow
+from authbench.chaos import read_replica
 from authbench.process import free_port_block
 from authbench.targets.base import StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
@@ -85,6 +87,62 @@ def test_session_reads_through_the_gateway_are_served_by_the_replicas(
     # --redis-cpus caps the primary and each replica; CPU sampling sees all three.
     assert len(_redis_pids(cluster)) == 3
     assert {"redis-primary", "redis-replica-1", "redis-replica-2"} <= set(cluster.cpu_seconds())
+
+
+class _Reader(threading.Thread):
+    """The load a chaos run would bring, in small: one session read over and over."""
+
+    def __init__(self, gateway: str, cookie: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.gateway, self.cookie = gateway, cookie
+        self.statuses: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.statuses.append(
+                request(self.gateway, "GET", "/api/me", headers=self.cookie).status
+            )
+            time.sleep(0.005)
+
+
+def test_a_killed_or_paused_read_replica_costs_no_session_read(
+    make_cluster: ClusterFactory,
+) -> None:
+    """The read-replica chaos scenarios' fault and figures (authbench.chaos.read_replica)
+    on real processes: with one of two read replicas killed, then paused, every session
+    read still answers 200 (its breaker opens, the other replica takes its reads); back,
+    it serves reads again."""
+    cluster = make_cluster(replicas=1, store=StoreTopology.parse("replicas:2"))
+    gateway = cluster.gateway_url
+    cookies = [{"Cookie": session_cookie(login(gateway, i, "session"))} for i in range(1, 5)]
+    time.sleep(0.2)  # replicated
+    reader = _Reader(gateway, cookies[0])
+    reader.start()
+    try:
+        for pause in (False, True):
+            events: dict[str, float] = {}
+            window, figures = read_replica.inject(
+                cluster, pause, gateway, cookies[1:], 1.5, events, lambda _msg: None
+            )
+            assert figures["fault"] == ("pause" if pause else "kill")
+            assert figures["victim"] == "redis-replica-2"
+            assert figures["reads"] >= 3 * 3 and figures["reads_failed"] == 0, figures
+            before, outage, after = (
+                figures["reads_per_s"][p] for p in ("before", "outage", "after")
+            )
+            assert before["redis-replica-1"] and before["redis-replica-2"]  # both in turn
+            assert outage["redis-replica-2"] is None  # not answering INFO: down or frozen
+            assert outage["redis-replica-1"] and outage["redis-replica-1"] > 0
+            assert figures["rejoined_s"] is not None and figures["rejoined_s"] < 3.0
+            assert after["redis-replica-2"] and after["redis-replica-2"] > 0  # reads are back
+            assert figures["after_ok"] == 3
+            assert figures["slowest_read_ms"] < 1000  # a frozen replica costs a timeout, no hang
+            assert window.fault_at < window.restore_at <= window.back_at == events["back_at"]
+    finally:
+        reader.done.set()
+        reader.join(5)
+    assert len(reader.statuses) > 100 and set(reader.statuses) == {200}
 
 
 def test_more_replicas_than_the_port_block_holds_are_refused(tmp_path: Path) -> None:
