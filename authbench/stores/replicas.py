@@ -34,6 +34,10 @@ from authbench.stores.node import StoreNode as _Node
 from authbench.targets.base import MAX_READ_REPLICAS
 
 PRIMARY_NAME = "redis-primary"
+# --store replicas:N without SESSION_RENEW_INTERVAL_S in the settings (local and compose
+# targets): renew a session's idle TTL at most once a minute (as SESSION_CACHE_RENEW_S
+# does by default); 0 would renew on every read (GETEX, on the primary), none on a replica.
+REPLICAS_DEFAULT_RENEW_INTERVAL_S = 60
 
 
 def replica_name(index: int) -> str:

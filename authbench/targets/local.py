@@ -34,7 +34,7 @@ from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
 from authbench.stores.cluster import ShardedCluster
 from authbench.stores.node import NodeSet
-from authbench.stores.replicas import ReplicaSet
+from authbench.stores.replicas import REPLICAS_DEFAULT_RENEW_INTERVAL_S, ReplicaSet
 from authbench.stores.sentinel import SentinelSet
 from authbench.targets import nginx as nginx_gateway
 from authbench.targets.base import (
@@ -72,9 +72,6 @@ class ClusterError(DeploymentError):
 
 # Ports.block's store_extra..resource_base-1: the ports a store beyond one Redis may use.
 _STORE_EXTRA_PORTS = 9
-# --store replicas:N without SESSION_RENEW_INTERVAL_S in the settings: renew a session's
-# idle TTL at most once a minute (as SESSION_CACHE_RENEW_S does by default).
-REPLICAS_DEFAULT_RENEW_INTERVAL_S = 60
 
 
 @dataclass(frozen=True)
