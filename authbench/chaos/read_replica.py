@@ -18,8 +18,9 @@ The figures:
 
 - probe sessions logged in before the fault, read in sweeps during it: reads, failed
   reads and their statuses, the slowest read;
-- the reads (GET calls, INFO commandstats) each node served per second before the
-  fault, during it and after the replica's return, so the reads are seen moving;
+- the GET calls (INFO commandstats) each node served per second before the fault,
+  during it and after the replica's return, so the session reads are seen moving (the
+  primary's GETs come from the other modes, and from the misses a replica passes on);
 - rejoined: from "back" to the first read the replica serves again (INFO polled);
 - the load's requests per mode during the outage (as shard-kill reports them).
 """
@@ -248,7 +249,9 @@ def report_section(
             )
             + f", the slowest took {f['slowest_read_ms']:.0f} ms; after the return "
             f"{f['after_ok']} of {f['after_ok'] + f['after_not_ok']} answered 200.</p>"
-            "<p>Session reads (GET calls) each node served per second:</p>"
+            "<p>GET calls each node served per second (INFO commandstats): a session read "
+            "is one, on a replica; the primary's come from the other modes and from the "
+            "misses a replica passes on to it:</p>"
             + table(["node", "before", "during the outage", "after its return"], rows)
             + (
                 "<p>The load's own requests during the outage, per mode:</p>"
