@@ -113,8 +113,10 @@ def inject(
         "SIGKILLed"))  # fmt: skip
     outage_0, out_at_0 = _counted(target)
     sweeps = Sweeps()
-    while time.time() < fault_at + outage_s:
+    while True:  # at least one sweep, however long the counting above took
         sweeps.sweep(session_gateway, cookies)
+        if time.time() >= fault_at + outage_s:
+            break
         time.sleep(SWEEP_PAUSE_S)
     outage_1, out_at_1 = _counted(target)
     restore_at = time.time()

@@ -718,6 +718,42 @@ class ComposeTarget(Deployment):
             "quorum": tuning.get("quorum"),
         }
 
+    # --- read replicas (--store replicas:2, the profile `replicas`) -----------------------
+    # Pausing only: a killed container's name stops resolving, and on a host whose
+    # containers reach no outside DNS a service's lookup of it then blocks ~20 s (see the
+    # Sentinel profile in docker-compose.yml), which would be that, not the replica's loss.
+    def _read_replica(self, index: int) -> str:
+        if self.store != READ_REPLICAS:
+            raise NotSupported(self.target, "read replica faults", "this stack has none")
+        if not 0 <= index < len(READ_REPLICA_SERVICES):
+            raise ComposeError(f"there is no read replica {index + 1}")
+        return READ_REPLICA_SERVICES[index]
+
+    def pause_read_replica(self, index: int) -> None:
+        """Freeze read replica `index` (cgroup freezer): connections stay open."""
+        self.compose("pause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def resume_read_replica(self, index: int) -> None:
+        self.compose("unpause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        """GET calls served so far by the primary and each read replica (INFO
+        commandstats in each container); None for one that does not answer (paused)."""
+        self._read_replica(0)
+        found: dict[str, int | None] = {}
+        nodes = {PRIMARY_NAME: REDIS_SERVICE} | {s: s for s in READ_REPLICA_SERVICES}
+        running = {c.service: c.id for c in self.containers() if c.state == "running"}
+        for name, service in nodes.items():
+            container = running.get(service)
+            out = self._node_cli(container, "INFO", "commandstats") if container else None
+            calls = parse_redis_info(out).get("cmdstat_get", "") if out is not None else None
+            if calls is None:
+                found[name] = None
+                continue
+            fields = dict(part.split("=", 1) for part in str(calls).split(",") if "=" in part)
+            found[name] = int(fields.get("calls", 0))
+        return found
+
     # --- shards (--store cluster:3, the profile `cluster`) -------------------------------
     def store_services(self) -> tuple[str, ...]:
         """The services that run the store's redis-server (--redis-cpus caps each): the

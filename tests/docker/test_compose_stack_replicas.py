@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from authbench.bench.samplers import RedisSampler, Sampling
+from authbench.chaos.scenarios import ALL_SCENARIOS, cannot_run
 from authbench.targets.compose import READ_REPLICA_SERVICES, READ_REPLICAS, ComposeTarget
 from tests.client import login, request, session_cookie
 
@@ -71,3 +72,37 @@ def test_session_reads_go_to_the_read_replicas_and_the_bench_sees_them_there(
     while request(url, "GET", "/api/me", headers=cookie).status != 401:
         assert time.monotonic() < deadline, "the logout never reached the read replicas"
         time.sleep(0.01)
+
+
+def test_a_paused_read_replica_costs_no_session_read(replicas_stack: ComposeTarget) -> None:
+    """read-replica-pause's fault on this stack (docker pause through the engine; the
+    scenario's figures are tested on processes); the kill is refused: a killed
+    container's name stops resolving (see the target)."""
+    replicas_stack.start()
+    assert cannot_run(ALL_SCENARIOS["read-replica-pause"], replicas_stack) is None
+    assert cannot_run(ALL_SCENARIOS["read-replica-kill"], replicas_stack) == (
+        "target compose cannot kill_read_replica, start_read_replica"
+    )
+    url = replicas_stack.gateway_url
+    cookie = {"Cookie": session_cookie(login(url, 2, "session"))}
+    time.sleep(0.3)  # replicated
+    replicas_stack.pause_read_replica(1)
+    try:
+        reads = replicas_stack.read_replica_reads()
+        assert reads["redis-replica-2"] is None, reads  # frozen: INFO unanswered
+        assert isinstance(reads["redis-primary"], int) and isinstance(
+            reads["redis-replica-1"], int
+        ), reads
+        statuses, slowest_s = [], 0.0
+        for _ in range(8):
+            started = time.monotonic()
+            statuses.append(request(url, "GET", "/api/me", headers=cookie).status)
+            slowest_s = max(slowest_s, time.monotonic() - started)
+    finally:
+        replicas_stack.resume_read_replica(1)
+    # Every read answered: one sent to the frozen replica waits REDIS_TIMEOUT_MS (1000 in
+    # the docker tests' stack) once, then the other replica answers it.
+    assert statuses == [200] * 8
+    assert slowest_s < 2 * 1.0 + 0.5, slowest_s
+    after = replicas_stack.read_replica_reads()
+    assert isinstance(after["redis-replica-2"], int), after  # resumed

@@ -6,7 +6,6 @@ has replicated, and `--redis-cpus` would cap every redis-server of the topology.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from authbench.chaos import read_replica
 from authbench.process import free_port_block
 from authbench.targets.base import StoreTopology
 from authbench.targets.local import ClusterError, LocalCluster, Ports
-from tests.client import login, request, session_cookie
+from tests.client import SessionReader, login, request, session_cookie
 from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.slow
@@ -89,23 +88,6 @@ def test_session_reads_through_the_gateway_are_served_by_the_replicas(
     assert {"redis-primary", "redis-replica-1", "redis-replica-2"} <= set(cluster.cpu_seconds())
 
 
-class _Reader(threading.Thread):
-    """The load a chaos run would bring, in small: one session read over and over."""
-
-    def __init__(self, gateway: str, cookie: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.gateway, self.cookie = gateway, cookie
-        self.statuses: list[int] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.statuses.append(
-                request(self.gateway, "GET", "/api/me", headers=self.cookie).status
-            )
-            time.sleep(0.005)
-
-
 def test_a_killed_or_paused_read_replica_costs_no_session_read(
     make_cluster: ClusterFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,7 +100,7 @@ def test_a_killed_or_paused_read_replica_costs_no_session_read(
     gateway = cluster.gateway_url
     cookies = [{"Cookie": session_cookie(login(gateway, i, "session"))} for i in range(1, 5)]
     time.sleep(0.2)  # replicated
-    reader = _Reader(gateway, cookies[0])
+    reader = SessionReader(gateway, cookies[0])
     reader.start()
     try:
         for pause in (False, True):
