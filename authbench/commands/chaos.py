@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stack (the modes its settings serve: session, its JWT mode, opaque when it has an "
         "INTROSPECT_SECRET; kill, pause, the restart matching its REDIS_APPENDONLY, the "
         "auth-service faults; on its `sentinel` profile, failover, or failover-wait when it "
-        "runs REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
-        "auth-pause)",
+        "runs REDIS_WAIT_REPLICAS=1; on its `replicas` profile, read-replica-pause); "
+        "swarm: the stack below (kill, pause, restart-none, auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
