@@ -92,7 +92,8 @@ class NodeSet:
         """SIGSTOP data node `index`: its connections stay open, nothing is answered."""
         self._proc(index).send_signal(signal.SIGSTOP)
 
-    def resume(self, index: int) -> None:
+    def unpause(self, index: int) -> None:
+        """SIGCONT data node `index` (named as docker's: `resume` is SentinelSet's own)."""
         self._proc(index).send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Self:

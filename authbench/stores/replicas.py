@@ -165,7 +165,7 @@ class ReplicaSet(NodeSet):
         self.pause(self._replica_index(index))
 
     def resume_replica(self, index: int) -> None:
-        self.resume(self._replica_index(index))
+        self.unpause(self._replica_index(index))
 
     def restart_replica(self, index: int, timeout_s: float = 30.0) -> None:
         """Start a killed read replica again (same port, `replicaof` the primary, empty:
