@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenarios", default=",".join(SCENARIOS),
         help="comma-separated scenarios to run, in this order (failover, failover-wait, "
         "failover-partition and failover-partition-wait, on a primary/replica/3-Sentinel "
-        "store, replica-crash, and shard-kill, on a three-shard Redis Cluster, run only "
-        "when named)",
+        "store, replica-crash, shard-kill, on a three-shard Redis Cluster, and "
+        "read-replica-kill and read-replica-pause, on a primary with two read replicas, "
+        "run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
@@ -46,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stack (the modes its settings serve: session, its JWT mode, opaque when it has an "
         "INTROSPECT_SECRET; kill, pause, the restart matching its REDIS_APPENDONLY, the "
         "auth-service faults; on its `sentinel` profile, failover, or failover-wait when it "
-        "runs REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
-        "auth-pause)",
+        "runs REDIS_WAIT_REPLICAS=1; on its `replicas` profile, read-replica-pause); "
+        "swarm: the stack below (kill, pause, restart-none, auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
