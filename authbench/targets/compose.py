@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
+from authbench.stores.replicas import PRIMARY_NAME, REPLICAS_DEFAULT_RENEW_INTERVAL_S, replica_name
 from authbench.targets.base import (
     SENTINEL,
     SINGLE_REDIS,
@@ -100,8 +101,17 @@ CLUSTER_NET = "CLUSTER_NET"  # the variable: the first three octets of the shard
 CLUSTER_NET_CANDIDATES = tuple(f"172.31.{third}" for third in range(200, 251)) + tuple(
     f"192.168.{third}" for third in range(240, 256)
 )
+# --store replicas:2 (issue 17 item 6): the profile `replicas` runs two read replicas of
+# `redis` (again a fixed number); the services get REDIS_READ_REPLICAS and a renewal
+# interval (SESSION_RENEW_INTERVAL_S), as the local target gives them.
+READ_REPLICAS_PROFILE = "replicas"
+READ_REPLICA_SERVICES = (replica_name(0), replica_name(1))
+READ_REPLICAS = StoreTopology("replicas", read_replicas=len(READ_REPLICA_SERVICES))
+READ_REPLICAS_SETTING = ",".join(f"{name}:6379" for name in READ_REPLICA_SERVICES)
 # Every profile the harness may start: what ps, logs and down must see too.
-HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
+HARNESS_PROFILES = (
+    LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE, READ_REPLICAS_PROFILE
+)  # fmt: skip
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
@@ -194,8 +204,23 @@ class ComposeTarget(Deployment):
                 f"{CLUSTER.shards} shards; use --store {CLUSTER} (or --target local for "
                 "other shard counts)"
             )
-        if self.store.kind not in ("single", "sentinel", "cluster"):
-            raise ValueError(f"compose has no --store {self.store} (single, sentinel, {CLUSTER})")
+        if self.store.kind == "replicas" and self.store != READ_REPLICAS:
+            raise ValueError(
+                f"compose: --store {self.store}: the profile `replicas` has a fixed "
+                f"{READ_REPLICAS.read_replicas} read replicas; use --store {READ_REPLICAS} (or "
+                "--target local for other counts)"
+            )
+        if self.store.kind not in ("single", "sentinel", "cluster", "replicas"):
+            raise ValueError(
+                f"compose has no --store {self.store} (single, sentinel, {CLUSTER}, "
+                f"{READ_REPLICAS})"
+            )
+        if self.store == READ_REPLICAS:
+            if self.redis_delay_ms is not None:
+                raise ValueError(f"compose: --store {READ_REPLICAS} has no delay proxy")
+            self.env.setdefault("REDIS_READ_REPLICAS", READ_REPLICAS_SETTING)
+            # As the local target: reads go to the replicas unless told otherwise.
+            self.env.setdefault("SESSION_RENEW_INTERVAL_S", str(REPLICAS_DEFAULT_RENEW_INTERVAL_S))
         if self.store == CLUSTER and self.redis_delay_ms is not None:
             raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
         if self.store == SENTINEL:
@@ -217,6 +242,9 @@ class ComposeTarget(Deployment):
             self._running = self.running_env(RESOURCE_SERVICE)
             if self._running.get("REDIS_CLUSTER_NODES"):
                 store = CLUSTER
+            elif self._running.get("REDIS_READ_REPLICAS"):
+                count = len(self._running["REDIS_READ_REPLICAS"].split(","))
+                store = StoreTopology("replicas", read_replicas=count)
             elif self._running.get("REDIS_SENTINELS"):
                 store = SENTINEL
             else:
@@ -246,6 +274,7 @@ class ComposeTarget(Deployment):
         store = {
             SENTINEL: " (Redis primary, replica, 3 Sentinels)",
             CLUSTER: f" (Redis Cluster of {CLUSTER.shards} shards)",
+            READ_REPLICAS: f" (Redis primary, {READ_REPLICAS.read_replicas} read replicas)",
         }.get(self.store, "")
         return f"compose project {self.project_name} at {self.gateway_url}{store}"
 
@@ -488,7 +517,11 @@ class ComposeTarget(Deployment):
             self.__dict__.pop("config", None)  # resolved before: without the secret
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
-        store_profiles = {SENTINEL: (SENTINEL_PROFILE,), CLUSTER: (CLUSTER_PROFILE,)}
+        store_profiles = {
+            SENTINEL: (SENTINEL_PROFILE,),
+            CLUSTER: (CLUSTER_PROFILE,),
+            READ_REPLICAS: (READ_REPLICAS_PROFILE,),
+        }
         profiles: tuple[str, ...] = store_profiles.get(self.store, ())
         if self.redis_delay_ms is not None:
             # The proxy runs the load image (the harness's delay proxy), built by
@@ -721,6 +754,13 @@ class ComposeTarget(Deployment):
                 # docker-compose.cluster.yml: None where a shard has none
                 "fixed_addresses": self.shard_addresses(),
             }
+        if self.store == READ_REPLICAS:
+            return {
+                "kind": "replicas",
+                "primary": REDIS_SERVICE,
+                "read_replicas": list(READ_REPLICA_SERVICES),
+                "replication": "asynchronous (replicaof), replica-read-only",
+            }
         if self.store != SENTINEL:
             return super().store_description()
         out = self.compose("config", "--format", "json", profiles=(SENTINEL_PROFILE,)).stdout
@@ -742,10 +782,48 @@ class ComposeTarget(Deployment):
             "quorum": tuning.get("quorum"),
         }
 
+    # --- read replicas (--store replicas:2, the profile `replicas`) -----------------------
+    # Pausing only: a killed container's name stops resolving, and on a host whose
+    # containers reach no outside DNS a service's lookup of it then blocks ~20 s (see the
+    # Sentinel profile in docker-compose.yml), which would be that, not the replica's loss.
+    def _read_replica(self, index: int) -> str:
+        if self.store != READ_REPLICAS:
+            raise NotSupported(self.target, "read replica faults", "this stack has none")
+        if not 0 <= index < len(READ_REPLICA_SERVICES):
+            raise ComposeError(f"there is no read replica {index + 1}")
+        return READ_REPLICA_SERVICES[index]
+
+    def pause_read_replica(self, index: int) -> None:
+        """Freeze read replica `index` (cgroup freezer): connections stay open."""
+        self.compose("pause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def resume_read_replica(self, index: int) -> None:
+        self.compose("unpause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        """GET calls served so far by the primary and each read replica (INFO
+        commandstats in each container); None for one that does not answer (paused)."""
+        self._read_replica(0)
+        found: dict[str, int | None] = {}
+        nodes = {PRIMARY_NAME: REDIS_SERVICE} | {s: s for s in READ_REPLICA_SERVICES}
+        running = {c.service: c.id for c in self.containers() if c.state == "running"}
+        for name, service in nodes.items():
+            container = running.get(service)
+            out = self._node_cli(container, "INFO", "commandstats") if container else None
+            calls = parse_redis_info(out).get("cmdstat_get", "") if out is not None else None
+            if calls is None:
+                found[name] = None
+                continue
+            fields = dict(part.split("=", 1) for part in str(calls).split(",") if "=" in part)
+            found[name] = int(fields.get("calls", 0))
+        return found
+
     # --- shards (--store cluster:3, the profile `cluster`) -------------------------------
     def store_services(self) -> tuple[str, ...]:
         """The services that run the store's redis-server (--redis-cpus caps each): the
-        shards of a Redis Cluster, else `redis`."""
+        shards of a Redis Cluster, the primary and its read replicas, else `redis`."""
+        if self.store == READ_REPLICAS:
+            return (REDIS_SERVICE, *READ_REPLICA_SERVICES)
         return SHARD_SERVICES if self.store == CLUSTER else (REDIS_SERVICE,)
 
     def shard_of_keys(self, keys: list[str]) -> list[int]:
@@ -896,8 +974,15 @@ class ComposeTarget(Deployment):
         return parse_redis_info(self.redis_cli("INFO", "all"))
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
-        """INFO all of each shard (`redis-shard-N`) with a Redis Cluster, else the one
-        Redis's, as the local target gives them."""
+        """INFO all of each shard (`redis-shard-N`) with a Redis Cluster, of the primary
+        (`redis-primary`) and each read replica (`redis-replica-N`) with read replicas,
+        else the one Redis's, as the local target gives them."""
+        if self.store == READ_REPLICAS:
+            found: dict[str, Mapping[str, Any]] = {PRIMARY_NAME: self.redis_info()}
+            for service in READ_REPLICA_SERVICES:
+                out = self.compose("exec", "-T", service, "redis-cli", "INFO", "all").stdout
+                found[service] = parse_redis_info(out)
+            return found
         if self.store != CLUSTER:
             return {"redis": self.redis_info()}
         return {
@@ -921,6 +1006,8 @@ class ComposeTarget(Deployment):
             if seconds is None:
                 continue
             component = container.service
+            if component == REDIS_SERVICE and self.store == READ_REPLICAS:
+                component = PRIMARY_NAME  # beside redis-replica-N, as the local target has it
             if component == RESOURCE_SERVICE:
                 component = f"{RESOURCE_SERVICE}-" + container.name.rsplit("-", 1)[-1]
             usage[component] = usage.get(component, 0.0) + seconds

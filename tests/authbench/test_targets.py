@@ -122,9 +122,27 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
             StoreTopology.parse(bad)
     with pytest.raises(ValueError, match=r"not built yet; choose from .*replicas:N"):
         StoreTopology.parse("mirror:2")
-    with pytest.raises(ValueError, match="replicas:2 is built for --target local only"):
+    # replicas:N on compose: the profile `replicas` has 2 read replicas, named as the local
+    # ones are, and the services are told where and how often to renew (as locally).
+    replicated = open_deployment(
+        "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+    )
+    assert isinstance(replicated, ComposeTarget)
+    assert replicated.env["REDIS_READ_REPLICAS"] == "redis-replica-1:6379,redis-replica-2:6379"
+    assert replicated.env["SESSION_RENEW_INTERVAL_S"] == "60"
+    assert replicated.store_services() == ("redis", "redis-replica-1", "redis-replica-2")
+    with pytest.raises(ValueError, match=r"fixed 2 read replicas; use --store replicas:2"):
         open_deployment(
-            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:1"))
+        )
+    with pytest.raises(ValueError, match="replicas:2 has no delay proxy"):
+        open_deployment(
+            "compose",
+            DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"), redis_delay_ms=1),
+        )
+    with pytest.raises(ValueError, match="replicas:2 is built for --target local and compose"):
+        open_deployment(
+            "swarm", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
         )
     # cluster:N on compose: the profile `cluster` has 3 shards, any other N is refused
     # with the one it has, before Docker is asked anything.
