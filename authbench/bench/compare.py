@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from authbench import modes
+from authbench.bench.axes import DISTANT
 from authbench.bench.statistics import Spread, spread
 from authbench.bench.summary import SummaryRow, read_summary
 from authbench.provenance import new_run_id, run_head
@@ -453,9 +454,9 @@ def chart_redis(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> None:
 
 
 def rtt_of(store: str) -> float:
-    """The RTT of a key's store text: NaN for `direct`, else the proxy's ms."""
+    """The RTT of a key's store text: NaN for `direct`, else the link's ms (proxy, netem)."""
     parts = store.split()
-    return float(parts[1]) if len(parts) == 3 and parts[0] == "proxy" else math.nan
+    return float(parts[1]) if len(parts) == 3 and parts[0] in DISTANT else math.nan
 
 
 def distance_keys(keys: Sequence[Key]) -> list[Key]:
