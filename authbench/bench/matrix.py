@@ -220,6 +220,13 @@ class Matrix:
         parts = tuple(part.with_gateways(gateways) for part in self.also)
         return replace(self, gateways=gateways, also=parts)
 
+    def with_link(self, via: str) -> Matrix:
+        """This matrix (and each part) with its store distances made by `via` (netem or
+        the proxy: the run's choice, authbench.store_link.choose); direct cells stay so."""
+        links = tuple(replace(link, via=via) if link.proxied else link for link in self.store_links)
+        parts = tuple(part.with_link(via) for part in self.also)
+        return replace(self, store_links=links, also=parts)
+
     def schedule(self) -> list[list[Cell]]:
         """Groups of cells in run order: each inner list runs on one cluster."""
         rng = random.Random(self.seed)

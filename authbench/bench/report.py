@@ -171,7 +171,7 @@ def _spread_table(configs: Sequence[Config]) -> str:
 
 
 def settings_note(manifest: dict[str, Any]) -> str:
-    """How the store link was made (the manifest's probe of netem), for the findings."""
+    """How the store link was made and why (authbench.store_link.choose), for the findings."""
     return str(manifest.get("settings", {}).get("store_link", ""))
 
 

@@ -205,8 +205,8 @@ def points(cells: Sequence[CellCost], windows: dict[str, dict[str, Any]]) -> lis
             for c in cells
             if c.mode == mode_key and c.validate_at == place and (c.ttl_s == ttl or not by_expiry)
         ]
-        direct = [c for c in mine if c.store_link != axes.PROXY]
-        at_rtt1 = [c for c in mine if c.store_link == axes.PROXY and c.store_rtt_ms == 1.0]
+        direct = [c for c in mine if c.store_link not in axes.DISTANT]
+        at_rtt1 = [c for c in mine if c.store_link in axes.DISTANT and c.store_rtt_ms == 1.0]
         label = modes.label(mode_key)
         if by_expiry and mode is not None and modes.TTL_SETTING in mode.deployment:
             label = f"{label} (TTL {ttl:g} s)"

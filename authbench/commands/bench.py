@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from authbench import store_link
 from authbench.bench import axes, presets
 from authbench.bench.matrix import (
     BENCH_CHOICES,
@@ -81,9 +82,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store-rtt",
         default="0",
         help="store distance, an axis: comma-separated round trips in ms added between every "
-        "service and Redis (half each way) by a userspace delay proxy (no netem on this "
-        "kernel). 0 alone: Redis direct, as always. Any RTT > 0 adds its control pair: "
-        "`direct` (no proxy) and the proxy at 0 ms",
+        "service and Redis (half each way) by the link --store-link chooses. 0 alone: Redis "
+        "direct, as always. Any RTT > 0 adds its control pair: `direct` (nothing in the "
+        "path) and the link at 0 ms",
+    )
+    matrix.add_argument(
+        "--store-link",
+        choices=store_link.CHOICES,
+        default=store_link.AUTO,
+        help="what makes the store distance: netem (tc on lo, only Redis's port, half the "
+        "RTT each way; local target, root, a kernel with sch_netem/sch_prio/cls_u32, lo on "
+        "its default qdisc; removed after each group), proxy (the userspace delay proxy), "
+        "or auto: netem where it works, else the proxy; the manifest says which and why",
     )
     matrix.add_argument(
         "--redis-cpus",
@@ -340,6 +350,12 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         )
         matrix = preset.matrix.with_stores(stores).with_gateways(gateways)
         protocol = dataclasses.replace(protocol, **preset.protocol)
+    link = store_link.choose(args.store_link, args.target)
+    matrix = matrix.with_link(link.via)
+    if link.via == store_link.NETEM and any(
+        cell.store.proxied and cell.topology != "single" for cell in matrix.configs()
+    ):
+        raise ValueError("--store-link netem: a store distance only with --store single")
     every_cap = {cell.redis_cpus for cell in matrix.configs()}
     axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
     if args.target not in ("local", "compose") and any(
@@ -367,6 +383,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         run_id=args.run_id,
         render_report=not args.no_report,
         external=endpoints,
+        store_link=link,
     )
 
 

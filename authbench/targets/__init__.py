@@ -54,10 +54,9 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
     if spec.store != SINGLE_REDIS and target not in ("local", "compose"):
         raise ValueError(f"--store {spec.store} is built for --target local and compose")
-    if spec.store.kind == "replicas" and target != "local":
-        raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
-    # cluster:N: any N locally; compose has the profile `cluster` (3 shards), and
-    # ComposeTarget refuses another N, naming the one it has.
+    # cluster:N, replicas:N: any N locally; compose has the profiles `cluster` (3 shards)
+    # and `replicas` (2 read replicas), and ComposeTarget refuses another N, naming the
+    # one it has.
     if spec.gateway != "ours" and target not in ("local", "compose"):
         raise ValueError(f"--gateway {spec.gateway} is built for --target local and compose")
     if target == "local":
@@ -87,7 +86,7 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             env=dict(spec.settings),
             scale_to=spec.replicas,
             redis_delay_ms=spec.redis_delay_ms,  # the redis-proxy container
-            store=spec.store,  # sentinel, cluster:3: the profiles `sentinel`, `cluster`
+            store=spec.store,  # sentinel, cluster:3, replicas:2: the profiles of those names
             gateway=spec.gateway,  # nginx: the service gateway-nginx (profile `nginx`)
         )
     if target == "external":
