@@ -40,7 +40,11 @@ request failed, and its probes, landing on live and dead shards alike, kept it f
 So each node's connections carry that node's breaker (`_node_guarded`): a call bound for
 an open node answers 503 at once, without redis-py's topology refresh, and calls to the
 live nodes go on. (The shards themselves must run `cluster-require-full-coverage no`,
-or the live ones answer CLUSTERDOWN too once the dead one is marked failed.)
+or the live ones answer CLUSTERDOWN too once the dead one is marked failed.) Two redis-py
+defaults undid that under load on healthy shards: a client without its slot map sends
+commands to its default node (MOVED from the others; `_routed` learns the map first), and
+every fifth MOVED closed every connection in use (`reinitialize_steps=0`: a MOVED patches
+its slot). Together: 91% of reads 503 at 4 x 32 in flight on three capped shards.
 
 Read replicas (issue 17): with REDIS_READ_REPLICAS set, `read` sends a read-only operation
 to the replicas in turn (round robin), each with a pool and a breaker of its own; a
@@ -335,6 +339,11 @@ class RedisStore:
                 max_connections=2 * size,
                 # A slot no live node serves fails its own calls (503), not every call.
                 require_full_coverage=False,
+                # A MOVED patches that slot and follows the redirect; never a whole
+                # refresh. By default every 5th MOVED closed every node's connections,
+                # those in use included, and each command in flight on them failed: see
+                # `_routed` for the MOVEDs a cold client makes, and what followed.
+                reinitialize_steps=0,
                 **(
                     bounds
                     # No retry on a cluster: redis-py retries a failed pipeline after
@@ -473,10 +482,30 @@ class RedisStore:
         finally:
             slots.release()
 
+    async def _routed(self, client: Redis) -> None:
+        """Learn a cluster's slot map before a command needs it (the first command, or the
+        first after redis-py dropped the map on a failure).
+
+        redis-py routes a command sent while it holds no slot map to its default node, not
+        to its key's shard (`execute_command` picks the policy before it initializes), so
+        on N shards (N-1)/N of a cold client's concurrent first commands hit the wrong
+        shard and come back MOVED. With one shard the default node owns every slot and
+        this never shows. Measured (issue 17): 4 processes x 32 reads on 3 capped shards,
+        those MOVEDs set off redis-py's refresh-on-MOVED, which closed every connection in
+        use; their commands failed, the nodes' breakers opened, the next refresh was then
+        refused by those breakers, and a failed refresh closes every connection again: 91%
+        of reads StoreUnavailable for as long as the load lasted, on a healthy cluster.
+        `initialize` is a no-op once the map is there, and one refresh for all waiters."""
+        if client is self.client and self.cluster:
+            sharded = cast(RedisCluster, client)
+            if sharded.get_default_node() is None:
+                await sharded.initialize()
+
     async def _call(
         self, operation: Callable[[Redis], Awaitable[T]], client: Redis, breaker: CircuitBreaker
     ) -> T:
         try:
+            await self._routed(client)
             result = await operation(client)
         except RedisConnectionError as err:
             # Cannot happen with the slots (and a cluster's headroom); never "down".
