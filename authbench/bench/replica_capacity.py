@@ -150,10 +150,11 @@ async def _drive(
         tasks = [asyncio.create_task(reader(k)) for k in range(concurrency)]
         await asyncio.sleep(1.0)
         counting = True
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.sleep(seconds)
         counting = False
         elapsed = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
         stopping = True
         stuck += len((await asyncio.wait(tasks, timeout=10.0))[1])
         for task in tasks:
@@ -168,6 +169,9 @@ async def _drive(
         "errors": errors,
         "error_kinds": kinds,  # warm-up included
         "seconds": round(elapsed, 3),
+        # This driver's own CPU while counting: near 100% of a core, the driver (not the
+        # store) may be what limits the rate.
+        "driver_cpu_pct": round(100 * cpu_s / elapsed, 1),
         "teardown_stuck": stuck,
     }
 
@@ -231,6 +235,7 @@ def measure(
         "topology": topology,
         **result,
         "reads_per_s": round(sum(p["reads"] / p["seconds"] for p in parts), 1),
+        "driver_cpu_pct": [p["driver_cpu_pct"] for p in parts],
         "cpu_pct_per_node": {
             name: round(100 * (cpu_after[name] - cpu_before[name]) / window, 2) for name in pids
         },
@@ -263,8 +268,9 @@ def write(run_dir: Path, manifest: dict[str, Any], rounds: list[dict[str, Any]])
         "    python -m authbench.bench.replica_capacity " + " ".join(manifest["command"][1:]),
         "",
         f"| topology | rounds: reads/s | median reads/s | vs {first} | errors | "
-        "CPU % per node, whole last round | throttled % of periods, last round |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "CPU % per node, whole last round | throttled % of periods, last round | "
+        "driver CPU % of a core, each process, last round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for t in topologies:
         mine = [r for r in rounds if r["topology"] == t]
@@ -272,12 +278,18 @@ def write(run_dir: Path, manifest: dict[str, Any], rounds: list[dict[str, Any]])
         each = ", ".join(f"{r['reads_per_s']:g}" for r in mine)
         cpu = ", ".join(f"{k} {v:g}" for k, v in last["cpu_pct_per_node"].items())
         throttled = ", ".join(f"{v:g}" for v in last["throttled_periods_pct"])
+        drivers = ", ".join(f"{v:g}" for v in last.get("driver_cpu_pct", []))
         lines.append(
             f"| {t} | {each} | {medians[t]:g} | {medians[t] / medians[first]:.2f}x | "
-            f"{sum(r['errors'] for r in mine)} | {cpu} | {throttled} |"
+            f"{sum(r['errors'] for r in mine)} | {cpu} | {throttled} | {drivers} |"
         )
+    start = manifest["machine"].get("loadavg_at_start")
     load = manifest["machine"].get("loadavg_at_end")
-    lines += ["", f"Load average at the end: {', '.join(f'{v:.2f}' for v in load)}."]
+    lines += [
+        "",
+        f"Load average at the start: {', '.join(f'{v:.2f}' for v in start)}; "
+        f"at the end: {', '.join(f'{v:.2f}' for v in load)} (2 logical CPUs).",
+    ]
     git = manifest.get("git", {})
     lines += [f"Code: commit {git.get('commit', '?')}{' (dirty)' if git.get('dirty') else ''}."]
     (run_dir / "README.md").write_text("\n".join(lines) + "\n")

@@ -28,7 +28,7 @@ from authcore.redis_store import (
     NodeBreakers,
     Redis,
     RedisStore,
-    _node_guarded,
+    node_guarded,
 )
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int)
     RuntimeError (seen in a capped-shard bench as 500s on login); the node's connection
     turns it into a redis ConnectionError (so: 503) and gives the node no verdict."""
     breakers = NodeBreakers(1.0)
-    connection_class = _node_guarded(breakers, lambda _err: False)
+    connection_class = node_guarded(breakers, lambda _err: False)
 
     async def scenario() -> None:
         connection = connection_class(host="127.0.0.1", port=redis_port)
