@@ -21,7 +21,12 @@ got 503 under 300 concurrent junk requests.
 Failover (issue 16): with REDIS_SENTINELS set, the pool is redis-py's async
 SentinelConnectionPool: every new connection asks the Sentinels for the current primary,
 so after a failover the breaker's probe lands on the new one; bounds, breaker and slots
-are the same as for one Redis. Replication is asynchronous, so a write acknowledged just
+are the same as for one Redis. New connections alone would leave the idle pooled ones on
+the old primary, each costing a timed-out call (a 503) once the new one serves: a primary
+that died with its host, or hangs, answers nothing, and after a failover one auth replica
+of two answered a login 503 that way. So the store also asks the Sentinels every
+SENTINEL_POLL_S (`_follow_primary`); when they name a new primary, redis-py's pool drops
+its idle connections at once. Replication is asynchronous, so a write acknowledged just
 before the primary dies may be missing on the promoted replica; `call(..., durable=True)`
 closes that gap when REDIS_WAIT_REPLICAS > 0: the write and a `WAIT n ms` run on one
 connection (WAIT counts that connection's writes), and fewer replicas than asked within
@@ -66,7 +71,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
@@ -79,6 +84,8 @@ from authcore.errors import StoreBusy, StoreNotReplicated, StoreUnavailable
 T = TypeVar("T")
 Redis = aioredis.Redis
 
+# How often a Sentinel store asks the Sentinels who the primary is (`_follow_primary`).
+SENTINEL_POLL_S = 0.5
 _POOL_EXHAUSTED = "No connection available."  # redis-py's BlockingConnectionPool timeout
 
 
@@ -375,6 +382,8 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._sentinel: Sentinel | None = None
+        self._primary_pool: SentinelConnectionPool | None = None
+        self._follower: asyncio.Task[None] | None = None
         sentinels = settings.sentinel_addresses()
         nodes = settings.cluster_nodes()
         # Whether keys are sharded: multi-key operations must then stay within one slot.
@@ -406,6 +415,7 @@ class RedisStore:
             self.client = self._sentinel.master_for(
                 settings.redis_sentinel_master, max_connections=size, db=db, **bounds
             )
+            self._primary_pool = cast(SentinelConnectionPool, self.client.connection_pool)
         else:
             pool = aioredis.BlockingConnectionPool.from_url(
                 settings.redis_url,
@@ -462,6 +472,8 @@ class RedisStore:
         returns only once that many replicas have it (else StoreNotReplicated, 503)."""
         if durable and self._wait_replicas > 0:
             operation = self._replicated(operation)
+        if self._primary_pool is not None and self._follower is None:
+            self._follower = asyncio.create_task(self._follow_primary(self._primary_pool))
         self.breaker.before_call()
         return await self._admitted(operation, self.client, self.breaker)
 
@@ -602,7 +614,22 @@ class RedisStore:
             return err.detail
         return None
 
+    @staticmethod
+    async def _follow_primary(pool: SentinelConnectionPool) -> None:
+        """Ask the Sentinels who the primary is, every SENTINEL_POLL_S, for as long as the
+        store is open: a new answer makes the pool drop its idle connections to the old
+        one (redis-py's `get_master_address`), before a call can take one."""
+        while True:
+            await asyncio.sleep(SENTINEL_POLL_S)
+            try:
+                await pool.get_master_address()  # type: ignore[no-untyped-call]
+            except (RedisError, OSError):
+                continue  # no Sentinel answered, or none names a primary: calls say so
+
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
         await self.client.aclose()
         for replica in self._replicas:
             await replica.client.aclose()

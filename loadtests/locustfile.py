@@ -144,6 +144,9 @@ def _capture(environment: Any, warmup_s: float, capture_s: float) -> None:
     _mark(environment, "capture_start")
     if capture_s > 0:
         gevent.sleep(capture_s)
+        # The workers' µs histograms and CPU come by message: wait for them (bounded), or a
+        # remote worker's would be lost with the master.
+        hdr_listener.await_reports(environment)
         environment.runner.quit()  # what Locust's own --run-time does in headless mode
 
 

@@ -21,6 +21,13 @@ generator sharing 2 cores with the system); each mode's row also gives Locust's 
 that floor against h2load's, which is where the two must agree when the excess is the
 generator's own (`--no-floor` skips it).
 
+Two things a shared 2-core machine adds, and the switches against them:
+- `--pin`: the system (Redis, services) on one CPU and both generators on the other
+  (authbench.bench.axes.Placement, as `bench --pin`), so neither tool's own CPU queues
+  the system's work, and each run's generator competes with nothing but itself;
+- each cluster first serves one unmeasured h2load pass as long as a run, so the first
+  measured run (always Locust's in ABBA) does not also pay the services' cold start.
+
     python -m authbench.bench.crosscheck --out results/<run-id>   # about 4 minutes
 """
 
@@ -30,6 +37,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -42,6 +50,7 @@ from typing import Any
 
 from authbench import modes
 from authbench.bench import latency, locust_runner
+from authbench.bench.axes import Placement
 from authbench.bench.runner import wait_quiet
 from authbench.process import PROJECT_ROOT, free_port_block
 from authbench.provenance import run_head
@@ -60,6 +69,7 @@ class Settings:
     warmup_s: float = 5.0
     capture_s: float = 12.0
     replicas: int = 1
+    pin: bool = False
 
 
 def _login(gateway: str, login: str, account: int) -> dict[str, str]:
@@ -184,9 +194,16 @@ def check_mode(
         workdir=PROJECT_ROOT / ".authbench" / f"crosscheck-{run_dir.name}",
     )
     cluster.start()
+    own_cpus = os.sched_getaffinity(0)
     try:
+        if settings.pin:  # the system on its CPUs, then this process (and so both tools)
+            placement = Placement.split(own_cpus)
+            placement.pin_system(cluster)
+            os.sched_setaffinity(0, placement.loadgen_cpus)
         wait_quiet(cluster)  # the seeding's argon2id hashes are done
         header = {} if floor else _login(cluster.gateway_url, mode.login, 0)
+        # Unmeasured: the services' cold start (first connections, caches) is paid here.
+        run_h2load(cluster.gateway_url, header, settings, run_dir / "warmup")
         runs: list[dict[str, Any]] = []
         for i, tool in enumerate(("locust", "h2load", "h2load", "locust")):
             out = run_dir / ("floor" if floor else mode.slug) / f"{i + 1}-{tool}"
@@ -196,6 +213,7 @@ def check_mode(
                 runs.append(run_h2load(cluster.gateway_url, header, settings, out))
             time.sleep(1.0)
     finally:
+        os.sched_setaffinity(0, own_cpus)
         cluster.stop()
     locust_p50 = statistics.median(r["p50_us"] for r in runs if r["tool"] == "locust")
     h2load_p50 = statistics.median(r["p50_us"] for r in runs if r["tool"] == "h2load")
@@ -225,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s)
     parser.add_argument("--capture", type=float, default=defaults.capture_s)
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the system on all CPUs but the last, both generators on the last (as bench --pin)",
+    )
+    parser.add_argument(
         "--no-floor",
         action="store_true",
         help="skip the floor (both tools with no credential: what Locust itself adds)",
@@ -233,7 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("h2load") is None:
         print(f"crosscheck: {H2LOAD_MISSING}", file=sys.stderr)
         return 2
-    settings = Settings(args.users, args.rate, args.warmup, args.capture)
+    settings = Settings(args.users, args.rate, args.warmup, args.capture, pin=args.pin)
+    if args.pin:
+        try:
+            Placement.split()
+        except ValueError as err:
+            print(f"crosscheck: {err}", file=sys.stderr)
+            return 2
     run_dir = Path(args.out)
     run_dir.mkdir(parents=True, exist_ok=False)
     manifest = {**run_head("crosscheck", run_dir.name), "settings": asdict(settings)}
@@ -272,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     manifest["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    manifest["loadavg_at_end"] = list(os.getloadavg())
     manifest["results"] = results
     (run_dir / "crosscheck.json").write_text(json.dumps(manifest, indent=2))
     with (run_dir / "crosscheck.csv").open("w", newline="") as f:

@@ -3,8 +3,11 @@
 Locust keeps response times in buckets of 1 ms (coarser above 100 ms), so every mode reads
 "p50 1 ms" at moderate load. `loadtests/hdr_listener.py` records each request's time, in
 µs, into an HdrHistogram (3 significant digits: values below 2,048 µs are exact, larger
-ones within 0.1%) in every Locust process, standalone or `--processes` worker, and each
-process writes its encoded histograms to `<dir>/hdr-<pid>.json` when its test stops. This
+ones within 0.1%) in every Locust process, standalone or worker (`--processes` children
+and remote `authbench loadgen` workers alike). A standalone runner writes its encoded
+histograms to `<dir>/hdr-<pid>.json` when its test stops; a worker sends them, with the
+CPU it spent, to the master once the window closes, and the master writes them (a remote
+worker's host has no `<dir>`, and the bench cannot sample its CPU). This
 module is the one definition of the histogram's range and of how the files are merged
 and read:
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +69,66 @@ def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
 
 
 def write_process_file(
-    directory: Path, pid: int, role: str, histograms: Mapping[str, HdrHistogram]
+    directory: Path,
+    key: int | str,
+    role: str,
+    histograms: Mapping[str, HdrHistogram],
+    cpu: ProcessCpu | None = None,
 ) -> Path:
-    """What one Locust process leaves behind (one file each: no locking, no messaging)."""
+    """What one Locust process leaves behind (one file each: no locking). A standalone
+    runner writes its own; a worker's arrive by message at the master, which writes them
+    (`key`: the pid, or the worker's Locust client id)."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"hdr-{pid}.json"
-    payload = {
-        "pid": pid,
+    path = directory / f"hdr-{_file_safe(str(key))}.json"
+    payload: dict[str, Any] = {
+        "pid": key,
         "role": role,
         "unit": "us",
         "counts": {name: int(h.get_total_count()) for name, h in histograms.items()},
         "histograms": {name: encode(h) for name, h in histograms.items()},
     }
+    if cpu is not None:
+        payload["cpu"] = {"host": cpu.host, "cpu_s": cpu.cpu_s, "window_s": cpu.window_s}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload))
     tmp.replace(path)  # a reader never sees half a file
     return path
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
+
+
+@dataclass(frozen=True)
+class ProcessCpu:
+    """CPU a Locust process spent over the capture window, measured by itself: the one way
+    to know a remote worker's, whose host the bench cannot sample."""
+
+    host: str
+    cpu_s: float
+    window_s: float
+
+    @property
+    def pct(self) -> float:
+        return 100.0 * self.cpu_s / self.window_s if self.window_s > 0 else math.nan
+
+
+def workers_cpu(directory: Path) -> tuple[float, int]:
+    """The workers' own CPU over the capture window, summed (% of a core), and how many
+    reported it (NaN, 0: no worker did, e.g. a standalone run)."""
+    total, count = 0.0, 0
+    for path in sorted(directory.glob(FILE_GLOB)):
+        try:
+            payload: dict[str, Any] = json.loads(path.read_text())
+            cpu = payload.get("cpu")
+            if payload.get("role") != "worker" or not isinstance(cpu, dict):
+                continue
+            pct = ProcessCpu(str(cpu["host"]), float(cpu["cpu_s"]), float(cpu["window_s"])).pct
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not math.isnan(pct):
+            total, count = total + pct, count + 1
+    return (total if count else math.nan), count
 
 
 def merge_dir(directory: Path) -> dict[str, HdrHistogram]:

@@ -339,6 +339,10 @@ def _cpu_figures(row: SummaryRow, cpu_pct: dict[str, float]) -> None:
 def _hdr_figures(row: SummaryRow, hdr_dir: Path) -> None:
     """µs percentiles from every Locust process's HdrHistograms (authbench.bench.latency)."""
     figures = latency.row_figures(hdr_dir)
+    cpu_pct, workers = latency.workers_cpu(hdr_dir)
+    if workers:
+        row.cpu_workers_pct = round(cpu_pct, 1)
+        row.loadgen_workers = workers
     for series in ("read_", ""):
         for name in latency.PERCENTILES:
             setattr(row, f"{series}{name}_us", figures[f"{series}{name}_us"])

@@ -73,6 +73,17 @@ class SummaryRow:
     cpu_replicas_pct: float = _figure("CPU of all resource replicas together", "% of a core")
     cpu_each_replica_pct: str = _text("CPU of each replica, `;`-separated (% of a core)")
     cpu_loadgen_pct: float = _figure("CPU of the load generator (Locust)", "% of a core")
+    cpu_workers_pct: float = _figure(
+        "CPU the Locust workers spent in the capture window, each measured by itself and "
+        "sent to the master, summed: local `--processes` children and remote `authbench "
+        "loadgen` workers (whose hosts the bench cannot sample) alike (empty: no workers)",
+        "% of a core",
+    )
+    loadgen_workers: int | None = _column(
+        "Locust workers whose µs histograms and CPU reached the master (empty: standalone)",
+        "count",
+        None,
+    )
     # --- what the cell is -----------------------------------------------------------------
     cell_id: str = _text("`r<repeat>-<mode>-x<replicas>-u<load>-<JWT alg>`: the cell's folder")
     repeat: int = _column("repeat number, from 1", "count", 1)

@@ -163,7 +163,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="K",
         help="distributed load: each cell's Locust master also waits for K workers that join "
         "it by address, e.g. on other hosts: `authbench loadgen --master HOST:PORT` (they "
-        "rejoin cell after cell); their CPU is not in cpu_loadgen_pct",
+        "rejoin cell after cell); each sends the master its own CPU and µs histograms "
+        "(cpu_workers_pct, loadgen_workers)",
     )
     protocol.add_argument(
         "--master-bind",

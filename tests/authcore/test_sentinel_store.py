@@ -20,7 +20,7 @@ from authbench.process import free_port_block
 from authbench.stores.sentinel import SentinelSet
 from authcore.config import Settings
 from authcore.errors import ConfigError, StoreNotReplicated, StoreUnavailable
-from authcore.redis_store import RedisStore
+from authcore.redis_store import SENTINEL_POLL_S, RedisStore
 from authcore.sessions import SESSION_PREFIX, SessionStore, session_key
 
 pytestmark = pytest.mark.slow
@@ -222,3 +222,37 @@ async def test_a_write_acknowledged_during_a_partition_is_lost_in_the_failover_u
         with redis.Redis(port=new) as promoted:
             assert promoted.exists(session_key(before)) == 1, "a WAITed write was lost"
             assert promoted.exists(session_key(during)) == 0, "the partition held nothing back"
+
+
+async def test_idle_connections_to_a_hung_old_primary_cost_no_call_after_the_failover(
+    sentinels: SentinelSet, redis_store: RedisStore
+) -> None:
+    """A primary that hangs (its host gone, not its process) never refuses a connection: a
+    call on a pooled connection to it waits out its timeout. After the Sentinels promote the
+    replica, the store must drop those idle connections before a call takes one; before,
+    the first call after the failover on each process was a timed-out 503."""
+    sessions = SessionStore(redis_store, _settings(sentinels))
+    session_id = await sessions.create("carol")
+    replica = next(p for p in sentinels.ports if p != sentinels.primary_port())
+    for _ in range(100):  # the replica has the session: this test is not about loss
+        if _keys_on(replica):
+            break
+        await asyncio.sleep(0.02)
+    # Six calls at once leave six idle connections to the primary in the pool.
+    await asyncio.gather(*(redis_store.call(lambda r: r.blpop(["none"], 0.05)) for _ in range(6)))
+    pool = redis_store.client.connection_pool
+    assert len(pool._available_connections) >= 6  # type: ignore[attr-defined]
+
+    old = sentinels.pause_primary()
+    try:
+        _named_at, promoted = await asyncio.to_thread(sentinels.wait_failover, old, 20.0)
+        assert promoted == replica
+        await asyncio.sleep(3 * SENTINEL_POLL_S)  # the store's next look at the Sentinels
+        started = time.monotonic()
+        # Every call after the failover is served, the first one included.
+        for _ in range(6):
+            assert (await sessions.validate(session_id)).user == "carol"
+        assert time.monotonic() - started < 0.5, "a call waited on the hung old primary"
+        assert not redis_store.breaker.is_open
+    finally:
+        sentinels.resume()

@@ -111,3 +111,15 @@ def test_remote_workers_join_the_bench_master_by_address(
     assert int(row["requests"]) > 0 and int(row["failures"]) == 0, row
     protocol = json.loads((run_dir / "manifest.json").read_text())["settings"]["protocol"]
     assert protocol["expect_workers"] == 2 and protocol["master_bind"] == master
+    # Every worker's µs histograms and own CPU reached the master by message (a remote
+    # host has no cell folder): one file per worker, named by its Locust id, not a pid.
+    reports = [json.loads(p.read_text()) for p in sorted((cell_dir / "hdr").glob("hdr-*.json"))]
+    assert len(reports) == 3 and all(r["role"] == "worker" for r in reports), reports
+    assert all(not str(r["pid"]).isdigit() and r["cpu"]["window_s"] > 3 for r in reports)
+    assert all(r["cpu"]["cpu_s"] > 0 and r["counts"]["reads"] > 0 for r in reports), reports
+    assert int(row["loadgen_workers"]) == 3 and float(row["cpu_workers_pct"]) > 0, row
+    # The merged µs reads are the reads Locust counted in the window (the histograms stop
+    # at the window's end, Locust's counts a moment later).
+    hdr_reads = sum(r["counts"]["reads"] for r in reports)
+    locust_reads = float(row["read_rps"]) * float(row["capture_s"])
+    assert 0.8 * locust_reads <= hdr_reads <= 1.05 * locust_reads, (hdr_reads, locust_reads)
