@@ -10,7 +10,7 @@ DEFAULT_PORT = 8081
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit("auth_service")
     run(
         lambda: serve(
             create_app(settings),

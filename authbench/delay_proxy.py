@@ -1,8 +1,9 @@
 """A userspace TCP proxy that delays every byte on the Redis link: store distance, the
 slow-Redis fault, and a cut (partitioned) replication link.
 
-`tc qdisc ... netem` would be the usual tool, but this machine's kernel has no netem
-module, and Toxiproxy cannot be installed here. So a LocalCluster started with
+`tc qdisc ... netem` is the usual tool, and authbench.store_link uses it where it works
+(`--store-link`); this machine's kernel has no netem module, and Toxiproxy cannot be
+installed here, so this proxy is the fallback. A LocalCluster started with
 `redis_delay_ms` puts this proxy between the services and Redis for its whole life, and
 `slow_redis(ms)` switches that delay on and off (the chaos `slow` scenario):
 

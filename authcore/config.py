@@ -420,6 +420,15 @@ class Settings:
         settings.validate()
         return settings
 
+    @classmethod
+    def from_env_or_exit(cls, service: str) -> Settings:
+        """A service's settings at start, or exit with one line that names the bad setting
+        (a wrong value is the operator's input, not a crash: no traceback)."""
+        try:
+            return cls.from_env()
+        except ConfigError as err:
+            raise SystemExit(f"{service}: bad setting: {err}") from None
+
     def validate(self) -> None:
         """Refuse settings that cannot work, with a message that names the variable."""
         _choice("JWT_ALG", self.jwt_algorithm, ALGORITHMS)

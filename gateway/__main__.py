@@ -12,7 +12,7 @@ DEFAULT_PORT = 8080
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit("gateway")
     workers = settings.gateway_workers or os.cpu_count() or 1
     port = settings.port or DEFAULT_PORT
     # Extra workers are forked before any event loop exists; each serves the same port

@@ -10,7 +10,7 @@ DEFAULT_PORT = 8101
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit("resource_service")
     port = settings.port or DEFAULT_PORT
     run(
         lambda: serve(

@@ -7,6 +7,8 @@
 #   authbench/base-python-load:local  the same root + the harness pins (Locust, matplotlib,
 #                                     ...) and pip: the load image's base
 #   authbench/redis:local             Debian bookworm + redis-server, running as user `redis`
+#   authbench/nginx:local             Debian bookworm + Debian's nginx (nginx-light): the
+#                                     compose service gateway-nginx (profile nginx)
 #
 # With these, `docker compose build` needs no network at all.
 #
@@ -17,7 +19,8 @@
 #
 # scripts/setup-docker.sh writes their names into .env, so plain `docker compose up` uses
 # them; by hand: BASE_IMAGE=authbench/base-python:local
-# LOAD_BASE_IMAGE=authbench/base-python-load:local REDIS_IMAGE=authbench/redis:local.
+# LOAD_BASE_IMAGE=authbench/base-python-load:local REDIS_IMAGE=authbench/redis:local
+# NGINX_IMAGE=authbench/nginx:local.
 #
 # Environment: MIRROR (default: the host's Debian URIs from /etc/apt), SUITE (bookworm),
 # FORCE=1 rebuilds even when the hashed tag exists. Needs root (debootstrap), docker,
@@ -30,6 +33,7 @@ SUITE="${SUITE:-bookworm}"
 PY_REPO="authbench/base-python"
 LOAD_REPO="authbench/base-python-load"
 REDIS_REPO="authbench/redis"
+NGINX_REPO="authbench/nginx"
 
 say() { echo "base-images: $*"; }
 die() { echo "base-images: $*" >&2; exit 1; }
@@ -156,6 +160,20 @@ build_redis() {
     - "$REDIS_REPO:$redis_tag" >/dev/null
 }
 
+build_nginx() {
+  local root="$work/nginx"
+  say "bootstrapping $SUITE with nginx-light from $MIRROR"
+  # debootstrap runs the packages' scripts with a fake start-stop-daemon: nothing starts.
+  bootstrap "$root" nginx-light
+  slim "$root"
+  # The config comes from the compose file (deploy/nginx/, mounted); this is only a default.
+  tar -C "$root" -c . | docker import \
+    --change 'EXPOSE 8080' \
+    --change 'CMD ["nginx", "-g", "daemon off;"]' \
+    --message "authbench nginx ($SUITE, inputs $nginx_tag)" \
+    - "$NGINX_REPO:$nginx_tag" >/dev/null
+}
+
 # An image's inputs: the bash that builds it (as bash itself prints the functions, so
 # comments and the other image's code do not count), the suite and, for Python, the pins
 # of both images (the two Python bases come from one bootstrap and share the tag).
@@ -173,6 +191,12 @@ redis_tag="$(
     echo "$SUITE"
   } | sha256sum | cut -c1-12
 )"
+nginx_tag="$(
+  {
+    declare -f bootstrap slim build_nginx
+    echo "$SUITE"
+  } | sha256sum | cut -c1-12
+)"
 
 pids=()
 if [ "${FORCE:-0}" != 1 ] && have "$PY_REPO:$py_tag" && have "$LOAD_REPO:$py_tag"; then
@@ -187,6 +211,12 @@ else
   build_redis &
   pids+=($!)
 fi
+if [ "${FORCE:-0}" != 1 ] && have "$NGINX_REPO:$nginx_tag"; then
+  say "$NGINX_REPO:$nginx_tag is up to date"
+else
+  build_nginx &
+  pids+=($!)
+fi
 for pid in "${pids[@]}"; do
   wait "$pid" || die "a base image failed to build"
 done
@@ -194,11 +224,13 @@ done
 docker tag "$PY_REPO:$py_tag" "$PY_REPO:local"
 docker tag "$LOAD_REPO:$py_tag" "$LOAD_REPO:local"
 docker tag "$REDIS_REPO:$redis_tag" "$REDIS_REPO:local"
+docker tag "$NGINX_REPO:$nginx_tag" "$NGINX_REPO:local"
 # Untag images made from older inputs (the layers go once nothing else uses them).
-for pair in "$PY_REPO $py_tag" "$LOAD_REPO $py_tag" "$REDIS_REPO $redis_tag"; do
+for pair in "$PY_REPO $py_tag" "$LOAD_REPO $py_tag" "$REDIS_REPO $redis_tag" \
+  "$NGINX_REPO $nginx_tag"; do
   set -- $pair
   docker images --format '{{.Repository}}:{{.Tag}}' "$1" | grep -vE ":($2|local)\$" |
     xargs -r docker rmi >/dev/null 2>&1 || true
 done
 say "ready: BASE_IMAGE=$PY_REPO:local LOAD_BASE_IMAGE=$LOAD_REPO:local ($py_tag)" \
-  "REDIS_IMAGE=$REDIS_REPO:local ($redis_tag)"
+  "REDIS_IMAGE=$REDIS_REPO:local ($redis_tag) NGINX_IMAGE=$NGINX_REPO:local ($nginx_tag)"

@@ -122,6 +122,7 @@ if [ "${SKIP_BASE_IMAGES:-0}" != 1 ]; then
   set_env BASE_IMAGE authbench/base-python:local
   set_env LOAD_BASE_IMAGE authbench/base-python-load:local
   set_env REDIS_IMAGE authbench/redis:local
+  set_env NGINX_IMAGE authbench/nginx:local
   # Locust's master writes its CSVs into ./results as this uid: the files are yours.
   set_env LOCUST_UID "${SUDO_UID:-$(id -u)}"
   say "wrote the local image names into $(pwd)/.env: plain \`docker compose up\` uses them"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,3 +86,20 @@ def access_claims(**overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+class SessionReader(threading.Thread):
+    """The load a chaos run would bring, in small: one credential read over and over
+    (GET /api/me) until `done` is set; every status kept."""
+
+    def __init__(self, gateway: str, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.gateway, self.headers = gateway, headers
+        self.statuses: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            answer = request(self.gateway, "GET", "/api/me", headers=self.headers)
+            self.statuses.append(answer.status)
+            time.sleep(0.005)

@@ -71,6 +71,7 @@ class Series:
     alg: str
     label: str
     style: str
+    variant: str = ""  # Config.variant: the gateway and placement, when not the defaults
 
     @property
     def color(self) -> str:
@@ -85,6 +86,9 @@ class Config:
     replicas: int
     load: str
     alg: str
+    # Where the cells ran when not the default: the gateway (`nginx`) and the validation
+    # placement (`at gateway`), e.g. "nginx, at gateway"; "" for ours, at the replicas.
+    variant: str = ""
     rows: list[SummaryRow] = field(default_factory=list)
     reads: dict[int, int] = field(default_factory=dict)  # merged Locust buckets
     validation: list[Bucket] = field(default_factory=list)
@@ -122,11 +126,11 @@ class Config:
 
 def aggregate(run_dir: Path, rows: Sequence[SummaryRow]) -> list[Config]:
     """The measured rows grouped by configuration, repeats merged, in report order."""
-    configs: dict[tuple[str, int, str, str], Config] = {}
+    configs: dict[tuple[str, int, str, str, str], Config] = {}
     for row in rows:
         if row.error or row.requests is None:
             continue
-        key = (row.mode, row.replicas, row.load, row.jwt_alg)
+        key = (row.mode, row.replicas, row.load, row.jwt_alg, variant(row))
         config = configs.setdefault(key, Config(*key))
         config.rows.append(row)
         config.reads = merge_response_times([config.reads, _read_histogram(run_dir, row.cell_id)])
@@ -140,8 +144,20 @@ def aggregate(run_dir: Path, rows: Sequence[SummaryRow]) -> list[Config]:
     return sorted(configs.values(), key=_config_order)
 
 
-def _config_order(config: Config) -> tuple[int, str, int, str]:
-    return (modes.rank(config.mode), config.alg, config.replicas, config.load)
+def variant(row: SummaryRow) -> str:
+    """What sets a row's cell apart besides mode, replicas, load and algorithm: the gateway
+    when not ours, the validation placement when not the replicas ("" for both defaults,
+    and for runs before those columns)."""
+    parts = []
+    if row.gateway not in ("", "ours"):
+        parts.append(row.gateway)
+    if row.validate_at not in ("", "replica"):
+        parts.append(f"at {row.validate_at}")
+    return ", ".join(parts)
+
+
+def _config_order(config: Config) -> tuple[int, str, str, int, str]:
+    return (modes.rank(config.mode), config.variant, config.alg, config.replicas, config.load)
 
 
 def signs(mode: str) -> bool:
@@ -158,19 +174,27 @@ def stateless_jwt(mode: str) -> bool:
 def series_of(configs: Iterable[Config]) -> list[Series]:
     configs = list(configs)
     algs = sorted({c.alg for c in configs if signs(c.mode)})
-    seen: dict[tuple[str, str], Series] = {}
+    seen: dict[tuple[str, str, str], Series] = {}
     for config in configs:
         alg = config.alg if signs(config.mode) else ""
-        if (config.mode, alg) in seen:
+        if (config.mode, alg, config.variant) in seen:
             continue
         label = config.mode if len(algs) <= 1 or not alg else f"{config.mode} ({alg})"
+        if config.variant:
+            label += f" [{config.variant}]"
         style = ALG_STYLES[algs.index(alg) % len(ALG_STYLES)] if alg in algs else "-"
-        seen[(config.mode, alg)] = Series(config.mode, alg, label, style)
+        seen[(config.mode, alg, config.variant)] = Series(
+            config.mode, alg, label, style, config.variant
+        )
     return list(seen.values())
 
 
 def in_series(config: Config, series: Series) -> bool:
-    return config.mode == series.mode and (not signs(series.mode) or config.alg == series.alg)
+    return (
+        config.mode == series.mode
+        and config.variant == series.variant
+        and (not signs(series.mode) or config.alg == series.alg)
+    )
 
 
 def mode_validation(configs: Sequence[Config]) -> dict[str, list[Bucket]]:

@@ -1,11 +1,11 @@
 """The store axes of the bench and the knobs around them, each defined once.
 
 - store distance, `--store-rtt MS[,MS…]`: a round trip added between every service and
-  Redis, half each way, by the userspace delay proxy (authbench.delay_proxy). Asking for
-  any RTT brings its control pair along: `direct` (no proxy at all) and the proxy at 0 ms,
-  so the proxy's own cost is a measured number. netem is not used: this kernel has no
-  `sch_netem` (probed in a private network namespace, see `netem_status`), and on loopback
-  it could not delay only the Redis link anyway; the manifest and the report say so;
+  Redis, half each way, by netem on loopback (only Redis's port) where it works, else by
+  the userspace delay proxy (authbench.delay_proxy); `--store-link` and
+  authbench.store_link.choose decide which, once per run, and the manifest says why.
+  Asking for any RTT brings its control pair along: `direct` (nothing in the path) and
+  the link at 0 ms, so the link's own cost is a measured number;
 - store capacity, `--redis-cpus F[,F…]`: a CPU quota for redis-server (a cgroup locally,
   see authbench.cgroups; `docker update --cpus` on the compose stack's Redis container);
 - token size, `--token-bytes B[,B…]`: a `pad` claim of B characters in every access token
@@ -32,11 +32,13 @@ from typing import Any
 import redis
 
 from authbench import cgroups
+from authbench.store_link import NETEM, PROXY, NetemError, NetemLink
 from authbench.targets.base import Deployment, DeploymentError
+from authbench.targets.nginx import GATEWAYS
 from authcore.config import VALIDATION_PLACES
 
-DIRECT = "direct"  # no proxy: the services talk to Redis itself
-PROXY = "proxy"  # the userspace delay proxy
+DIRECT = "direct"  # nothing in the path: the services talk to Redis itself
+DISTANT = (PROXY, NETEM)  # the store links that add a distance (authbench.store_link)
 UNCAPPED_WORDS = ("none", "uncapped", "off")
 MAX_RTT_MS = 1000.0  # beyond the services' Redis timeout anyway
 MAX_TOKEN_PAD = 5000  # its token (~384 + 4/3 of it) fits an 8 KB header line
@@ -44,14 +46,17 @@ MAX_TOKEN_PAD = 5000  # its token (~384 + 4/3 of it) fits an 8 KB header line
 
 @dataclass(frozen=True, order=True)
 class StoreLink:
-    """How the services reach Redis: directly, or through the proxy adding `rtt_ms`."""
+    """How the services reach Redis: directly, or through a link adding `rtt_ms`: the
+    delay proxy or netem (`via`, the run's choice, authbench.store_link.choose).
+    `proxied` is true for either: the cell has a store distance, even at 0 ms."""
 
     proxied: bool = False
     rtt_ms: float = 0.0
+    via: str = PROXY
 
     @property
     def kind(self) -> str:
-        return PROXY if self.proxied else DIRECT
+        return self.via if self.proxied else DIRECT
 
     @property
     def one_way_ms(self) -> float:
@@ -141,6 +146,16 @@ def parse_validate_at(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(places))
 
 
+def parse_gateways(text: str) -> tuple[str, ...]:
+    """`--gateway ours[,nginx]`: what answers at the gateway's address, an axis: ours, and/or
+    Debian's nginx in its place (authbench.targets.nginx), side by side in one run."""
+    gateways = [g.strip() for g in text.split(",") if g.strip()]
+    wrong = [g for g in gateways if g not in GATEWAYS]
+    if wrong or not gateways:
+        raise ValueError(f"--gateway: comma-separated {' and/or '.join(GATEWAYS)}, not {text!r}")
+    return tuple(dict.fromkeys(gateways))
+
+
 MAX_JWT_TTL_S = 86400  # an access token living a day is not short-lived any more
 
 
@@ -192,28 +207,6 @@ def check_redis_cpus_possible(target: str, caps: Sequence[float | None]) -> str:
             raise ValueError("--redis-cpus with --target compose needs the docker CLI")
         return "docker update --cpus (the compose redis container, or each shard)"
     raise ValueError(f"--redis-cpus is not supported by target {target}")
-
-
-# --- netem: probed, never applied to a shared interface --------------------------------
-def netem_status() -> str:
-    """Whether `tc qdisc add … netem` works here, probed on the loopback of a private
-    network namespace (so nobody's traffic is touched)."""
-    if shutil.which("tc") is None or shutil.which("unshare") is None:
-        return "no netem: tc or unshare missing"
-    try:
-        done = subprocess.run(
-            ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"no netem: probe failed ({err})"
-    if done.returncode == 0:
-        return (
-            "netem works on this kernel, but loopback cannot delay only the Redis link: the "
-            "userspace proxy is used"
-        )
-    reason = " ".join((done.stderr or done.stdout).split())[:120]
-    return f"userspace proxy, no netem on this kernel ({reason})"
 
 
 # --- the store link as measured ---------------------------------------------------------
@@ -398,9 +391,10 @@ def credential_bytes(host: str, login: str, account: int = 0) -> int | None:
 class CellAxes:
     """What the store axes do around each cell of one deployment group.
 
-    `before(cell)`: set the proxy's delay and Redis's quota for the cell, measure the
-    store's PING round trip over the services' own path (through the proxy when there is
-    one), note the quota's throttling counters. `pin_loadgen(pid)`: --pin's generator
+    `before(cell)`: set the cell's store distance (the proxy's delay, or netem's, which
+    the first cell installs and `close()` removes) and Redis's quota, measure the store's
+    PING round trip over the services' own path (through the link when there is one),
+    note the quota's throttling counters. `pin_loadgen(pid)`: --pin's generator
     side. `annotate(row)`: the axes' columns of the cell's summary row.
     """
 
@@ -408,12 +402,20 @@ class CellAxes:
     services_redis_url: str | None
     cap: RedisCap | None = None
     placement: Placement | None = None
+    netem: NetemLink | None = None  # --store-link netem: Redis's port delayed on lo
     _ping_us: float = float("nan")
     _throttle: dict[str, float] = field(default_factory=dict)
     _credential_bytes: dict[str, int | None] = field(default_factory=dict)
 
     def before(self, cell: Any) -> None:
-        if cell.store.proxied:  # the cell's store distance on the group's one proxy
+        if cell.store.proxied and cell.store.via == NETEM:
+            if self.netem is None:
+                raise DeploymentError("--store-link netem: this group has no netem link")
+            try:  # installed at the group's first cell, changed at the next ones
+                self.netem.set_rtt(cell.store.rtt_ms)
+            except (NetemError, ValueError) as err:
+                raise DeploymentError(str(err)) from err
+        elif cell.store.proxied:  # the cell's store distance on the group's one proxy
             self.deployment.slow_redis(cell.store.one_way_ms)
             time.sleep(0.3)  # the proxy switches on a signal: let it land before the PING
         if self.cap is not None:
@@ -451,5 +453,10 @@ class CellAxes:
             )
 
     def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
+        """Undo the group's axes: lo's own qdisc back, Redis's quota lifted (both tried)."""
+        try:
+            if self.netem is not None:
+                self.netem.remove()
+        finally:
+            if self.cap is not None:
+                self.cap.release()

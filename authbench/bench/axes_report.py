@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from authbench import modes
+from authbench.bench import axes
 from authbench.bench.statistics import Spread, spread
 from authbench.bench.summary import SummaryRow
 
@@ -76,8 +77,8 @@ class AxisConfig:
 
 
 def on_an_axis(row: SummaryRow) -> bool:
-    """A cell away from the base system: through the proxy, Redis capped, tokens padded."""
-    return row.store_link == "proxy" or not math.isnan(row.redis_cpus) or row.token_bytes > 0
+    """A cell away from the base system: a store distance, Redis capped, tokens padded."""
+    return row.store_link in axes.DISTANT or not math.isnan(row.redis_cpus) or row.token_bytes > 0
 
 
 def has_axes(rows: Sequence[SummaryRow]) -> bool:
@@ -109,7 +110,7 @@ def configurations(rows: Sequence[SummaryRow]) -> list[AxisConfig]:
 def _distance_points(configs: Sequence[AxisConfig]) -> dict[str, list[AxisConfig]]:
     """Per mode: the cells of the distance axis (1 replica, uncapped, unpadded, the paced
     load that has a proxied cell), direct first, then by RTT."""
-    proxied_loads = {(c.load, c.replicas) for c in configs if c.link == "proxy"}
+    proxied_loads = {(c.load, c.replicas) for c in configs if c.link in axes.DISTANT}
     by_mode: dict[str, list[AxisConfig]] = {}
     for config in configs:
         if (config.load, config.replicas) not in proxied_loads or config.capped or config.pad:
@@ -142,7 +143,7 @@ def chart_distance(configs: Sequence[AxisConfig], path: Path) -> bool:
         ax.fill_between(xs, low, high, color=color, alpha=0.15)
         direct = next((c for c in points if c.link == "direct"), None)
         if direct is not None and modes.get(mode).store_on_read:
-            rtts = [c.rtt_ms for c in points if c.link == "proxy"]
+            rtts = [c.rtt_ms for c in points if c.link in axes.DISTANT]
             base = direct.median("read_p50_us") / 1000
             ax.plot(rtts, [base + r for r in rtts], ":", color=color, alpha=0.7,
                     label=f"{mode}: direct p50 + RTT")  # fmt: skip
@@ -241,17 +242,17 @@ def _m(s: Spread, scale: float = 1.0, digits: int = 0) -> str:
 def findings(rows: Sequence[SummaryRow], store_note: str = "") -> list[str]:
     configs = configurations(rows)
     lines: list[str] = []
-    if store_note and any(r.store_link == "proxy" for r in rows):
-        lines.append(f"Store distance is added by a {store_note}.")
+    if store_note and any(r.store_link in axes.DISTANT for r in rows):
+        lines.append(f"Store distance: {store_note}.")
     for mode, points in _distance_points(configs).items():
         direct = next((c for c in points if c.link == "direct"), None)
         if direct is None:
             continue
         base = direct.median("read_p50_us")
-        control = next((c for c in points if c.link == "proxy" and c.rtt_ms == 0), None)
+        control = next((c for c in points if c.link in axes.DISTANT and c.rtt_ms == 0), None)
         parts = [f"direct {_m(direct.spread_of('read_p50_us'))} µs"]
         for c in points:
-            if c.link != "proxy":
+            if c.link not in axes.DISTANT:
                 continue
             rise = c.median("read_p50_us") - base
             paired = ""

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from authbench import modes
+from authbench.bench.axes import DISTANT
 from authbench.bench.statistics import Spread, spread
 from authbench.bench.summary import SummaryRow, read_summary
 from authbench.provenance import new_run_id, run_head
@@ -323,8 +324,11 @@ def _in_panel(key: Key, panel: tuple[str, str, str, str, int]) -> bool:
     return (key[2], key[3], key[4], key[5], key[6]) == panel
 
 
-def _legend(fig: Any, runs: Sequence[Run], mode_keys: Sequence[str]) -> None:
-    """One legend below the panels: the runs' line styles (black) and the modes' colours."""
+def _legend(fig: Any, runs: Sequence[Run], mode_keys: Sequence[str]) -> float:
+    """One legend below the panels: the runs' line styles (black) and the modes' colours,
+    in as many columns as the figure's width holds (a one-panel chart is narrow, and run
+    names are long), so no entry is cut off at the edges. Returns the share of the
+    figure's height the legend takes at the bottom (tight_layout's rect)."""
     handles = [
         Line2D([], [], color="black", linestyle=RUN_STYLES[i % len(RUN_STYLES)],
                marker=RUN_MARKERS[i % len(RUN_MARKERS)], label=f"run {run.name}")
@@ -333,14 +337,20 @@ def _legend(fig: Any, runs: Sequence[Run], mode_keys: Sequence[str]) -> None:
     handles += [
         Line2D([], [], color=modes.color(m), linewidth=6, label=modes.label(m)) for m in mode_keys
     ]
+    width_in, height_in = fig.get_size_inches()
+    # 9-pt text is about 0.075 inch a character; the handle and the gaps about 0.9 inch
+    entry_in = 0.9 + 0.075 * max(len(str(h.get_label())) for h in handles)
+    ncol = max(1, min(len(handles), 4, int((width_in - 0.3) // entry_in)))
+    rows = math.ceil(len(handles) / ncol)
     fig.legend(
         handles=handles,
         loc="lower center",
-        ncol=min(len(handles), 4),
+        ncol=ncol,
         fontsize=9,
         frameon=False,
         bbox_to_anchor=(0.5, 0.0),
     )
+    return float(min(0.5, (0.3 + 0.25 * rows) / height_in))
 
 
 def _draw_by_replicas(
@@ -388,8 +398,7 @@ def _draw_by_replicas(
             ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
             ax.grid(True, alpha=0.3)
             ax.set_title(f"{figure.label}, {_panel_title(panel, many_algs)}", fontsize=10)
-    _legend(fig, runs, mode_keys)
-    fig.tight_layout(rect=(0, 0.6 / (3.9 * nrows + 0.6), 1, 1))  # the legend's 0.6 inch
+    fig.tight_layout(rect=(0, _legend(fig, runs, mode_keys), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -439,16 +448,15 @@ def chart_redis(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> None:
     ax.set_title(
         "Redis commands/s vs throughput (each point: one shared configuration)", fontsize=10
     )
-    _legend(fig, runs, mode_keys)
-    fig.tight_layout(rect=(0, 0.6 / 5.4, 1, 1))  # the legend's 0.6 inch
+    fig.tight_layout(rect=(0, _legend(fig, runs, mode_keys), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def rtt_of(store: str) -> float:
-    """The RTT of a key's store text: NaN for `direct`, else the proxy's ms."""
+    """The RTT of a key's store text: NaN for `direct`, else the link's ms (proxy, netem)."""
     parts = store.split()
-    return float(parts[1]) if len(parts) == 3 and parts[0] == "proxy" else math.nan
+    return float(parts[1]) if len(parts) == 3 and parts[0] in DISTANT else math.nan
 
 
 def distance_keys(keys: Sequence[Key]) -> list[Key]:
@@ -498,8 +506,7 @@ def chart_distance(runs: Sequence[Run], keys: Sequence[Key], path: Path) -> bool
     ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
     ax.grid(True, alpha=0.3)
     ax.set_title("Read p50 vs the store's round trip, per run", fontsize=10)
-    _legend(fig, runs, mode_keys)
-    fig.tight_layout(rect=(0, 0.6 / 5.4, 1, 1))  # the legend's 0.6 inch
+    fig.tight_layout(rect=(0, _legend(fig, runs, mode_keys), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True

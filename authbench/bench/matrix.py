@@ -24,7 +24,7 @@ from authbench.modes import JWT_ALGORITHMS, Login, Mode, UserClass
 MODE_ORDER: tuple[str, ...] = tuple(modes.keys(m for m in modes.BENCH_MODES if m.bench_default))
 BENCH_CHOICES: tuple[str, ...] = tuple(modes.keys(modes.BENCH_MODES))
 JWT_ALGS = JWT_ALGORITHMS  # kept as the bench's name for the one list
-Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int, str]
+Group = tuple[tuple[tuple[str, str], ...], int, str, bool, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Cell:
     jwt_ttl_s: int | None = None  # --jwt-ttl: JWT_TTL_S of this cell (None: the mode's own)
     validate_at: str = "replica"  # --validate-at: VALIDATE_AT of this cell's deployment
     topology: str = "single"  # --store: the store topology (single, sentinel, cluster:N)
+    gateway: str = "ours"  # --gateway: what answers at the gateway's address (ours, nginx)
 
     @property
     def spec(self) -> Mode:
@@ -118,13 +119,14 @@ class Cell:
             self.store.proxied,
             self.token_bytes,
             self.topology,
+            self.gateway,
         )
 
     @property
     def cell_id(self) -> str:
         """`r1-session-x1-u30at15-EdDSA`, plus a suffix per store axis away from its
         default: `-rtt5ms` (through the proxy), `-cpu0.05` (Redis quota), `-pad1000`,
-        `-cluster3` (store topology)."""
+        `-cluster3` (store topology), `-nginx` (the gateway)."""
         axes = ""
         if self.store.proxied:
             axes += f"-rtt{self.store.rtt_ms:g}ms"
@@ -138,6 +140,8 @@ class Cell:
             axes += f"-at-{self.validate_at}"
         if self.topology != "single":
             axes += f"-{self.topology.replace(':', '')}"
+        if self.gateway != "ours":
+            axes += f"-{self.gateway}"
         return (
             f"r{self.repeat + 1}-{self.spec.slug}-x{self.replicas}-"
             f"u{self.load.label.replace('@', 'at')}-{self.jwt_alg}{axes}"
@@ -170,6 +174,7 @@ class Matrix:
     jwt_ttls: tuple[int, ...] = ()  # --jwt-ttl, for modes that set JWT_TTL_S (jwt-short)
     validate_at: tuple[str, ...] = ("replica",)  # --validate-at: VALIDATE_AT values
     stores: tuple[str, ...] = ("single",)  # --store: store topologies, side by side
+    gateways: tuple[str, ...] = ("ours",)  # --gateway: ours and/or nginx, side by side
     # More matrices whose cells join this one's (a study of several axes that are not
     # crossed with each other, e.g. the `scaling` preset); repeats and seed are ours.
     also: tuple[Matrix, ...] = ()
@@ -193,12 +198,14 @@ class Matrix:
                                     for ttl in ttls:
                                         for place in self.validate_at:
                                             for topology in self.stores:
-                                                cells.append(
-                                                    Cell(
-                                                        mode, replicas, load, alg, 0, store,
-                                                        cpus, pad, ttl, place, topology,
-                                                    )
-                                                )  # fmt: skip
+                                                for gateway in self.gateways:
+                                                    cells.append(
+                                                        Cell(
+                                                            mode, replicas, load, alg, 0,
+                                                            store, cpus, pad, ttl, place,
+                                                            topology, gateway,
+                                                        )
+                                                    )  # fmt: skip
         for part in self.also:
             cells += part.configs()
         return list(dict.fromkeys(cells))  # a cell two parts share is measured once
@@ -207,6 +214,18 @@ class Matrix:
         """This matrix (and each of its parts) on the store topologies `stores`."""
         parts = tuple(part.with_stores(stores) for part in self.also)
         return replace(self, stores=stores, also=parts)
+
+    def with_gateways(self, gateways: tuple[str, ...]) -> Matrix:
+        """This matrix (and each of its parts) through the gateways `gateways`."""
+        parts = tuple(part.with_gateways(gateways) for part in self.also)
+        return replace(self, gateways=gateways, also=parts)
+
+    def with_link(self, via: str) -> Matrix:
+        """This matrix (and each part) with its store distances made by `via` (netem or
+        the proxy: the run's choice, authbench.store_link.choose); direct cells stay so."""
+        links = tuple(replace(link, via=via) if link.proxied else link for link in self.store_links)
+        parts = tuple(part.with_link(via) for part in self.also)
+        return replace(self, store_links=links, also=parts)
 
     def schedule(self) -> list[list[Cell]]:
         """Groups of cells in run order: each inner list runs on one cluster."""
@@ -241,6 +260,7 @@ class Matrix:
             "jwt_ttls": list(self.jwt_ttls),
             "validate_at": list(self.validate_at),
             "stores": list(self.stores),
+            "gateways": list(self.gateways),
             "also": [part.as_dict() for part in self.also],
             "repeats": self.repeats,
             "seed": self.seed,

@@ -260,6 +260,7 @@ def cell_row(cell: Cell) -> SummaryRow:
         jwt_alg=cell.jwt_alg,
         revocation=cell.revocation,
         validate_at=cell.validate_at,
+        gateway=cell.gateway,
         store_link=cell.store.kind,
         store_rtt_ms=cell.store.rtt_ms,
         redis_cpus=cell.redis_cpus if cell.redis_cpus is not None else math.nan,
@@ -310,23 +311,31 @@ def _redis_figures(row: SummaryRow, redis: RedisWindow, window: float) -> None:
     row.redis_cpu_pct = round(redis.cpu_pct, 1)
     requests = row.requests or 0
     row.redis_cmds_per_req = round(redis.ops_per_s * window / requests, 3) if requests else math.nan
-    if redis.nodes:  # a Redis Cluster: each shard, in shard order
+    if redis.nodes:  # each shard of a Redis Cluster, or the primary then each read replica
         shards = [redis.nodes[name] for name in sorted(redis.nodes, key=_shard_number)]
         row.redis_ops_each_shard = ";".join(f"{s.ops_per_s:.1f}" for s in shards)
         row.redis_cpu_each_shard = ";".join(f"{s.cpu_pct:.1f}" for s in shards)
 
 
 def _shard_number(name: str) -> int:
-    """`redis-shard-3` -> 3 (shards sort by number, not as text)."""
+    """`redis-shard-3` -> 3 (nodes sort by number, not as text); `redis-primary` -> 0, so
+    a replicas store lists its primary first, then `redis-replica-1`, `-2`, ..."""
     tail = name.rpartition("-")[2]
     return int(tail) if tail.isdigit() else 0
+
+
+def _store_node(name: str) -> bool:
+    """A data node of a store of several (authbench.stores): `redis-shard-N` of
+    cluster:N, `redis-primary` and `redis-replica-N` of replicas:N."""
+    return name == "redis-primary" or name.startswith(("redis-shard-", "redis-replica-"))
 
 
 def _cpu_figures(row: SummaryRow, cpu_pct: dict[str, float]) -> None:
     """CPU of each process the bench knows, % of one core over the window."""
     replica_cpu = [v for k, v in sorted(cpu_pct.items()) if k.startswith("resource-")]
-    # One redis-server, or every shard of a Redis Cluster together.
-    shards = [v for k, v in cpu_pct.items() if k.startswith("redis-shard-")]
+    # One redis-server, or every data node of the store together (a Redis Cluster's
+    # shards; a primary and its read replicas).
+    shards = [v for k, v in cpu_pct.items() if _store_node(k)]
     row.cpu_redis_pct = round(sum(shards) if shards else cpu_pct.get("redis", math.nan), 1)
     row.cpu_auth_pct = round(cpu_pct.get("auth", math.nan), 1)
     row.cpu_gateway_pct = round(cpu_pct.get("gateway", math.nan), 1)

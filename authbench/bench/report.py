@@ -36,12 +36,13 @@ from authbench.model import report as model_report
 
 # The summary columns the HTML table shows, few enough to fit the page (summary.csv holds
 # them all). Latency in µs where the run has the HdrHistograms, else Locust's ms; the store
-# axes' columns only in runs that measured them.
+# axes' columns only in runs that measured them; the gateway that served each cell whenever
+# the run recorded it (ours or nginx, --gateway).
 TABLE_COLUMNS = (
-    "mode", "replicas", "load", "jwt_alg", "repeat", "read_rps", "read_p50_us", "read_p99_us",
-    "read_p50_ms", "read_p99_ms", "fail_pct", "redis_ops_s", "redis_cpu_pct", "cpu_replicas_pct",
-    "cpu_loadgen_pct", "store_link", "store_rtt_ms", "redis_cpus", "token_bytes",
-    "after_logout_status", "flags", "error",
+    "mode", "replicas", "load", "jwt_alg", "validate_at", "gateway", "repeat", "read_rps",
+    "read_p50_us", "read_p99_us", "read_p50_ms", "read_p99_ms", "fail_pct", "redis_ops_s",
+    "redis_cpu_pct", "cpu_replicas_pct", "cpu_loadgen_pct", "store_link", "store_rtt_ms",
+    "redis_cpus", "token_bytes", "after_logout_status", "flags", "error",
 )  # fmt: skip
 
 STYLE = """
@@ -120,7 +121,9 @@ def table_columns(rows: Sequence[SummaryRow]) -> list[str]:
     if "read_p50_us" not in hidden:
         hidden |= {"read_p50_ms", "read_p99_ms"}
     hidden |= {
-        c for c in ("jwt_alg", "repeat", "store_link", "store_rtt_ms", "token_bytes") if constant(c)
+        c
+        for c in ("jwt_alg", "validate_at", "repeat", "store_link", "store_rtt_ms", "token_bytes")
+        if constant(c)
     }
     return [c for c in TABLE_COLUMNS if c not in hidden or c in ("mode", "replicas", "load")]
 
@@ -137,6 +140,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _spread_table(configs: Sequence[Config]) -> str:
+    variants = any(c.variant for c in configs)  # a run through nginx or at the gateway
     rows = []
     for c in configs:
         rps = c.spread_of("read_rps")
@@ -151,6 +155,7 @@ def _spread_table(configs: Sequence[Config]) -> str:
                 "replicas": float(c.replicas),
                 "load": c.load,
                 "jwt_alg": c.alg,
+                **({"gateway, placement": c.variant} if variants else {}),
                 "repeats": float(rps.n),
                 "reads/s mean": rps.mean,
                 "reads/s stdev": rps.stdev,
@@ -166,7 +171,7 @@ def _spread_table(configs: Sequence[Config]) -> str:
 
 
 def settings_note(manifest: dict[str, Any]) -> str:
-    """How the store link was made (the manifest's probe of netem), for the findings."""
+    """How the store link was made and why (authbench.store_link.choose), for the findings."""
     return str(manifest.get("settings", {}).get("store_link", ""))
 
 

@@ -17,7 +17,10 @@ Nothing here names a mode: it reads the registry (`authbench.modes`), so a new m
 measured as soon as it has a `Mode(...)` entry. `run()` starts one private local cluster
 per distinct deployment (modes that share settings share it) on a free port block, and
 per store topology when given several (`--store single,replicas:2`): the same modes
-measured on each store in one run, e.g. the replication lag a read replica adds.
+measured on each store in one run, e.g. the replication lag a read replica adds. With
+`--validate-at gateway` (VALIDATE_AT) the gateway checks each request once and the replicas
+accept only its signed assertion, so a replica asked directly refuses everything: there the
+gateway is what is asked, and the window is logout's response to the gateway's first 401.
 """
 
 from __future__ import annotations
@@ -219,6 +222,7 @@ class ModeWindow:
     gave_up: bool = False  # stopped early: nobody refused (the mode does not revoke)
     timeout_s: float = DEFAULT_TIMEOUT_S
     store: str = "single"  # the store topology it ran on (--store)
+    validate_at: str = "replica"  # --validate-at: where the credential was checked
 
     @property
     def windows_ms(self) -> list[float]:
@@ -234,6 +238,7 @@ class ModeWindow:
         return {
             "mode": self.mode,
             "store": self.store,
+            "validate_at": self.validate_at,
             "logouts": len(self.logouts),
             "revoked": len(windows),
             "not_revoked_within_timeout": len(self.logouts) - len(windows),
@@ -270,10 +275,11 @@ def measure_mode(
     first_account: int = 0,
     say: Callable[[str], None] = lambda _m: None,
     store: str = "single",
+    validate_at: str = "replica",
 ) -> ModeWindow:
     """`logouts` logouts of `mode` (accounts taken in turn); stops early when the first
     `give_up_after` logouts were refused by no replica at all (the mode never revokes)."""
-    result = ModeWindow(mode.key, timeout_s=timeout_s, store=store)
+    result = ModeWindow(mode.key, timeout_s=timeout_s, store=store, validate_at=validate_at)
     for i in range(logouts):
         account = first_account + i % max(1, accounts)
         logout = measure_logout(gateway, replicas, mode, account, timeout_s)
@@ -310,7 +316,7 @@ def write_results(run_dir: Path, results: Sequence[ModeWindow], manifest: dict[s
         writer = csv.writer(out)
         writer.writerow(
             ["mode", "store", "account", "replicas", "refused_by", "window_ms",
-             "first_refusals_ms", "polls", "observed_s", "expires_in_s"]
+             "first_refusals_ms", "polls", "observed_s", "expires_in_s", "validate_at"]
         )  # fmt: skip
         for result in results:
             for lo in result.logouts:
@@ -318,7 +324,7 @@ def write_results(run_dir: Path, results: Sequence[ModeWindow], manifest: dict[s
                     [lo.mode, result.store, lo.account, lo.replicas, lo.refused_by,
                      "" if lo.window_ms is None else lo.window_ms,
                      ";".join(f"{v:g}" for v in lo.first_refusals_ms), lo.polls, lo.observed_s,
-                     "" if lo.expires_in_s is None else lo.expires_in_s]
+                     "" if lo.expires_in_s is None else lo.expires_in_s, result.validate_at]
                 )  # fmt: skip
     summaries = [r.summary() for r in results]
     (run_dir / "summary.json").write_text(json.dumps(summaries, indent=2))
@@ -334,19 +340,21 @@ def write_readme(run_dir: Path) -> Path:
         f"# Revocation window, run {manifest.get('run_id', run_dir.name)}",
         "",
         "From logout's response to the last replica's first 401, asking every replica "
-        "directly (one polling round included). Command:",
+        "directly (one polling round included); validated at the gateway, the gateway is "
+        "asked. Command:",
         "",
         "    " + shown_command(manifest.get("command", [])),
         "",
-        "| mode | store | logouts | revoked | p50 ms | p99 ms | max ms | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | store | validated at | logouts | revoked | p50 ms | p99 ms | max ms | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in summaries:
         verdict = s["verdict"]
         if verdict == NEVER and s["token_expires_in_s"] is not None:
             verdict += f" (token valid {s['token_expires_in_s']:g} s more by its exp)"
         lines.append(
-            f"| {modes.label(s['mode'])} | {s.get('store', 'single')} | {s['logouts']} | "
+            f"| {modes.label(s['mode'])} | {s.get('store', 'single')} | "
+            f"{s.get('validate_at', 'replica')} | {s['logouts']} | "
             f"{s['revoked']} | "
             f"{_cell(s['p50_ms'])} | {_cell(s['p99_ms'])} | {_cell(s['max_ms'])} | {verdict} |"
         )
@@ -407,6 +415,7 @@ class RunConfig:
     results_dir: Path = Path("results")
     run_id: str = ""
     stores: tuple[StoreTopology, ...] = (SINGLE_REDIS,)  # each measured in turn
+    places: tuple[str, ...] = ("replica",)  # --validate-at: VALIDATE_AT, each in turn
 
 
 def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
@@ -430,6 +439,7 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             "accounts": config.accounts,
             "cluster_env": config.settings_env,
             "stores": [str(store) for store in config.stores],
+            "validate_at": list(config.places),
         },
         "deployments": {},
         # --store replicas:N: a DEL on the primary until a replica's GET misses it (ms).
@@ -437,14 +447,19 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
     }
     results: list[ModeWindow] = []
     started = time.monotonic()
-    plans = [(s, g) for s in config.stores for g in deployment_groups(config.modes)]
-    for store, (settings, members) in plans:
+    plans = [
+        (s, p, g) for s in config.stores for p in config.places
+        for g in deployment_groups(config.modes)
+    ]  # fmt: skip
+    for store, place, (settings, members) in plans:
         base = config.port_base if config.port_base is not None else free_port_block()
         env = {
             "AUTH_SEED_USERS": str(max(config.accounts, 1)),
             "LOG_LEVEL": "WARNING",
             **config.settings_env,
             **settings,
+            # The gateway's assertion keys are made by the cluster, never kept here.
+            **({"VALIDATE_AT": place} if place != "replica" else {}),
         }
         cluster = LocalCluster(
             replicas=config.replicas,
@@ -456,8 +471,8 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             store=store,
         )
         say(
-            f"starting a local cluster ({config.replicas} replicas, store {store}) for "
-            f"{modes.keys(members)}"
+            f"starting a local cluster ({config.replicas} replicas, store {store}, validated "
+            f"at the {place}) for {modes.keys(members)}"
         )
         cluster.start()
         try:
@@ -465,11 +480,15 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
             for mode in members:
                 # The settings asked for, and those the store topology added.
                 key = mode.key if len(config.stores) == 1 else f"{mode.key}@{store}"
+                if place != "replica":
+                    key += f" at {place}"
                 manifest["deployments"][key] = {**env, **cluster.store_settings()}
+                # At the gateway: the one place that checks credentials is what is asked.
+                asked = cluster.replica_urls() if place == "replica" else [cluster.gateway_url]
                 results.append(
                     measure_mode(
                         cluster.gateway_url,
-                        cluster.replica_urls(),
+                        asked,
                         mode,
                         config.logouts,
                         config.accounts,
@@ -477,11 +496,13 @@ def run(config: RunConfig, say: Callable[[str], None] = print) -> Path:
                         config.give_up_after,
                         say=say,
                         store=str(store),
+                        validate_at=place,
                     )
                 )
                 s = results[-1].summary()
                 say(
-                    f"{mode.key} on {store}: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
+                    f"{mode.key} on {store} at the {place}: p50 {s['p50_ms']} ms, "
+                    f"p99 {s['p99_ms']} ms, "
                     f"max {s['max_ms']} ms over {s['revoked']}/{s['logouts']} logouts "
                     f"({s['verdict']})"
                 )

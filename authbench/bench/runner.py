@@ -28,6 +28,14 @@ from authbench.bench.samplers import Sampling
 from authbench.bench.summary import write_summary
 from authbench.process import PORT_BLOCK, PROJECT_ROOT, PortsError, port_block_free
 from authbench.provenance import new_run_id, run_head
+from authbench.store_link import (
+    NETEM,
+    PROXY_LINK,
+    LinkChoice,
+    NetemError,
+    NetemLink,
+    redis_port,
+)
 from authbench.targets import DeploymentSpec, open_deployment
 from authbench.targets.base import Deployment, DeploymentError, StoreTopology
 from authbench.targets.external import Endpoints, uncontrolled
@@ -46,7 +54,9 @@ class BenchConfig:
     render_report: bool = True
     placement: Placement | None = None  # --pin: the generator's CPUs and the system's
     external: Endpoints | None = None  # --target external: where it answers
-    gateway: str = "ours"  # --gateway: ours or nginx in its place (authbench.targets.nginx)
+    # --store-link: what makes the store distance, and why (authbench.store_link.choose);
+    # the matrix's distant cells carry the same `via` (Matrix.with_link).
+    store_link: LinkChoice = PROXY_LINK
 
     def estimate_s(self) -> float:
         groups = sum(len(g) > 0 for g in self.matrix.schedule())
@@ -64,9 +74,10 @@ def build_manifest(config: BenchConfig, schedule: Sequence[Sequence[Cell]]) -> d
             "port_base": config.port_base if config.target == "local" else None,
             "compose_project": config.compose_project if config.target == "compose" else None,
             "cluster_env": config.settings_env,
-            "store_link": axes.netem_status(),
+            "store_link": config.store_link.reason,
+            "store_link_via": config.store_link.via,
             "store": list(config.matrix.stores),
-            "gateway": config.gateway,
+            "gateway": list(config.matrix.gateways),
             "placement": config.placement.as_dict() if config.placement else None,
             # --target external: its addresses and what the harness could not control.
             "external": (
@@ -218,7 +229,14 @@ def _group_axes(
     """Pin the system and ready the Redis quota; each cell sets its own store distance
     and quota (CellAxes.before)."""
     first = group[0]
-    if first.store.proxied:
+    netem = None
+    if first.store.proxied and first.store.via == NETEM:
+        try:
+            netem = NetemLink(port=redis_port(deployment))
+        except NetemError as err:
+            raise DeploymentError(str(err)) from err
+        say(f"  store link: netem on lo for Redis's port {netem.port} (set cell by cell)")
+    elif first.store.proxied:
         say("  store link: through the delay proxy (its delay is set cell by cell)")
     if config.placement is not None:
         config.placement.pin_system(deployment)
@@ -233,6 +251,7 @@ def _group_axes(
         ),
         cap=cap,
         placement=config.placement,
+        netem=netem,
     )
 
 
@@ -253,10 +272,13 @@ def deployment_for(config: BenchConfig, first: Cell) -> Deployment:
         port_base=config.port_base,
         workdir=PROJECT_ROOT / ".authbench" / f"bench-{config.run_id}",
         project=config.compose_project,
-        redis_delay_ms=first.store.one_way_ms if first.store.proxied else None,
+        # The proxy sits in the path for the group's life; netem needs no process.
+        redis_delay_ms=(
+            first.store.one_way_ms if first.store.proxied and first.store.via != NETEM else None
+        ),
         external=config.external,
         store=StoreTopology.parse(first.topology),
-        gateway=config.gateway,
+        gateway=first.gateway,
     )
     return open_deployment(config.target, spec)
 
@@ -274,7 +296,7 @@ def _run_group(
     deployment = deployment_for(config, first)
     say(
         f"  starting the {config.target} deployment: {first.replicas} replica(s), "
-        f"JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}"
+        f"JWT_REVOCATION={first.revocation}, JWT_ALG={first.jwt_alg}, gateway {first.gateway}"
     )
     try:
         deployment.start()

@@ -69,6 +69,7 @@ class CellCost:
     store_rtt_ms: float
     store_link: str
     read_p50_ms: float
+    validate_at: str = "replica"  # where the credential was checked (--validate-at)
 
     @property
     def store_calls_per_read(self) -> float:
@@ -133,17 +134,25 @@ def read_cells(run_dir: Path) -> list[CellCost]:
                 store_rtt_ms=row.store_rtt_ms,
                 store_link=row.store_link,
                 read_p50_ms=row.read_p50_ms,
+                validate_at=row.validate_at or "replica",  # empty: a run before the column
             )
         )
     return out
 
 
+def placed(mode: str, validate_at: str) -> str:
+    """The key of a mode at a validation placement: the mode's own at the replicas (the
+    default, and every run before the placement axis), `MODE at gateway` elsewhere."""
+    return mode if validate_at in ("", "replica") else f"{mode} at {validate_at}"
+
+
 def read_windows(run_dirs: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """Mode -> its revocation-window summary (the last run given wins for a mode)."""
+    """placed(mode, validate_at) -> its revocation-window summary (the last run given wins)."""
     found: dict[str, dict[str, Any]] = {}
     for run_dir in run_dirs:
         for summary in rw.read_summary(run_dir):
-            found[str(summary["mode"])] = {**summary, "run": run_dir.name}
+            key = placed(str(summary["mode"]), str(summary.get("validate_at", "replica")))
+            found[key] = {**summary, "run": run_dir.name}
     return found
 
 
@@ -159,6 +168,7 @@ class Point:
     read_p50_ms_at_rtt1: float  # the second panel (NaN: no such cells)
     cells: int
     ttl_s: int
+    validate_at: str = "replica"  # where the credential was checked (--validate-at)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -167,11 +177,15 @@ def _median(values: Sequence[float]) -> float:
 
 
 def points(cells: Sequence[CellCost], windows: dict[str, dict[str, Any]]) -> list[Point]:
-    """One point per mode (per TTL for modes revoked by expiry), medians over their cells."""
+    """One point per mode and validation placement (per TTL for modes revoked by expiry),
+    medians over their cells."""
     out: list[Point] = []
-    keys = sorted({(c.mode, c.ttl_s) for c in cells}, key=lambda k: (modes.rank(k[0]), k[1]))
-    for mode_key, ttl in keys:
-        window = windows.get(mode_key)
+    keys = sorted(
+        {(c.mode, c.ttl_s, c.validate_at) for c in cells},
+        key=lambda k: (modes.rank(k[0]), k[2] != "replica", k[2], k[1]),
+    )
+    for mode_key, ttl, place in keys:
+        window = windows.get(placed(mode_key, place))
         measured = window is not None and window.get("verdict") != rw.NEVER
         mode = modes.find(mode_key)
         # Placed at its TTL only when a windows run saw it never revoke (never guessed).
@@ -186,12 +200,18 @@ def points(cells: Sequence[CellCost], windows: dict[str, dict[str, Any]]) -> lis
             basis = "JWT_TTL_S: revoked only by expiry (the setting, not measured here)"
         else:
             continue  # no window known for it: not placed rather than guessed
-        mine = [c for c in cells if c.mode == mode_key and (c.ttl_s == ttl or not by_expiry)]
-        direct = [c for c in mine if c.store_link != axes.PROXY]
-        at_rtt1 = [c for c in mine if c.store_link == axes.PROXY and c.store_rtt_ms == 1.0]
+        mine = [
+            c
+            for c in cells
+            if c.mode == mode_key and c.validate_at == place and (c.ttl_s == ttl or not by_expiry)
+        ]
+        direct = [c for c in mine if c.store_link not in axes.DISTANT]
+        at_rtt1 = [c for c in mine if c.store_link in axes.DISTANT and c.store_rtt_ms == 1.0]
         label = modes.label(mode_key)
         if by_expiry and mode is not None and modes.TTL_SETTING in mode.deployment:
             label = f"{label} (TTL {ttl:g} s)"
+        if place != "replica":
+            label = f"{label}, at the {place}"
         out.append(
             Point(
                 mode=mode_key,
@@ -204,12 +224,13 @@ def points(cells: Sequence[CellCost], windows: dict[str, dict[str, Any]]) -> lis
                 read_p50_ms_at_rtt1=_median([c.read_p50_ms for c in at_rtt1]),
                 cells=len(direct or mine),
                 ttl_s=ttl,
+                validate_at=place,
             )
         )
     # A mode measured in the windows run appears once even if its cells had several TTLs.
-    unique: dict[tuple[str, float], Point] = {}
+    unique: dict[tuple[str, str, float], Point] = {}
     for p in out:
-        unique.setdefault((p.mode, p.window_s), p)
+        unique.setdefault((p.mode, p.validate_at, p.window_s), p)
     return list(unique.values())
 
 
@@ -302,29 +323,37 @@ def draw_spectrum(found: Sequence[Point], path: Path) -> None:
         # close neighbour's label took, so points side by side keep readable labels.
         shown = [p for p in found if not math.isnan(getattr(p, attr))]
         span = max((getattr(p, attr) for p in shown), default=1.0) or 1.0
-        offsets = [(4, 8), (4, -16), (-70, 8), (-70, -16)]
+        # Several modes share y = 1 at windows of tens of ms: their labels are stacked in
+        # rows of their own (a label spans about a decade of x), joined by a thin line.
+        offsets = [(4, 8), (4, -16), (4, -28), (4, -40), (4, -52), (4, -64), (4, 20),
+                   (4, -76), (-70, 8), (-70, -16)]  # fmt: skip
         taken: list[tuple[float, float, tuple[int, int]]] = []
         for p in sorted(shown, key=lambda p: p.window_s):
             y = getattr(p, attr)
             where = (math.log10(p.window_s), y / span)
             near = [o for (lx, ly, o) in taken
-                    if abs(lx - where[0]) < 0.6 and abs(ly - where[1]) < 0.1]  # fmt: skip
+                    if abs(lx - where[0]) < 1.2 and abs(ly - where[1]) < 0.1]  # fmt: skip
             offset = next((o for o in offsets if o not in near), offsets[0])
             taken.append((*where, offset))
             hollow = "expiry" in p.window_basis
             ax.scatter(
                 [p.window_s], [y], s=70, color=modes.color(p.mode),
                 facecolors="none" if hollow else modes.color(p.mode), linewidths=2, zorder=3,
+                marker="D" if p.validate_at != "replica" else "o",
             )  # fmt: skip
+            far = abs(offset[1]) > 16
             ax.annotate(p.label, (p.window_s, y), textcoords="offset points",
-                        xytext=offset, fontsize=8)  # fmt: skip
+                        xytext=offset, fontsize=8, va="center" if far else "baseline",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888888"}
+                        if far else None)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("revocation window (s, log): logout to the last replica's 401, p99")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     panels[0].set_title(
         "The spectrum: staleness vs store work per read\n"
-        "(filled: window measured; hollow: revoked only at expiry, x = JWT_TTL_S)",
+        "(filled: window measured; hollow: revoked only at expiry, x = JWT_TTL_S;\n"
+        "diamond: validated at the gateway, which is asked; circle: at the replicas)",
         fontsize=9,
     )
     fig.tight_layout()

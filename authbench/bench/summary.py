@@ -67,7 +67,11 @@ class SummaryRow:
     max_ms: float = _figure("slowest request", "ms")
     redis_ops_s: float = _figure("Redis commands processed per second (INFO)", "ops/s")
     redis_cpu_pct: float = _figure("Redis CPU by INFO (used_cpu_user + sys)", "% of a core")
-    cpu_redis_pct: float = _figure("CPU of the redis-server process (psutil)", "% of a core")
+    cpu_redis_pct: float = _figure(
+        "CPU of the redis-server process, or of every data node of the store together "
+        "(Cluster shards; primary and read replicas) (psutil)",
+        "% of a core",
+    )
     cpu_auth_pct: float = _figure("CPU of the auth service", "% of a core")
     cpu_gateway_pct: float = _figure("CPU of the gateway", "% of a core")
     cpu_replicas_pct: float = _figure("CPU of all resource replicas together", "% of a core")
@@ -95,6 +99,11 @@ class SummaryRow:
         "where the credential is checked (`--validate-at`, VALIDATE_AT): `replica` (each "
         "replica, on every read) or `gateway` (once at the gateway, which forwards a signed "
         "identity assertion); empty in runs before the column"
+    )
+    gateway: str = _text(
+        "what answered at the gateway's address (`--gateway`): `ours` (gateway/) or `nginx` "
+        "(Debian's nginx in its place, authbench.targets.nginx); empty in runs before the "
+        "column"
     )
     # --- what was measured ----------------------------------------------------------------
     fail_pct: float = _figure("failures / requests", "%")
@@ -134,8 +143,9 @@ class SummaryRow:
     p999_us: float = _figure("99.9th percentile latency of all requests", "µs")
     # --- the store axes -------------------------------------------------------------------
     store_link: str = _text(
-        "how the services reach Redis: `direct`, or `proxy` (the userspace delay proxy; "
-        "no netem on this kernel)"
+        "how the services reach Redis: `direct`, `proxy` (the userspace delay proxy) or "
+        "`netem` (tc netem on lo, only Redis's port); the manifest's settings.store_link "
+        "says why"
     )
     store_rtt_ms: float = _column(
         "round trip added between every service and Redis (half each way)", "ms", 0.0
@@ -151,15 +161,18 @@ class SummaryRow:
     )
     cpu_proxy_pct: float = _figure("CPU of the delay proxy (empty: none)", "% of a core")
     store_topology: str = _text(
-        "the store (--store): `single`, `sentinel` or `cluster:N` (N Redis Cluster shards)"
+        "the store (--store): `single`, `sentinel`, `cluster:N` (N Redis Cluster shards) or "
+        "`replicas:N` (a primary and N read replicas)"
     )
     redis_ops_each_shard: str = _text(
-        "a store of several Redis Cluster shards: each shard's commands per second (INFO), "
-        "`;`-separated; redis_ops_s is their sum (empty: one node)"
+        "a store of several nodes: each node's commands per second (INFO), `;`-separated, "
+        "Redis Cluster shards in order, or the primary then each read replica; "
+        "redis_ops_s is their sum, a replicated write counted on every node that applies "
+        "it (empty: one node)"
     )
     redis_cpu_each_shard: str = _text(
-        "a store of several Redis Cluster shards: each shard's CPU by INFO (% of a core), "
-        "`;`-separated; redis_cpu_pct is their sum (empty: one node)"
+        "a store of several nodes: each node's CPU by INFO (% of a core), `;`-separated, "
+        "in the order of redis_ops_each_shard; redis_cpu_pct is their sum (empty: one node)"
     )
     token_bytes: int = _column("padding in every access token (ACCESS_TOKEN_PAD_BYTES)", "bytes", 0)
     credential_bytes: int | None = _column(

@@ -338,8 +338,9 @@ def _modes_sentence(results: Sequence[dict[str, Any]]) -> str:
 
 def _failover_section(results: Sequence[dict[str, Any]], run_dir: Path) -> str:
     """The failover scenarios side by side (authbench.chaos.failover), with failover.png,
-    and the replica-crash and shard-kill scenarios' own figures; empty without them."""
-    from authbench.chaos import failover, replica_crash, shard_kill
+    and the replica-crash, shard-kill and read-replica scenarios' own figures; empty
+    without them."""
+    from authbench.chaos import failover, read_replica, replica_crash, shard_kill
 
     drawn = failover.chart_losses(results, run_dir / "failover.png", _pyplot())
     chart = _img(run_dir, "failover.png", "acknowledged writes kept and lost") if drawn else ""
@@ -348,6 +349,7 @@ def _failover_section(results: Sequence[dict[str, Any]], run_dir: Path) -> str:
         + chart
         + replica_crash.report_section(results, _table)
         + shard_kill.report_section(results, _table)
+        + read_replica.report_section(results, _table)
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from authbench.chaos import report
 from authbench.chaos.scenarios import (
     AUTH_FAULTS,
+    READ_REPLICA_FAULTS,
     ChaosOptions,
     Scenario,
     ScenarioResult,
@@ -45,7 +46,8 @@ def estimated_seconds(options: ChaosOptions, scenarios: Sequence[Scenario]) -> f
     t = options.timing
     total = 0.0
     for s in scenarios:
-        outage = t.outage_s if s.fault in ("kill", "pause", "slow", *AUTH_FAULTS) else 0.5
+        faults = ("kill", "pause", "slow", *AUTH_FAULTS, *READ_REPLICA_FAULTS)
+        outage = t.outage_s if s.fault in faults else 0.5
         warm = max(t.warmup_s, t.revocation_observe_s * 2 + 2) + t.aof_margin_s
         total += 12 + warm + outage + t.after_s
     return total
@@ -62,6 +64,8 @@ def build_manifest(
             "load": asdict(options.shape),
             "timing": asdict(options.timing),
             "planted_each": options.planted_each,
+            "store_link": options.store_link.reason,  # the slow scenario's delay
+            "store_link_via": options.store_link.via,
             "modes": {m.key: {"label": m.label, "group": m.chaos_group} for m in CHAOS_MODES},
             # The services' own settings: defaults, except what the chaos cluster sets.
             "service_defaults": {name: default for name, default, _doc in documented_settings()},

@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from authbench.chaos import failover, probes, replica_crash, shard_kill, timeline
+from authbench.chaos import failover, probes, read_replica, replica_crash, shard_kill, timeline
 from authbench.chaos.load import ChaosLoad, LoadShape
 from authbench.chaos.topology import ChaosCluster
 from authbench.modes import CHAOS_MODES, Login, Mode
+from authbench.store_link import NETEM, PROXY_LINK, LinkChoice, NetemLink, redis_port
 from authbench.targets.base import Deployment, Group, StoreTopology
 from authcore.config import Settings, documented_settings
 
@@ -73,9 +74,10 @@ SCENARIOS: dict[str, Scenario] = {
             "everysec; it reloads its append-only file.",
         ),
         Scenario(
-            "slow", "slow", "none", "Slow Redis (userspace delay proxy)",
-            "Every byte between the services and Redis delayed by a userspace TCP proxy "
-            "(netem is not available on this kernel); the delay is on during the outage.",
+            "slow", "slow", "none", "Slow Redis (delayed store link)",
+            "Every byte between the services and Redis delayed: by tc netem on loopback "
+            "(only Redis's port) where it works, else by a userspace TCP proxy; the "
+            "manifest's store_link says which and why. The delay is on during the outage.",
         ),
         # Issue 15: the auth service as the central component. Sessions and JWTs are
         # checked at the replicas (only logins need it); opaque tokens ask it on every read.
@@ -164,9 +166,36 @@ SHARD_SCENARIOS: dict[str, Scenario] = {
 }  # fmt: skip
 
 
+# Issue 17 item 6: one read replica of a primary + two read replicas store SIGKILLed or
+# SIGSTOPped (authbench.chaos.read_replica). Not in the default run:
+# `--scenarios read-replica-kill,read-replica-pause`.
+READ_REPLICA_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "read-replica-kill", "read_replica_kill", "none", "One read replica killed",
+            "SIGKILL of one of two Redis read replicas (session reads go to the replicas in "
+            "turn, each behind its own breaker); reads should all go on succeeding, on the "
+            "other replica; it is started again, empty, after the outage, syncs, and should "
+            "serve reads again.",
+            store="replicas:2",
+        ),
+        Scenario(
+            "read-replica-pause", "read_replica_pause", "none", "One read replica paused",
+            "SIGSTOP of one of two Redis read replicas: a read sent to it waits out "
+            "REDIS_TIMEOUT_MS before moving on to the other replica, then its breaker keeps "
+            "it out; reads should all succeed, some slower; SIGCONT after the outage.",
+            store="replicas:2",
+        ),
+    )
+}  # fmt: skip
+READ_REPLICA_FAULTS = ("read_replica_kill", "read_replica_pause")
+
+
 # Every scenario by name: the default run (SCENARIOS) and those run only when named.
 ALL_SCENARIOS: dict[str, Scenario] = {
-    **SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS, **SHARD_SCENARIOS
+    **SCENARIOS, **FAILOVER_SCENARIOS, **REPLICA_SCENARIOS, **SHARD_SCENARIOS,
+    **READ_REPLICA_SCENARIOS,
 }  # fmt: skip
 
 
@@ -193,6 +222,8 @@ class ChaosOptions:
     shape: LoadShape = field(default_factory=LoadShape)
     timing: Timing = field(default_factory=Timing)
     planted_each: int = 10
+    # The slow scenario's link (authbench.store_link.choose): netem or the delay proxy.
+    store_link: LinkChoice = PROXY_LINK
 
     @property
     def seed_users(self) -> int:
@@ -213,6 +244,7 @@ class ScenarioResult:
     failover: dict[str, Any] | None = None  # the failover scenarios' figures
     replica_crash: dict[str, Any] | None = None  # the replica-crash scenario's figures
     shard_kill: dict[str, Any] | None = None  # the shard-kill scenario's figures
+    read_replica: dict[str, Any] | None = None  # the read-replica scenarios' figures
 
     def to_json(self) -> dict[str, Any]:
         extra = {"failover": self.failover} if self.failover is not None else {}
@@ -220,6 +252,8 @@ class ScenarioResult:
             extra["replica_crash"] = self.replica_crash
         if self.shard_kill is not None:
             extra["shard_kill"] = self.shard_kill
+        if self.read_replica is not None:
+            extra["read_replica"] = self.read_replica
         return extra | {
             "scenario": asdict(self.scenario),
             "window": asdict(self.window),
@@ -249,10 +283,13 @@ FAULT_OPERATIONS: dict[str, tuple[str, ...]] = {
     ),
     "replica_kill": ("kill_replica", "start_replica", "upstream_health"),
     "shard_kill": ("kill_shard", "start_shard", "shard_of_keys"),
+    "read_replica_kill": ("kill_read_replica", "start_read_replica", "read_replica_reads"),
+    "read_replica_pause": ("pause_read_replica", "resume_read_replica", "read_replica_reads"),
 }
 
 
 SHARD_PROBE_SESSIONS = 60  # shard-kill: sessions whose shard is known before the kill
+READ_REPLICA_PROBE_SESSIONS = 20  # read-replica-*: sessions read over and over in the outage
 
 
 def modes_served(deployment: Deployment) -> list[tuple[Mode, Group]]:
@@ -276,9 +313,15 @@ def cannot_run(scenario: Scenario, deployment: Deployment) -> str | None:
     """Why `scenario` cannot run on a given (already running) deployment; None if it can."""
     missing = [op for op in FAULT_OPERATIONS[scenario.fault] if not deployment.supports(op)]
     if missing:
-        return f"target {deployment.target} cannot {', '.join(missing)}"
-    if StoreTopology.parse(scenario.store).kind != deployment.store.kind:
+        why = "; ".join(filter(None, dict.fromkeys(map(deployment.unsupported_why, missing))))
+        return f"target {deployment.target} cannot {', '.join(missing)}" + (
+            f": {why}" if why else ""
+        )
+    needs = StoreTopology.parse(scenario.store)
+    if needs.kind != deployment.store.kind:
         return f"it needs --store {scenario.store}; this deployment runs {deployment.store}"
+    if scenario.fault in READ_REPLICA_FAULTS and deployment.store.read_replicas < 1:
+        return f"it needs a read replica to break; this deployment runs {deployment.store}"
     # A running deployment cannot be given the scenario's settings: it must run them.
     defaults = {name: default for name, default, _doc in documented_settings()}
     for name, value in scenario.settings:
@@ -303,7 +346,11 @@ def fresh_cluster(scenario: Scenario, options: ChaosOptions, out_dir: Path) -> I
         workdir=workdir,
         redis_persistence=scenario.persistence,
         settings_env={"AUTH_SEED_USERS": str(options.seed_users), **dict(scenario.settings)},
-        redis_delay_ms=options.timing.slow_ms if scenario.fault == "slow" else None,
+        redis_delay_ms=(
+            options.timing.slow_ms
+            if scenario.fault == "slow" and options.store_link.via != NETEM
+            else None
+        ),
         store=StoreTopology.parse(scenario.store),
         sentinel_partition_proxy=scenario.fault == "partition_failover",
     )
@@ -435,8 +482,15 @@ def _run_scenario(
             window, shard_figures = shard_kill.inject(
                 target, session_gateway, cookies, timing.outage_s, events, say
             )
+        elif scenario.fault in READ_REPLICA_FAULTS:
+            accounts = [i % options.shape.accounts for i in range(READ_REPLICA_PROBE_SESSIONS)]
+            cookies = shard_kill.log_in(session_gateway, accounts)
+            window, replica_figures = read_replica.inject(
+                target, scenario.fault == "read_replica_pause", session_gateway, cookies,
+                timing.outage_s, events, say,
+            )  # fmt: skip
         else:
-            window = _inject(scenario, target, timing, events, say)
+            window = _inject(scenario, target, timing, events, say, options.store_link)
         _sleep_until(window.back_at + timing.after_s)
         losses = probes.check_losses(gateways, planted, window.back_at)
         events["losses_checked"] = time.time()
@@ -482,9 +536,12 @@ def _run_scenario(
         )  # fmt: skip
     if scenario.fault == "shard_kill":
         shard_figures["load"] = shard_kill.load_figures(records, window, [m.key for m in modes])
+    if scenario.fault in READ_REPLICA_FAULTS:
+        replica_figures["load"] = shard_kill.load_figures(records, window, [m.key for m in modes])
     result = ScenarioResult(
         scenario, window, events, figures, losses, revocation, len(records), failover_figures,
         crash_figures, shard_figures if scenario.fault == "shard_kill" else None,
+        replica_figures if scenario.fault in READ_REPLICA_FAULTS else None,
     )  # fmt: skip
     (out_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
@@ -496,6 +553,7 @@ def _inject(
     timing: Timing,
     events: dict[str, float],
     say: Progress,
+    link: LinkChoice = PROXY_LINK,
 ) -> timeline.FaultWindow:
     fault_at = time.time()
     if scenario.fault in ("kill", "restart"):
@@ -512,6 +570,12 @@ def _inject(
         restore_at = time.time()
         target.resume_redis()
         target.wait_redis()
+    elif scenario.fault == "slow" and link.via == NETEM:
+        with NetemLink(redis_port(target)) as netem:  # removed on any exit, Ctrl-C too
+            netem.set_rtt(2 * timing.slow_ms)
+            say(f"fault: {timing.slow_ms:g} ms added each way on Redis's port (netem)")
+            _sleep_until(fault_at + timing.outage_s)
+            restore_at = time.time()
     elif scenario.fault == "slow":
         target.slow_redis(timing.slow_ms)
         say(f"fault: {timing.slow_ms:g} ms added each way on the Redis link")

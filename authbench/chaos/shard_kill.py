@@ -46,9 +46,26 @@ class Probe:
     after: int = 0  # the status of one read once the shard is back
 
 
+LOGIN_ATTEMPTS = 3  # per probe session, before the fault
+
+
 def log_in(gateway: str, accounts: Sequence[int]) -> list[dict[str, str]]:
-    """One session per account (accounts may repeat): its cookie header."""
-    return [probes.credential_headers(probes.login(gateway, a, Login.SESSION)) for a in accounts]
+    """One session per account (accounts may repeat): its cookie header. Before the fault a
+    503 is the loaded host's (a store call past REDIS_TIMEOUT_MS; seen on compose at load
+    average 15), not the scenario's: such a login is tried again, up to LOGIN_ATTEMPTS."""
+    cookies = []
+    for account in accounts:
+        for attempt in range(1, LOGIN_ATTEMPTS + 1):
+            try:
+                answer = probes.login(gateway, account, Login.SESSION)
+            except probes.ProbeError:
+                if attempt == LOGIN_ATTEMPTS:
+                    raise
+                time.sleep(0.5)  # past the store breaker's default cooldown
+            else:
+                cookies.append(probes.credential_headers(answer))
+                break
+    return cookies
 
 
 def _session_id(cookie: dict[str, str]) -> str:

@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from authbench import store_link
 from authbench.bench import axes, presets
 from authbench.bench.matrix import (
     BENCH_CHOICES,
@@ -81,9 +82,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store-rtt",
         default="0",
         help="store distance, an axis: comma-separated round trips in ms added between every "
-        "service and Redis (half each way) by a userspace delay proxy (no netem on this "
-        "kernel). 0 alone: Redis direct, as always. Any RTT > 0 adds its control pair: "
-        "`direct` (no proxy) and the proxy at 0 ms",
+        "service and Redis (half each way) by the link --store-link chooses. 0 alone: Redis "
+        "direct, as always. Any RTT > 0 adds its control pair: `direct` (nothing in the "
+        "path) and the link at 0 ms",
+    )
+    matrix.add_argument(
+        "--store-link",
+        choices=store_link.CHOICES,
+        default=store_link.AUTO,
+        help="what makes the store distance: netem (tc on lo, only Redis's port, half the "
+        "RTT each way; local target, root, a kernel with sch_netem/sch_prio/cls_u32, lo on "
+        "its default qdisc; removed after each group), proxy (the userspace delay proxy), "
+        "or auto: netem where it works, else the proxy; the manifest says which and why",
     )
     matrix.add_argument(
         "--redis-cpus",
@@ -226,11 +236,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where.add_argument(
         "--gateway",
-        choices=GATEWAYS,
         default=GATEWAYS[0],
+        metavar="{" + ",".join(GATEWAYS) + "}",
         help="what answers at the gateway's address: ours, or Debian's nginx in its place "
         "(same routes, upstream keep-alive, passive health; with --validate-at gateway, "
-        "auth_request to the auth service's edge check; --target local only)",
+        "auth_request to the auth service's edge check; --target local, or compose: its "
+        "service gateway-nginx, profile nginx). An axis: ours,nginx runs both side by side",
     )
     where.add_argument(
         "--port-base",
@@ -304,6 +315,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     pads = axes.parse_token_bytes(args.token_bytes)
     ttls = axes.parse_jwt_ttls(args.jwt_ttl)
     places = axes.parse_validate_at(args.validate_at)
+    gateways = axes.parse_gateways(args.gateway)
     stores = tuple(dict.fromkeys(parse_list(args.store)))
     if not stores:
         raise ValueError("--store: at least one topology")
@@ -327,7 +339,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     matrix = Matrix(
         modes, replicas, loads, algs, args.repeats, args.seed,
         store_links=links, redis_cpus=caps, token_bytes=pads, jwt_ttls=ttls,
-        validate_at=places, stores=stores,
+        validate_at=places, stores=stores, gateways=gateways,
     )  # fmt: skip
     if args.preset:
         quotas = tuple(c for c in caps if c is not None)  # --redis-cpus, if given
@@ -336,8 +348,14 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
             if quotas
             else presets.PRESETS[args.preset](seed=args.seed, jwt_alg=algs[0])
         )
-        matrix = preset.matrix.with_stores(stores)
+        matrix = preset.matrix.with_stores(stores).with_gateways(gateways)
         protocol = dataclasses.replace(protocol, **preset.protocol)
+    link = store_link.choose(args.store_link, args.target)
+    matrix = matrix.with_link(link.via)
+    if link.via == store_link.NETEM and any(
+        cell.store.proxied and cell.topology != "single" for cell in matrix.configs()
+    ):
+        raise ValueError("--store-link netem: a store distance only with --store single")
     every_cap = {cell.redis_cpus for cell in matrix.configs()}
     axes.check_redis_cpus_possible(args.target, sorted(every_cap, key=lambda c: c or 0))
     if args.target not in ("local", "compose") and any(
@@ -349,8 +367,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         )
     if args.pin and args.target != "local":
         raise ValueError("--pin: only with --target local")
-    if args.gateway != GATEWAYS[0] and args.target != "local":
-        raise ValueError(f"--gateway {args.gateway}: only with --target local (so far)")
+    if matrix.gateways != (GATEWAYS[0],) and args.target not in ("local", "compose"):
+        raise ValueError(f"--gateway {args.gateway}: only with --target local or compose")
     endpoints = external_endpoints(args, matrix)
 
     return BenchConfig(
@@ -365,7 +383,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         run_id=args.run_id,
         render_report=not args.no_report,
         external=endpoints,
-        gateway=args.gateway,
+        store_link=link,
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from authbench import store_link
 from authbench.chaos.load import LoadShape
 from authbench.chaos.scenarios import (
     ALL_SCENARIOS,
@@ -36,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenarios", default=",".join(SCENARIOS),
         help="comma-separated scenarios to run, in this order (failover, failover-wait, "
         "failover-partition and failover-partition-wait, on a primary/replica/3-Sentinel "
-        "store, replica-crash, and shard-kill, on a three-shard Redis Cluster, run only "
-        "when named)",
+        "store, replica-crash, shard-kill, on a three-shard Redis Cluster, and "
+        "read-replica-kill and read-replica-pause, on a primary with two read replicas, "
+        "run only when named)",
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default="local",
@@ -45,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stack (the modes its settings serve: session, its JWT mode, opaque when it has an "
         "INTROSPECT_SECRET; kill, pause, the restart matching its REDIS_APPENDONLY, the "
         "auth-service faults; on its `sentinel` profile, failover, or failover-wait when it "
-        "runs REDIS_WAIT_REPLICAS=1); swarm: the stack below (kill, pause, restart-none, "
-        "auth-pause)",
+        "runs REDIS_WAIT_REPLICAS=1; on its `replicas` profile, read-replica-pause); "
+        "swarm: the stack below (kill, pause, restart-none, auth-pause)",
     )  # fmt: skip
     parser.add_argument(
         "--swarm-stack", default="authbench",
@@ -70,7 +72,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )  # fmt: skip
     parser.add_argument(
         "--slow-ms", type=float, default=5.0,
-        help="slow scenario: one-way delay added by the userspace proxy",
+        help="slow scenario: one-way delay added on the Redis link (see --store-link)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store-link", choices=store_link.CHOICES, default=store_link.AUTO,
+        help="slow scenario: what delays the Redis link: netem (tc on lo, only Redis's "
+        "port; local target, root, a kernel with sch_netem/sch_prio/cls_u32), proxy (the "
+        "userspace delay proxy), or auto: netem where it works, else the proxy; the "
+        "manifest says which and why",
     )  # fmt: skip
     parser.add_argument(
         "--partition", type=float, default=3.0,
@@ -97,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def options_from(args: argparse.Namespace) -> ChaosOptions:
+    """The run's options; ValueError naming the flag (--store-link netem where it fails)."""
     return ChaosOptions(
         replicas=args.replicas,
         shape=LoadShape(users_per_mode=args.users_per_mode, user_rps=args.user_rps),
@@ -111,6 +121,7 @@ def options_from(args: argparse.Namespace) -> ChaosOptions:
             partition_s=args.partition,
         ),
         planted_each=args.planted,
+        store_link=store_link.choose(args.store_link, args.target),
     )
 
 
@@ -146,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
             "--target external`",
             file=sys.stderr,
         )
+        return 2
+    try:
+        options = options_from(args)
+    except ValueError as err:
+        print(f"authbench chaos: {err}", file=sys.stderr)
         return 2
     scenarios = [known[n] for n in names]
     target: Deployment | None = None  # local: a fresh cluster per scenario
@@ -188,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         out = run_chaos(
-            options_from(args),
+            options,
             scenarios,
             args.results,
             args.run_id,

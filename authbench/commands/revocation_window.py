@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from authbench import modes
+from authbench.bench import axes
 from authbench.bench import revocation_window as rw
 from authbench.bench.matrix import parse_list
 from authbench.process import PROJECT_ROOT
@@ -69,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "each in turn, in one run (e.g. single,replicas:2: the replication lag a read replica "
         "adds to the window)",
     )
+    parser.add_argument(
+        "--validate-at",
+        default="replica",
+        metavar="{replica,gateway}",
+        help="where credentials are checked (VALIDATE_AT), comma-separated: replica (each "
+        "replica is asked directly, as by default) and/or gateway (the gateway checks every "
+        "request once and the replicas trust its signed assertion, so the gateway is asked)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -113,6 +122,7 @@ def build_config(args: argparse.Namespace) -> rw.RunConfig:
         results_dir=Path(args.results_dir),
         run_id=args.run_id,
         stores=tuple(stores),
+        places=axes.parse_validate_at(args.validate_at),
     )
 
 

@@ -236,6 +236,7 @@ class LatencyCheck:
     measured_p50_us: float
     predicted_p50_us: float
     ping_us: float  # the store PING measured over the same path (context, not an input)
+    store_link: str = "proxy"  # what made the distance: the delay proxy, or netem
 
     @property
     def error_pct(self) -> float:
@@ -287,7 +288,11 @@ def check_latency(
             if base is None or not (math.isfinite(c.read_p50_s) and math.isfinite(base.read_p50_s)):
                 continue
             trips = 1.0 if read_command(c.mode) else 0.0
-            proxy = proxy_s_per_cmd if base.store_link == DIRECT else 0.0
+            # The proxy's own CPU per command, when the base has no proxy and the cell has
+            # one (netem costs no process of its own).
+            proxy = (
+                proxy_s_per_cmd if base.store_link == DIRECT and c.store_link == "proxy" else 0.0
+            )
             added = trips * (c.store_rtt_s - base.store_rtt_s + proxy)
             out.append(
                 LatencyCheck(
@@ -301,6 +306,7 @@ def check_latency(
                     measured_p50_us=c.read_p50_s * 1e6,
                     predicted_p50_us=(base.read_p50_s + added) * 1e6,
                     ping_us=c.store_ping_s * 1e6,
+                    store_link=c.store_link,
                 )
             )
     return out
@@ -687,7 +693,7 @@ def medians_over_repeats(model: Model) -> list[dict[str, Any]]:
         k = (v.run, v.mode, v.replicas, v.users, v.redis_cpus, v.store_link, v.store_rtt_ms, what)
         groups.setdefault(k, []).append((v.measured_rps, v.predicted_rps))
     for c in model.latency_checks:
-        k = (c.run, c.mode, 1, 0, None, "proxy", c.store_rtt_ms, "read p50 µs (distance)")
+        k = (c.run, c.mode, 1, 0, None, c.store_link, c.store_rtt_ms, "read p50 µs (distance)")
         groups.setdefault(k, []).append((c.measured_p50_us, c.predicted_p50_us))
     out = []
     for (run, mode, replicas, users, cap, link, rtt, what), pairs in groups.items():

@@ -37,7 +37,7 @@ class MeasuredCell:
     replica_cores: tuple[float, ...]  # each replica's cores
     store_rtt_s: float
     store_ping_s: float  # the store's PING over the services' path, measured (NaN: none)
-    store_link: str  # DIRECT, or "proxy" (the delay proxy in the path, even at 0 ms)
+    store_link: str  # DIRECT, "proxy" or "netem" (a link in the path, even at 0 ms)
     redis_cpus: float | None  # CPU quota of redis-server in cores, None when uncapped
     pinned: tuple[int, int] | None  # --pin: (generator's CPUs, the system's CPUs), counted
     flags: tuple[str, ...]

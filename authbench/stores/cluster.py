@@ -93,14 +93,6 @@ class ShardedCluster(NodeSet):
             slots = [int(s) for s in pipe.execute()]
         return [next(i for i, (a, b) in enumerate(ranges) if a <= slot <= b) for slot in slots]
 
-    def kill(self, index: int) -> None:
-        """SIGKILL shard `index` (0-based); it stays down until `restart`."""
-        proc = self.nodes[index].proc
-        if proc is None:
-            raise ClusterStoreError(f"{self.nodes[index].name} was never started")
-        proc.kill()
-        proc.wait()
-
     def restart(self, index: int, timeout_s: float = 30.0) -> None:
         """Start shard `index` again: same port and nodes file, so it rejoins the cluster
         with its slots (and no data: no persistence); return once every node says ok."""

@@ -4,6 +4,7 @@ and what every topology of several such processes shares (NodeSet): what `sentin
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -73,6 +74,27 @@ class NodeSet:
 
     def stop(self, grace_s: float = 3.0) -> None:
         process.stop(self.spawned(), grace_s)
+
+    # --- faults (chaos): one data node, by its index in `nodes` ------------------------
+    def _proc(self, index: int) -> subprocess.Popen[bytes]:
+        proc = self.nodes[index].proc
+        if proc is None:
+            raise RuntimeError(f"{self.nodes[index].name} was never started")
+        return proc
+
+    def kill(self, index: int) -> None:
+        """SIGKILL data node `index`; it stays down until the topology restarts it."""
+        proc = self._proc(index)
+        proc.kill()
+        proc.wait()
+
+    def pause(self, index: int) -> None:
+        """SIGSTOP data node `index`: its connections stay open, nothing is answered."""
+        self._proc(index).send_signal(signal.SIGSTOP)
+
+    def unpause(self, index: int) -> None:
+        """SIGCONT data node `index` (named as docker's: `resume` is SentinelSet's own)."""
+        self._proc(index).send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Self:
         self.start()

@@ -15,6 +15,7 @@ REDIS_READ_REPLICAS; session reads go to the replicas only with SESSION_RENEW_IN
         store.replicas_setting       # "127.0.0.1:r1,127.0.0.1:r2"
         store.replication_lag()      # {r1: bytes behind, r2: ...}
         store.read_lag_ms(100)       # DEL on the primary -> a replica's GET sees it gone
+        store.kill_replica(1); store.restart_replica(1)   # chaos: read replica 2
 """
 
 from __future__ import annotations
@@ -25,10 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from authbench.stores.node import NodeSet, wait_ping
 from authbench.stores.node import StoreNode as _Node
 from authbench.targets.base import MAX_READ_REPLICAS
+
+PRIMARY_NAME = "redis-primary"
+# --store replicas:N without SESSION_RENEW_INTERVAL_S in the settings (local and compose
+# targets): renew a session's idle TTL at most once a minute (as SESSION_CACHE_RENEW_S
+# does by default); 0 would renew on every read (GETEX, on the primary), none on a replica.
+REPLICAS_DEFAULT_RENEW_INTERVAL_S = 60
+
+
+def replica_name(index: int) -> str:
+    """The name of read replica `index` (0-based): `redis-replica-1`, ... (process names,
+    INFO sampling's nodes, the read-replica chaos scenarios)."""
+    return f"redis-replica-{index + 1}"
 
 
 class ReplicaStoreError(RuntimeError):
@@ -115,6 +130,54 @@ class ReplicaSet(NodeSet):
                 replica.close()
         return found
 
+    def reads_served(self) -> dict[str, int | None]:
+        """GET calls each node has served so far (INFO commandstats; a session read is a
+        GET + PTTL), by name, primary first; None for a node that does not answer within
+        0.2 s (killed or paused). A restarted node counts from 0 again."""
+        found: dict[str, int | None] = {}
+        for node in self.nodes:
+            try:
+                with redis.Redis(
+                    port=node.port,
+                    socket_timeout=0.2,
+                    socket_connect_timeout=0.2,
+                    retry=Retry(NoBackoff(), 0),  # redis-py's default retries for seconds
+                ) as client:
+                    stats = client.info("commandstats")
+                found[node.name] = int(stats.get("cmdstat_get", {}).get("calls", 0))
+            except redis.RedisError:
+                found[node.name] = None
+        return found
+
+    # --- faults (chaos): read replica `index`, 0-based ---------------------------------
+    def _replica_index(self, index: int) -> int:
+        if not 0 <= index < len(self.replica_ports):
+            raise ReplicaStoreError(
+                f"there is no read replica {index + 1}; this store has {len(self.replica_ports)}"
+            )
+        return index + 1  # its place in `nodes`, after the primary
+
+    def kill_replica(self, index: int) -> None:
+        """SIGKILL read replica `index`; it stays down until `restart_replica`."""
+        self.kill(self._replica_index(index))
+
+    def pause_replica(self, index: int) -> None:
+        self.pause(self._replica_index(index))
+
+    def resume_replica(self, index: int) -> None:
+        self.unpause(self._replica_index(index))
+
+    def restart_replica(self, index: int, timeout_s: float = 30.0) -> None:
+        """Start a killed read replica again (same port, `replicaof` the primary, empty:
+        no persistence); return once its link is up, its full sync done."""
+        node = self.nodes[self._replica_index(index)]
+        if node.alive():
+            raise ReplicaStoreError(f"{node.name} is still running")
+        node.start()
+        deadline = time.monotonic() + timeout_s
+        wait_ping(node, self._client(node.port), deadline, ReplicaStoreError)
+        self._wait_link_up(node, deadline)
+
     # --- life -------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
         server = shutil.which("redis-server")
@@ -122,7 +185,7 @@ class ReplicaSet(NodeSet):
             raise ReplicaStoreError("redis-server was not found on PATH")
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        names = ["redis-primary", *(f"redis-replica-{i + 1}" for i in range(len(self.ports) - 1))]
+        names = [PRIMARY_NAME, *(replica_name(i) for i in range(len(self.ports) - 1))]
         self.nodes = [
             _Node(name, port, self._argv(server, port, i > 0), logs / f"{name}.log")
             for i, (name, port) in enumerate(zip(names, self.ports, strict=True))

@@ -46,7 +46,7 @@ class DeploymentSpec:
     # external: where the deployment that something else runs answers (gateway URL, and
     # optionally auth URL and Redis address); nothing is started for it.
     external: Endpoints | None = None
-    # Issue 15: what answers at the gateway's address, ours or nginx (local only so far).
+    # Issue 15: what answers at the gateway's address, ours or nginx (local and compose).
     gateway: str = "ours"
 
 
@@ -54,12 +54,11 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
     """The deployment of `target` for `spec`, not started yet (`with` it, or `start()`)."""
     if spec.store != SINGLE_REDIS and target not in ("local", "compose"):
         raise ValueError(f"--store {spec.store} is built for --target local and compose")
-    if spec.store.kind == "replicas" and target != "local":
-        raise ValueError(f"--store {spec.store} is built for --target local only (so far)")
-    # cluster:N: any N locally; compose has the profile `cluster` (3 shards), and
-    # ComposeTarget refuses another N, naming the one it has.
-    if spec.gateway != "ours" and target != "local":
-        raise ValueError(f"--gateway {spec.gateway} is built for --target local only (so far)")
+    # cluster:N, replicas:N: any N locally; compose has the profiles `cluster` (3 shards)
+    # and `replicas` (2 read replicas), and ComposeTarget refuses another N, naming the
+    # one it has.
+    if spec.gateway != "ours" and target not in ("local", "compose"):
+        raise ValueError(f"--gateway {spec.gateway} is built for --target local and compose")
     if target == "local":
         from authbench.process import free_port_block
         from authbench.targets.local import LocalCluster, Ports
@@ -87,7 +86,8 @@ def open_deployment(target: str, spec: DeploymentSpec) -> Deployment:
             env=dict(spec.settings),
             scale_to=spec.replicas,
             redis_delay_ms=spec.redis_delay_ms,  # the redis-proxy container
-            store=spec.store,  # sentinel, cluster:3: the profiles `sentinel`, `cluster`
+            store=spec.store,  # sentinel, cluster:3, replicas:2: the profiles of those names
+            gateway=spec.gateway,  # nginx: the service gateway-nginx (profile `nginx`)
         )
     if target == "external":
         from authbench.targets.external import ExternalTarget

@@ -30,6 +30,9 @@ What an implementation provides:
 - auth-service faults: `kill_auth`, `pause_auth`, `resume_auth`, `start_auth`;
 - shard faults (`cluster:N`): `kill_shard`, `start_shard`, `shard_of_keys` (CLUSTER
   KEYSLOT);
+- read-replica faults (`replicas:N`): `kill_read_replica`, `start_read_replica`,
+  `pause_read_replica`, `resume_read_replica`, and `read_replica_reads` (where the
+  session reads go);
 - samplers' sources: `redis_info()` (INFO as a flat dict), `redis_infos()` (INFO of every
   node of the store, one per shard of a Redis Cluster), `cpu_seconds()` (CPU used so far
   per component: redis, redis-shard-N, auth, gateway, resource-N, ...), `metrics_pages()`
@@ -254,6 +257,12 @@ class Deployment(ABC):
         mine = getattr(type(self), operation, None)
         return mine is not None and mine is not getattr(Deployment, operation, None)
 
+    def unsupported_why(self, operation: str) -> str:
+        """Why this deployment, as it runs, cannot do an operation its target implements
+        (e.g. compose shards started without fixed addresses); "" when nothing stands in
+        the way beyond `supports`."""
+        return ""
+
     # --- Redis faults -------------------------------------------------------------------
     def kill_redis(self) -> None:
         """SIGKILL Redis; it stays down until `start_redis`."""
@@ -321,6 +330,29 @@ class Deployment(ABC):
         """The shard (0-based) holding each key, by CLUSTER KEYSLOT."""
         raise NotSupported(self.target, "shard_of_keys")
 
+    # --- read-replica faults (store topology `replicas:N`, the read-replica scenarios) ---
+    def kill_read_replica(self, index: int) -> None:
+        """SIGKILL read replica `index` (0-based) of the store; it stays down until
+        `start_read_replica`."""
+        raise NotSupported(self.target, "kill_read_replica")
+
+    def start_read_replica(self, index: int) -> None:
+        """Start read replica `index` again (empty, it syncs from the primary); return once
+        its replication link is up."""
+        raise NotSupported(self.target, "start_read_replica")
+
+    def pause_read_replica(self, index: int) -> None:
+        """Freeze read replica `index`: connections stay open, nothing is answered."""
+        raise NotSupported(self.target, "pause_read_replica")
+
+    def resume_read_replica(self, index: int) -> None:
+        raise NotSupported(self.target, "resume_read_replica")
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        """GET calls served so far by the primary (`redis-primary`) and each read replica
+        (`redis-replica-N`), INFO commandstats; None for a node that does not answer."""
+        raise NotSupported(self.target, "read_replica_reads")
+
     # --- replica faults (the replica-crash scenario) ------------------------------------
     def kill_replica(self, index: int) -> None:
         """SIGKILL resource replica `index` (of `replica_urls()`); it stays down."""
@@ -359,7 +391,8 @@ class Deployment(ABC):
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
         """`INFO all` of every node of the store, by name: one for a single Redis (the
-        default), one per shard of a Redis Cluster (`redis-shard-N`)."""
+        default), one per shard of a Redis Cluster (`redis-shard-N`), the primary and
+        each read replica of a replicas store (`redis-primary`, `redis-replica-N`)."""
         return {"redis": self.redis_info()}
 
     def cpu_seconds(self) -> dict[str, float]:

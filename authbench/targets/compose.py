@@ -17,6 +17,9 @@ nothing here talks to the engine's API directly.
     target.cpu_seconds()                     # {"redis": 1.2, "resource-1": 12.3, ...}
     target.down()                            # containers, network and volumes
 
+With `store=CLUSTER` (--store cluster:3) every command also reads docker-compose.cluster.yml:
+the shards on fixed addresses, which `kill_shard`/`start_shard` need.
+
 Compose variables (BASE_IMAGE, REDIS_IMAGE, JWT_REVOCATION, REDIS_APPENDONLY, ...; see
 .env.example) come from `env`, then the process environment, then the project's `.env`.
 On a registry-less host, when BASE_IMAGE/REDIS_IMAGE are not set and the images made by
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import itertools
 import json
 import os
@@ -34,12 +38,14 @@ import secrets
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from authbench.process import PROJECT_ROOT
+from authbench.stores.replicas import PRIMARY_NAME, REPLICAS_DEFAULT_RENEW_INTERVAL_S, replica_name
 from authbench.targets.base import (
     SENTINEL,
     SINGLE_REDIS,
@@ -50,6 +56,7 @@ from authbench.targets.base import (
     http_status,
     redact,
 )
+from authbench.targets.nginx import GATEWAYS
 from authcore.assertion import generate_keys
 
 DEFAULT_PROJECT = "authbench"
@@ -80,13 +87,46 @@ CLUSTER_PROFILE = "cluster"
 SHARD_SERVICES = ("redis-shard-1", "redis-shard-2", "redis-shard-3")
 CLUSTER = StoreTopology("cluster", len(SHARD_SERVICES))
 CLUSTER_NODES = ",".join(f"{name}:6379" for name in SHARD_SERVICES)
+# The harness runs the profile with docker-compose.cluster.yml over the compose file: the
+# shards on a network of their own (`shards`), each on a fixed address CLUSTER_NET.(10+N),
+# and the services told them by address. A SIGKILLed shard started again then comes back
+# where its peers' nodes files and the services' slot maps look for it (without the file,
+# on whatever address the engine has free); shard-kill needs that (kill_shard checks).
+CLUSTER_FILE = "docker-compose.cluster.yml"
+SHARDS_NETWORK = "shards"
+CLUSTER_NET = "CLUSTER_NET"  # the variable: the first three octets of the shards' /24
+# Where a free /24 for CLUSTER_NET is looked for, each project from its own start: the
+# ends of the engine's two default pools (172.17-31.0.0/16, then 192.168.0.0/16 in /20s),
+# which it reaches last. It hands pools out in turn, not the lowest free one (a network
+# made here got 192.168.128.0/20 with only 172.17.0.0/16 in use), so one of them may hold
+# a whole /16 of the first range; it never hands out a pool that overlaps one in use.
+CLUSTER_NET_CANDIDATES = tuple(f"172.31.{third}" for third in range(200, 251)) + tuple(
+    f"192.168.{third}" for third in range(240, 256)
+)
+# --store replicas:2 (issue 17 item 6): the profile `replicas` runs two read replicas of
+# `redis` (again a fixed number); the services get REDIS_READ_REPLICAS and a renewal
+# interval (SESSION_RENEW_INTERVAL_S), as the local target gives them.
+READ_REPLICAS_PROFILE = "replicas"
+READ_REPLICA_SERVICES = (replica_name(0), replica_name(1))
+READ_REPLICAS = StoreTopology("replicas", read_replicas=len(READ_REPLICA_SERVICES))
+READ_REPLICAS_SETTING = ",".join(f"{name}:6379" for name in READ_REPLICA_SERVICES)
+# --gateway nginx (issue 15): the profile `nginx` runs Debian's nginx as the service
+# gateway-nginx on the gateway's port, and ours (`gateway`) is scaled to 0; auth then
+# holds the assertion signing key (AUTH_EDGE_ASSERTION_KEY) for nginx's auth_request.
+NGINX_PROFILE = "nginx"
+GATEWAY_SERVICE = "gateway"
+NGINX_SERVICE = "gateway-nginx"
 # Every profile the harness may start: what ps, logs and down must see too.
-HARNESS_PROFILES = (LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE)
+HARNESS_PROFILES = (
+    LOAD_PROFILE, STORE_PROXY_PROFILE, SENTINEL_PROFILE, CLUSTER_PROFILE, READ_REPLICAS_PROFILE,
+    NGINX_PROFILE,
+)  # fmt: skip
 # What scripts/build-base-images.sh tags; used only when the variables are not set.
 LOCAL_BASE_IMAGES = {
     "BASE_IMAGE": "authbench/base-python:local",
     "LOAD_BASE_IMAGE": "authbench/base-python-load:local",
     "REDIS_IMAGE": "authbench/redis:local",
+    "NGINX_IMAGE": "authbench/nginx:local",
 }
 
 _CGROUP_USAGE_FILES = (
@@ -156,14 +196,21 @@ class ComposeTarget(Deployment):
     # single: the one `redis`; sentinel: the profile `sentinel` too, and the services ask
     # the Sentinels. Attaching (scale_to=None), start() reads it from the running services.
     store: StoreTopology = SINGLE_REDIS
+    # What answers at the gateway's port (authbench.targets.nginx GATEWAYS): ours, or nginx
+    # (the profile `nginx`). Attaching, start() reads it from the running containers.
+    gateway: str = "ours"
     _base_images_checked: bool = field(default=False, init=False, repr=False)
     _introspect_checked: bool = field(default=False, init=False, repr=False)
+    _cluster_net_checked: bool = field(default=False, init=False, repr=False)
+    _fixed_shards: list[str | None] | None = field(default=None, init=False, repr=False)
     _killed: str | None = field(default=None, init=False, repr=False)  # a SIGKILLed data node
     _addresses: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     # Attached: the environment the running replicas were started with (settings, store).
     _running: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.gateway not in GATEWAYS:
+            raise ValueError(f"compose: --gateway {self.gateway}: choose from {GATEWAYS}")
         if self.redis_delay_ms is not None:
             self.env.setdefault("SERVICES_REDIS_URL", PROXY_URL)
         if self.store.kind == "cluster" and self.store != CLUSTER:
@@ -172,12 +219,25 @@ class ComposeTarget(Deployment):
                 f"{CLUSTER.shards} shards; use --store {CLUSTER} (or --target local for "
                 "other shard counts)"
             )
-        if self.store.kind not in ("single", "sentinel", "cluster"):
-            raise ValueError(f"compose has no --store {self.store} (single, sentinel, {CLUSTER})")
-        if self.store == CLUSTER:
+        if self.store.kind == "replicas" and self.store != READ_REPLICAS:
+            raise ValueError(
+                f"compose: --store {self.store}: the profile `replicas` has a fixed "
+                f"{READ_REPLICAS.read_replicas} read replicas; use --store {READ_REPLICAS} (or "
+                "--target local for other counts)"
+            )
+        if self.store.kind not in ("single", "sentinel", "cluster", "replicas"):
+            raise ValueError(
+                f"compose has no --store {self.store} (single, sentinel, {CLUSTER}, "
+                f"{READ_REPLICAS})"
+            )
+        if self.store == READ_REPLICAS:
             if self.redis_delay_ms is not None:
-                raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
-            self.env.setdefault("REDIS_CLUSTER_NODES", CLUSTER_NODES)
+                raise ValueError(f"compose: --store {READ_REPLICAS} has no delay proxy")
+            self.env.setdefault("REDIS_READ_REPLICAS", READ_REPLICAS_SETTING)
+            # As the local target: reads go to the replicas unless told otherwise.
+            self.env.setdefault("SESSION_RENEW_INTERVAL_S", str(REPLICAS_DEFAULT_RENEW_INTERVAL_S))
+        if self.store == CLUSTER and self.redis_delay_ms is not None:
+            raise ValueError(f"compose: --store {CLUSTER} has no delay proxy")
         if self.store == SENTINEL:
             if self.redis_delay_ms is not None:
                 raise ValueError("compose: --store sentinel has no delay proxy")
@@ -195,12 +255,19 @@ class ComposeTarget(Deployment):
         else:
             # What the running services were given, whatever this process's variables say.
             self._running = self.running_env(RESOURCE_SERVICE)
+            self.gateway = "nginx" if self.containers(NGINX_SERVICE) else "ours"
             if self._running.get("REDIS_CLUSTER_NODES"):
-                self.store = CLUSTER
+                store = CLUSTER
+            elif self._running.get("REDIS_READ_REPLICAS"):
+                count = len(self._running["REDIS_READ_REPLICAS"].split(","))
+                store = StoreTopology("replicas", read_replicas=count)
             elif self._running.get("REDIS_SENTINELS"):
-                self.store = SENTINEL
+                store = SENTINEL
             else:
-                self.store = SINGLE_REDIS
+                store = SINGLE_REDIS
+            if store != self.store:
+                self.store = store
+                self.__dict__.pop("config", None)  # resolved with another file set
 
     def stop(self) -> None:
         """Leave the stack running (it is the user's), with Redis running again (with
@@ -209,7 +276,10 @@ class ComposeTarget(Deployment):
             self.rejoin_redis()
             return
         if self.store == CLUSTER:
-            return  # the harness breaks no shard of this stack (no kill_shard here yet)
+            for index, service in enumerate(SHARD_SERVICES):
+                if all(c.state != "running" for c in self.containers(service, all=True)):
+                    self.start_shard(index)  # left killed by an interrupted scenario
+            return
         states = {c.state for c in self.containers(REDIS_SERVICE, all=True)}
         if "paused" in states:
             self.resume_redis()
@@ -220,8 +290,10 @@ class ComposeTarget(Deployment):
         store = {
             SENTINEL: " (Redis primary, replica, 3 Sentinels)",
             CLUSTER: f" (Redis Cluster of {CLUSTER.shards} shards)",
+            READ_REPLICAS: f" (Redis primary, {READ_REPLICAS.read_replicas} read replicas)",
         }.get(self.store, "")
-        return f"compose project {self.project_name} at {self.gateway_url}{store}"
+        gateway = " (nginx at the gateway's port)" if self.gateway == "nginx" else ""
+        return f"compose project {self.project_name} at {self.gateway_url}{store}{gateway}"
 
     def running_env(self, service: str) -> dict[str, str]:
         """The environment a running container of `service` was started with."""
@@ -257,7 +329,19 @@ class ComposeTarget(Deployment):
     def supports(self, operation: str) -> bool:
         if operation == "slow_redis" and not self.proxied:
             return False  # there is no proxy to slow: the services talk to Redis itself
+        if self.unsupported_why(operation):
+            return False
         return super().supports(operation)
+
+    def unsupported_why(self, operation: str) -> str:
+        if operation in ("kill_shard", "start_shard") and self.store == CLUSTER:
+            unfixed = self.unfixed_shards()
+            if unfixed:  # a restarted shard could come back elsewhere: see kill_shard
+                return (
+                    f"{', '.join(unfixed)} have no fixed address; start the stack with "
+                    f"`-f docker-compose.yml -f {CLUSTER_FILE}` (as --store {CLUSTER} does)"
+                )
+        return ""
 
     @functools.cached_property
     def config(self) -> dict[str, Any]:
@@ -306,6 +390,8 @@ class ComposeTarget(Deployment):
     ) -> subprocess.CompletedProcess[str]:
         """`docker compose -p NAME ARGS...` in the project dir; ComposeError when it fails."""
         argv = ["docker", "compose", "-p", self.project_name]
+        if self.store == CLUSTER:
+            argv += ["-f", "docker-compose.yml", "-f", CLUSTER_FILE]
         for profile in profiles:
             argv += ["--profile", profile]
         return self._run([*argv, *args], timeout_s=timeout_s, check=check)
@@ -352,6 +438,12 @@ class ComposeTarget(Deployment):
             alg = self._variable("EDGE_ASSERTION_ALG") or "EdDSA"
             signing, verifying = generate_keys(alg)
             self.env.update(EDGE_ASSERTION_KEY=signing, EDGE_ASSERTION_VERIFY_KEY=verifying)
+            if self.gateway == "nginx":  # nginx signs nothing: its auth_request's checker does
+                self.env.update(EDGE_ASSERTION_KEY="", AUTH_EDGE_ASSERTION_KEY=signing)
+        if self.store == CLUSTER and not self._cluster_net_checked:
+            self._cluster_net_checked = True
+            if not self._variable(CLUSTER_NET):
+                self.env[CLUSTER_NET] = self._cluster_net()
         env = dict(os.environ)
         env.update(self.env)
         if not self._base_images_checked:
@@ -376,6 +468,24 @@ class ComposeTarget(Deployment):
             self.env[INTROSPECT_SECRET] = secrets.token_urlsafe(32)
         else:
             self.env[INTROSPECT_SECRET] = running.get(INTROSPECT_SECRET, "")
+
+    def _cluster_net(self) -> str:
+        """CLUSTER_NET for this project: its `shards` network's, when it has one (a running
+        stack), else the first candidate /24 that no network of the engine overlaps,
+        starting at a place of the project's own (two stacks starting at once)."""
+        own = _network_subnets([f"{self.project_name}_{SHARDS_NETWORK}"])
+        if own:
+            return own[0].rsplit(".", 1)[0]
+        taken = [ipaddress.ip_network(net) for net in _network_subnets()]
+        start = zlib.crc32(self.project_name.encode()) % len(CLUSTER_NET_CANDIDATES)
+        for prefix in CLUSTER_NET_CANDIDATES[start:] + CLUSTER_NET_CANDIDATES[:start]:
+            subnet = ipaddress.ip_network(f"{prefix}.0/24")
+            if not any(subnet.overlaps(net) for net in taken):
+                return prefix
+        raise ComposeError(
+            "no free /24 for the shards' network in 172.31.200-250.0 or 192.168.240-255.0; "
+            f"set {CLUSTER_NET} to the first three octets of one"
+        )
 
     def _variable(self, name: str) -> str:
         """A compose variable as compose sees it: env, then process env, then .env."""
@@ -426,14 +536,26 @@ class ComposeTarget(Deployment):
             self.__dict__.pop("config", None)  # resolved before: without the secret
         if build:
             self.compose("build", "auth", timeout_s=timeout_s + 600)
-        store_profiles = {SENTINEL: (SENTINEL_PROFILE,), CLUSTER: (CLUSTER_PROFILE,)}
+        store_profiles = {
+            SENTINEL: (SENTINEL_PROFILE,),
+            CLUSTER: (CLUSTER_PROFILE,),
+            READ_REPLICAS: (READ_REPLICAS_PROFILE,),
+        }
         profiles: tuple[str, ...] = store_profiles.get(self.store, ())
         if self.redis_delay_ms is not None:
             # The proxy runs the load image (the harness's delay proxy), built by
             # locust-master; a cached build takes a second.
             self.compose("build", "locust-master", profiles=(LOAD_PROFILE,), timeout_s=900)
             profiles = (STORE_PROXY_PROFILE,)
+        if self.gateway == "nginx":
+            # gateway-nginx takes the gateway's port; ours runs no container meanwhile.
+            profiles = (*profiles, NGINX_PROFILE)
+        elif self.containers(NGINX_SERVICE, all=True):
+            # Ours again after nginx: free the port (an inactive profile's container stays).
+            self.compose("rm", "-f", "-s", NGINX_SERVICE, profiles=(NGINX_PROFILE,))
         args = ["up", "-d", "--remove-orphans"]
+        if self.gateway == "nginx":
+            args += ["--scale", f"{GATEWAY_SERVICE}=0"]
         if replicas is not None:
             args += ["--scale", f"{RESOURCE_SERVICE}={replicas}"]
         if wait:
@@ -656,6 +778,15 @@ class ComposeTarget(Deployment):
                 "services": list(SHARD_SERVICES),
                 "replicas_per_shard": 0,
                 "cluster_require_full_coverage": "no",
+                # docker-compose.cluster.yml: None where a shard has none
+                "fixed_addresses": self.shard_addresses(),
+            }
+        if self.store == READ_REPLICAS:
+            return {
+                "kind": "replicas",
+                "primary": REDIS_SERVICE,
+                "read_replicas": list(READ_REPLICA_SERVICES),
+                "replication": "asynchronous (replicaof), replica-read-only",
             }
         if self.store != SENTINEL:
             return super().store_description()
@@ -678,10 +809,48 @@ class ComposeTarget(Deployment):
             "quorum": tuning.get("quorum"),
         }
 
+    # --- read replicas (--store replicas:2, the profile `replicas`) -----------------------
+    # Pausing only: a killed container's name stops resolving, and on a host whose
+    # containers reach no outside DNS a service's lookup of it then blocks ~20 s (see the
+    # Sentinel profile in docker-compose.yml), which would be that, not the replica's loss.
+    def _read_replica(self, index: int) -> str:
+        if self.store != READ_REPLICAS:
+            raise NotSupported(self.target, "read replica faults", "this stack has none")
+        if not 0 <= index < len(READ_REPLICA_SERVICES):
+            raise ComposeError(f"there is no read replica {index + 1}")
+        return READ_REPLICA_SERVICES[index]
+
+    def pause_read_replica(self, index: int) -> None:
+        """Freeze read replica `index` (cgroup freezer): connections stay open."""
+        self.compose("pause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def resume_read_replica(self, index: int) -> None:
+        self.compose("unpause", self._read_replica(index), profiles=(READ_REPLICAS_PROFILE,))
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        """GET calls served so far by the primary and each read replica (INFO
+        commandstats in each container); None for one that does not answer (paused)."""
+        self._read_replica(0)
+        found: dict[str, int | None] = {}
+        nodes = {PRIMARY_NAME: REDIS_SERVICE} | {s: s for s in READ_REPLICA_SERVICES}
+        running = {c.service: c.id for c in self.containers() if c.state == "running"}
+        for name, service in nodes.items():
+            container = running.get(service)
+            out = self._node_cli(container, "INFO", "commandstats") if container else None
+            calls = parse_redis_info(out).get("cmdstat_get", "") if out is not None else None
+            if calls is None:
+                found[name] = None
+                continue
+            fields = dict(part.split("=", 1) for part in str(calls).split(",") if "=" in part)
+            found[name] = int(fields.get("calls", 0))
+        return found
+
     # --- shards (--store cluster:3, the profile `cluster`) -------------------------------
     def store_services(self) -> tuple[str, ...]:
         """The services that run the store's redis-server (--redis-cpus caps each): the
-        shards of a Redis Cluster, else `redis`."""
+        shards of a Redis Cluster, the primary and its read replicas, else `redis`."""
+        if self.store == READ_REPLICAS:
+            return (REDIS_SERVICE, *READ_REPLICA_SERVICES)
         return SHARD_SERVICES if self.store == CLUSTER else (REDIS_SERVICE,)
 
     def shard_of_keys(self, keys: list[str]) -> list[int]:
@@ -719,6 +888,84 @@ class ComposeTarget(Deployment):
             found.append(owner)
         return found
 
+    def shard_addresses(self) -> list[str | None]:
+        """Each shard's fixed address on the `shards` network (docker-compose.cluster.yml),
+        None for a shard that has none (the stack was started without that file) or whose
+        container does not exist. Read from the container's configuration, so a stopped
+        shard has it too."""
+        if self._fixed_shards is not None:
+            return list(self._fixed_shards)
+        found: list[str | None] = []
+        for index in range(len(SHARD_SERVICES)):
+            out = self._docker(
+                "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                self._shard_container(index), check=False,
+            )  # fmt: skip
+            networks: dict[str, Any] = json.loads(out.strip() or "null") or {}
+            fixed = {
+                name: (net.get("IPAMConfig") or {}).get("IPv4Address") or None
+                for name, net in networks.items()
+            }
+            found.append(fixed.get(f"{self.project_name}_{SHARDS_NETWORK}"))
+        if None not in found:  # a container's configured address never changes
+            self._fixed_shards = found
+        return found
+
+    def _shard_container(self, index: int) -> str:
+        """Shard `index`'s container by compose's own name (no `compose ps` per look: the
+        fault's moment is taken before the lookup)."""
+        return f"{self.project_name}-{SHARD_SERVICES[index]}-1"
+
+    def unfixed_shards(self) -> list[str]:
+        """The shards with no fixed address (empty: a killed one comes back where it was)."""
+        return [
+            service
+            for service, address in zip(SHARD_SERVICES, self.shard_addresses(), strict=True)
+            if address is None
+        ]
+
+    def kill_shard(self, index: int) -> None:
+        """SIGKILL shard `index`'s container (0-based, SHARD_SERVICES' order); it stays down
+        (restart: "no") until start_shard. Refused on a stack whose shards have no fixed
+        address: started again, the shard would take whatever address the engine has free,
+        and its peers (whose nodes files name it by address) and the services (whose slot
+        maps do) would look for it where it was."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "kill_shard", "this stack has no Redis Cluster")
+        why = self.unsupported_why("kill_shard")
+        if why:
+            raise NotSupported(self.target, "kill_shard", why)
+        self._docker("kill", "--signal", "KILL", self._shard_container(index))
+
+    def start_shard(self, index: int, timeout_s: float = 60.0) -> None:
+        """Start shard `index`'s container again: same container, so the same nodes file
+        (its node ID, its slots) and, with the fixed address, the same address; no
+        persistence, so it comes back empty. Returns once it answers PING and every shard
+        says cluster_state:ok and sees it connected, not failed (as the local target's
+        ShardedCluster.restart waits for every node's cluster_state:ok)."""
+        if self.store != CLUSTER:
+            raise NotSupported(self.target, "start_shard", "this stack has no Redis Cluster")
+        container = self._shard_container(index)
+        self._docker("start", container)
+        node_id = None
+        deadline = time.monotonic() + timeout_s
+        while node_id is None:
+            node_id = (self._node_cli(container, "CLUSTER", "MYID") or "").strip() or None
+            if time.monotonic() > deadline:
+                raise ComposeError(f"{SHARD_SERVICES[index]} did not answer after its start")
+            time.sleep(0.1)
+        for each in map(self._shard_container, range(len(SHARD_SERVICES))):
+            while not _sees_healthy(
+                self._node_cli(each, "CLUSTER", "INFO") or "",
+                self._node_cli(each, "CLUSTER", "NODES") or "",
+                node_id,
+            ):
+                if time.monotonic() > deadline:
+                    raise ComposeError(
+                        f"{SHARD_SERVICES[index]} did not rejoin the cluster in {timeout_s:g} s"
+                    )
+                time.sleep(0.1)
+
     def shard_cli(self, index: int, commands: Sequence[Sequence[str]]) -> list[str]:
         """redis-cli in shard `index`'s container (0-based), the commands read from its
         stdin (one `docker exec` for all, not one each): one answer line per command."""
@@ -754,8 +1001,15 @@ class ComposeTarget(Deployment):
         return parse_redis_info(self.redis_cli("INFO", "all"))
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
-        """INFO all of each shard (`redis-shard-N`) with a Redis Cluster, else the one
-        Redis's, as the local target gives them."""
+        """INFO all of each shard (`redis-shard-N`) with a Redis Cluster, of the primary
+        (`redis-primary`) and each read replica (`redis-replica-N`) with read replicas,
+        else the one Redis's, as the local target gives them."""
+        if self.store == READ_REPLICAS:
+            found: dict[str, Mapping[str, Any]] = {PRIMARY_NAME: self.redis_info()}
+            for service in READ_REPLICA_SERVICES:
+                out = self.compose("exec", "-T", service, "redis-cli", "INFO", "all").stdout
+                found[service] = parse_redis_info(out)
+            return found
         if self.store != CLUSTER:
             return {"redis": self.redis_info()}
         return {
@@ -779,6 +1033,10 @@ class ComposeTarget(Deployment):
             if seconds is None:
                 continue
             component = container.service
+            if component == NGINX_SERVICE:  # in the gateway's place, measured as it
+                component = GATEWAY_SERVICE
+            if component == REDIS_SERVICE and self.store == READ_REPLICAS:
+                component = PRIMARY_NAME  # beside redis-replica-N, as the local target has it
             if component == RESOURCE_SERVICE:
                 component = f"{RESOURCE_SERVICE}-" + container.name.rsplit("-", 1)[-1]
             usage[component] = usage.get(component, 0.0) + seconds
@@ -871,6 +1129,19 @@ class ComposeTarget(Deployment):
             self.env = saved
 
 
+def _sees_healthy(info: str, nodes: str, node_id: str) -> bool:
+    """Whether a shard's CLUSTER INFO says ok and its CLUSTER NODES has `node_id`
+    connected with no fail or pfail flag."""
+    if "cluster_state:ok" not in info:
+        return False
+    for line in nodes.splitlines():
+        words = line.split()
+        if len(words) > 7 and words[0] == node_id:
+            flags = words[2].split(",")
+            return words[7] == "connected" and not {"fail", "fail?"} & set(flags)
+    return False
+
+
 def parse_redis_info(text: str) -> dict[str, str]:
     """`INFO` output (`key:value` lines, `# Section` headers) as a dict."""
     info: dict[str, str] = {}
@@ -901,6 +1172,28 @@ def _container(row: Mapping[str, object]) -> Container:
         health=str(row.get("Health", "")),
         exit_code=int(str(row.get("ExitCode") or 0)),
     )
+
+
+def _network_subnets(names: Sequence[str] = ()) -> list[str]:
+    """The IPv4 subnets of the engine's networks (of those named; all when none is): what
+    a fixed subnet must not overlap. A name that does not exist has none."""
+    try:
+        if not names:
+            listed = subprocess.run(
+                ["docker", "network", "ls", "-q"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            names = listed.stdout.split()
+        if not names:
+            return []
+        done = subprocess.run(
+            ["docker", "network", "inspect", "--format",
+             "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *names],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return []
+    return [net for net in done.stdout.split() if "." in net]  # IPv6 ones aside
 
 
 def _images_present(images: list[str]) -> bool:

@@ -33,7 +33,8 @@ from authbench import process
 from authbench.delay_proxy import DelayProxy
 from authbench.process import PROJECT_ROOT
 from authbench.stores.cluster import ShardedCluster
-from authbench.stores.replicas import ReplicaSet
+from authbench.stores.node import NodeSet
+from authbench.stores.replicas import REPLICAS_DEFAULT_RENEW_INTERVAL_S, ReplicaSet
 from authbench.stores.sentinel import SentinelSet
 from authbench.targets import nginx as nginx_gateway
 from authbench.targets.base import (
@@ -71,9 +72,6 @@ class ClusterError(DeploymentError):
 
 # Ports.block's store_extra..resource_base-1: the ports a store beyond one Redis may use.
 _STORE_EXTRA_PORTS = 9
-# --store replicas:N without SESSION_RENEW_INTERVAL_S in the settings: renew a session's
-# idle TTL at most once a minute (as SESSION_CACHE_RENEW_S does by default).
-REPLICAS_DEFAULT_RENEW_INTERVAL_S = 60
 
 
 @dataclass(frozen=True)
@@ -563,6 +561,27 @@ class LocalCluster(Deployment):
     def shard_of_keys(self, keys: list[str]) -> list[int]:
         return self._shards().shard_of(keys)
 
+    def _read_replicas(self) -> ReplicaSet:
+        if self.replica_store is None:
+            raise ClusterError("this cluster does not run --store replicas:N")
+        return self.replica_store
+
+    def kill_read_replica(self, index: int) -> None:
+        self.close()  # the sampling connections: one is to that replica
+        self._read_replicas().kill_replica(index)
+
+    def start_read_replica(self, index: int) -> None:
+        self._read_replicas().restart_replica(index)
+
+    def pause_read_replica(self, index: int) -> None:
+        self._read_replicas().pause_replica(index)
+
+    def resume_read_replica(self, index: int) -> None:
+        self._read_replicas().resume_replica(index)
+
+    def read_replica_reads(self) -> dict[str, int | None]:
+        return self._read_replicas().reads_served()
+
     def kill_redis_primary(self) -> tuple[str, float]:
         self.close()
         killed_at = time.time()  # the lookup before the kill is one loopback round trip
@@ -674,12 +693,15 @@ class LocalCluster(Deployment):
         return info
 
     def redis_infos(self) -> dict[str, Mapping[str, Any]]:
-        """Each shard's INFO all with --store cluster:N (one connection each, kept open
-        like `redis_info`'s); otherwise the one Redis's."""
-        if self.cluster_store is None:
+        """INFO all of every data node of a store of several (one connection each, kept
+        open like `redis_info`'s): each shard of --store cluster:N, the primary and each
+        read replica of --store replicas:N (where the session reads go); otherwise the
+        one Redis's."""
+        store: NodeSet | None = self.cluster_store or self.replica_store
+        if store is None:
             return {"redis": self.redis_info()}
         found: dict[str, Mapping[str, Any]] = {}
-        for node in self.cluster_store.nodes:
+        for node in store.nodes:
             client = self._shard_clients.get(node.name)
             if client is None:
                 client = redis.Redis(port=node.port, socket_timeout=2.0, socket_connect_timeout=2.0)

@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from authcore.config import VALIDATION_PLACES
+
 NGINX_MISSING = (
     "nginx was not found on PATH (it is at /usr/sbin/nginx on Debian). Install it first:\n"
     "  Debian/Ubuntu: sudo apt-get install nginx-light"
@@ -191,9 +193,13 @@ def nginx_config(
     upstream_timeout_s: float = 5.0,
     max_body_bytes: int = 65536,
     edge: bool = False,
+    listen_host: str = "127.0.0.1",
+    origin: str = "the cluster rewrites it",
 ) -> str:
-    """The nginx.conf of a gateway on 127.0.0.1:`port` (see the module's docstring);
-    `edge`: validate at the edge through `auth_request` (VALIDATE_AT=gateway)."""
+    """The nginx.conf of a gateway on `listen_host`:`port` (see the module's docstring);
+    `edge`: validate at the edge through `auth_request` (VALIDATE_AT=gateway). An upstream
+    URL's host may be a name: nginx resolves it when it (re)loads the config and takes
+    every address it gets as a server of that upstream (compose's DNS: every replica)."""
     if not auth_urls or not replica_urls:
         raise ValueError("nginx gateway: needs at least one auth URL and one replica URL")
     temp = workdir / "nginx-temp"
@@ -204,7 +210,7 @@ def nginx_config(
         if edge
         else "        location ^~ /api/ { proxy_pass http://authbench_resource; }"
     )
-    return f"""# written by authbench.targets.nginx; do not edit (the cluster rewrites it)
+    return f"""# written by authbench.targets.nginx; do not edit ({origin})
 worker_processes {max(1, workers)};
 daemon off;
 pid {workdir}/nginx.pid;
@@ -234,7 +240,7 @@ http {{
     }}
 
     server {{
-        listen 127.0.0.1:{port} backlog=1024;
+        listen {listen_host}:{port} backlog=1024;
 
         proxy_http_version 1.1;
 {_headers(8)}
@@ -303,11 +309,56 @@ def gateway_process(
     return [sys.executable, "-m", __name__, "gateway"], {**env, CONF_ENV: str(conf)}
 
 
+# --- compose (docker-compose.yml's service gateway-nginx, profile `nginx`) ----------------
+# The same template, with compose's service names as upstreams: nginx resolves each name to
+# every replica's address when it loads the config, and the container's start script
+# (docker-compose.yml) reloads nginx when compose's DNS answers differently (a --scale, a
+# replica gone), so the upstreams follow scaling with keep-alive pools and passive health
+# kept. One config per VALIDATE_AT, committed, mounted by that variable.
+COMPOSE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
+COMPOSE_PORT = 8080  # inside the container; published on 127.0.0.1:$GATEWAY_PORT
+
+
+def compose_config_path(validate_at: str) -> Path:
+    return COMPOSE_CONFIG_DIR / f"validate-at-{validate_at}.conf"
+
+
+def compose_config(validate_at: str) -> str:
+    """deploy/nginx/validate-at-<validate_at>.conf's text (tests keep the files equal)."""
+    return nginx_config(
+        port=COMPOSE_PORT,
+        listen_host="0.0.0.0",  # inside the container; published on loopback only
+        auth_urls=["http://auth:8081"],
+        replica_urls=["http://resource:8101"],
+        workdir=Path("/tmp"),  # noqa: S108 - the container's own (its script makes nginx-temp)
+        edge=validate_at == "gateway",
+        origin="python -m authbench.targets.nginx compose-configs writes it",
+    )
+
+
+def write_compose_configs() -> list[Path]:
+    written = []
+    for place in VALIDATION_PLACES:
+        path = compose_config_path(place)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(compose_config(place))
+        written.append(path)
+    return written
+
+
 def main(argv: Sequence[str]) -> None:
-    """`python -m authbench.targets.nginx gateway`: become nginx with $NGINX_CONF."""
+    """`python -m authbench.targets.nginx gateway`: become nginx with $NGINX_CONF;
+    `... compose-configs`: (re)write deploy/nginx/'s configs for compose."""
+    if list(argv) == ["compose-configs"]:
+        for path in write_compose_configs():
+            print(f"wrote {path}")
+        return
     conf = os.environ.get(CONF_ENV)
     if not conf or list(argv) != ["gateway"]:
-        raise SystemExit(f"usage: {CONF_ENV}=nginx.conf python -m authbench.targets.nginx gateway")
+        raise SystemExit(
+            f"usage: {CONF_ENV}=nginx.conf python -m authbench.targets.nginx gateway\n"
+            "       python -m authbench.targets.nginx compose-configs"
+        )
     binary = nginx_binary()
     os.execv(binary, [binary, "-c", conf, "-e", "stderr"])  # noqa: S606 - a fixed argv
 

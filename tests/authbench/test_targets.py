@@ -122,9 +122,27 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
             StoreTopology.parse(bad)
     with pytest.raises(ValueError, match=r"not built yet; choose from .*replicas:N"):
         StoreTopology.parse("mirror:2")
-    with pytest.raises(ValueError, match="replicas:2 is built for --target local only"):
+    # replicas:N on compose: the profile `replicas` has 2 read replicas, named as the local
+    # ones are, and the services are told where and how often to renew (as locally).
+    replicated = open_deployment(
+        "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+    )
+    assert isinstance(replicated, ComposeTarget)
+    assert replicated.env["REDIS_READ_REPLICAS"] == "redis-replica-1:6379,redis-replica-2:6379"
+    assert replicated.env["SESSION_RENEW_INTERVAL_S"] == "60"
+    assert replicated.store_services() == ("redis", "redis-replica-1", "redis-replica-2")
+    with pytest.raises(ValueError, match=r"fixed 2 read replicas; use --store replicas:2"):
         open_deployment(
-            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
+            "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:1"))
+        )
+    with pytest.raises(ValueError, match="replicas:2 has no delay proxy"):
+        open_deployment(
+            "compose",
+            DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"), redis_delay_ms=1),
+        )
+    with pytest.raises(ValueError, match="replicas:2 is built for --target local and compose"):
+        open_deployment(
+            "swarm", DeploymentSpec(replicas=1, store=StoreTopology.parse("replicas:2"))
         )
     # cluster:N on compose: the profile `cluster` has 3 shards, any other N is refused
     # with the one it has, before Docker is asked anything.
@@ -132,9 +150,9 @@ def test_store_topologies_parse_and_refuse_what_is_not_built() -> None:
         "compose", DeploymentSpec(replicas=1, store=StoreTopology.parse("cluster:3"))
     )
     assert isinstance(compose, ComposeTarget)
-    assert compose.env["REDIS_CLUSTER_NODES"] == (
-        "redis-shard-1:6379,redis-shard-2:6379,redis-shard-3:6379"
-    )
+    # The services are told the shards by docker-compose.cluster.yml (their fixed
+    # addresses), not by a variable of the target's.
+    assert "REDIS_CLUSTER_NODES" not in compose.env
     # --redis-cpus caps each shard there, as it does locally (not the idle `redis`).
     assert compose.store_services() == ("redis-shard-1", "redis-shard-2", "redis-shard-3")
     assert ComposeTarget().store_services() == ("redis",)
@@ -170,3 +188,71 @@ def test_the_services_redis_url_is_the_proxy_only_when_a_store_delay_is_set(
 
 def test_a_target_must_say_where_its_services_reach_redis() -> None:
     assert "services_redis_url" in Deployment.__abstractmethods__
+
+
+def test_the_cluster_file_pins_each_shard_outside_the_range_others_draw_from() -> None:
+    """docker-compose.cluster.yml: shard N on CLUSTER_NET.(10+N), outside the ip_range the
+    other containers get theirs from (so nothing takes a stopped shard's address), and the
+    services told exactly those addresses, in the shards' order."""
+    import ipaddress
+    import string
+
+    import yaml
+
+    from authbench.process import PROJECT_ROOT
+    from authbench.targets.compose import CLUSTER_FILE, SHARD_SERVICES, SHARDS_NETWORK
+
+    text = (PROJECT_ROOT / CLUSTER_FILE).read_text()
+    config = yaml.safe_load(string.Template(text.replace("${CLUSTER_NET:-172.31.250}", "$N"))
+                            .substitute(N="172.31.207"))  # fmt: skip
+    (ipam,) = config["networks"][SHARDS_NETWORK]["ipam"]["config"]
+    subnet, others = ipaddress.ip_network(ipam["subnet"]), ipaddress.ip_network(ipam["ip_range"])
+    assert subnet == ipaddress.ip_network("172.31.207.0/24")
+    fixed = []
+    for service in SHARD_SERVICES:
+        address = ipaddress.ip_address(
+            config["services"][service]["networks"][SHARDS_NETWORK]["ipv4_address"]
+        )
+        assert address in subnet and address not in others, (service, address)
+        fixed.append(f"{address}:6379")
+    assert len(set(fixed)) == len(SHARD_SERVICES)
+    for service in ("auth", "resource", "gateway"):
+        spec = config["services"][service]
+        assert SHARDS_NETWORK in spec["networks"] and "default" in spec["networks"]
+        assert spec["environment"]["REDIS_CLUSTER_NODES"].split(",") == fixed
+
+
+def test_a_restarted_shard_counts_as_back_only_when_a_peer_sees_it_connected() -> None:
+    from authbench.targets.compose import _sees_healthy
+
+    me = "c1fafbd44f81bcc6e134812a605bf32e8cd010be"
+    line = f"{me} 172.31.250.13:6379@16379 master{{}} - 0 1796162791430 3 {{}} 10923-16383"
+    ok = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n"
+    assert _sees_healthy(ok, line.format("", "connected"), me)
+    assert not _sees_healthy(ok, line.format(",fail", "connected"), me)
+    assert not _sees_healthy(ok, line.format(",fail?", "connected"), me)
+    assert not _sees_healthy(ok, line.format("", "disconnected"), me)
+    assert not _sees_healthy("cluster_state:fail\r\n", line.format("", "connected"), me)
+    assert not _sees_healthy(ok, line.format("", "connected"), "another-node-id")
+
+
+def test_the_shards_subnet_is_the_running_stacks_or_one_no_network_overlaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CLUSTER_NET: a running stack keeps its own; otherwise a /24 clear of every network
+    of the engine (here one holds all of 172.31.0.0/16), else a clear refusal."""
+    from authbench.targets import compose
+
+    networks: dict[str, list[str]] = {"": ["172.17.0.0/16", "172.31.0.0/16"]}
+    monkeypatch.setattr(
+        compose, "_network_subnets", lambda names=(): networks.get(",".join(names), [])
+    )
+    target = ComposeTarget(project_name="authbench-x", store=compose.CLUSTER)
+    prefix = target._cluster_net()
+    assert prefix.startswith("192.168.") and prefix in compose.CLUSTER_NET_CANDIDATES
+    networks["authbench-x_shards"] = ["172.31.207.0/24"]
+    assert target._cluster_net() == "172.31.207"
+    del networks["authbench-x_shards"]
+    networks[""] += ["192.168.0.0/16"]
+    with pytest.raises(compose.ComposeError, match="set CLUSTER_NET"):
+        target._cluster_net()

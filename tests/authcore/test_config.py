@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -38,6 +41,9 @@ def test_environment_values_are_parsed_by_type() -> None:
         ({"ARGON2_MEMORY_KIB": "1024"}, "OWASP"),
         ({"SESSION_IDLE_S": "100", "SESSION_ABSOLUTE_S": "50"}, "SESSION_ABSOLUTE_S"),
         ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"),
+        ({"JWT_TTL_S": "0"}, "JWT_TTL_S must be positive"),  # jwt-short's TTL (issue 14)
+        ({"JWT_TTL_S": "-30"}, "JWT_TTL_S must be positive"),
+        ({"PUSHLIST_MAX_SILENCE_S": "0"}, "PUSHLIST_MAX_SILENCE_S"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_named(
@@ -45,6 +51,30 @@ def test_invalid_settings_are_refused_with_the_variable_named(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("service", "env", "named"),
+    [
+        ("auth_service", {"JWT_TTL_S": "0"}, "JWT_TTL_S must be positive"),
+        (
+            "resource_service",
+            {"SESSION_CACHE_SIZE": "-1"},
+            "SESSION_CACHE_SIZE=-1: must be positive",
+        ),
+        ("gateway", {"JWT_TTL_S": "0"}, "JWT_TTL_S must be positive"),
+    ],
+)
+def test_a_service_with_a_bad_setting_exits_with_one_line_naming_it(
+    service: str, env: dict[str, str], named: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", service],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PORT": "1", **env},
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"{service}: bad setting: {named}", done.stderr[-2000:]
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:

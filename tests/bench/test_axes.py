@@ -91,11 +91,6 @@ def test_a_study_joins_matrices_and_measures_a_shared_cell_once() -> None:
     assert len({tuple(o) for o in orders}) > 1  # shuffled between repeats
 
 
-def test_netem_status_says_what_was_found() -> None:
-    status = axes.netem_status()
-    assert "netem" in status
-
-
 def test_the_scaling_preset_is_the_whole_study_within_15_minutes() -> None:
     from authbench.bench.presets import scaling
 

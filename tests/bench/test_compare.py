@@ -201,3 +201,27 @@ def test_runs_without_the_distance_axis_draw_no_distance_chart(tmp_path: Path) -
     a, b = _runs(tmp_path)
     report = compare.compare([a, b], tmp_path / "results", "plain")
     assert not (report.parent / "compare_distance.png").exists()
+
+
+@pytest.mark.parametrize("width_in", [6.2, 9.0, 12.4])
+def test_the_legend_stays_inside_a_narrow_chart(width_in: float) -> None:
+    """Two runs with real run ids and two modes: the one-panel charts (one replica count)
+    are 6.2 inches wide, too narrow for their five entries in one row (the committed
+    compare folder's throughput chart lost its first marker and its last mode so)."""
+    import matplotlib.pyplot as plt
+
+    runs = [
+        compare.Run(Path(name), {"run_id": name}, [])
+        for name in ("bench-20261201T144747Z", "bench-20261201T145000Z")
+    ]
+    fig = plt.figure(figsize=(width_in, 4.5))
+    try:
+        bottom = compare._legend(fig, runs, ["session", "jwt", "jwt+denylist"])
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+        assert box.y1 <= bottom * fig.bbox.height + 2  # the room kept for it below the panels
+        assert len(legend.get_texts()) == 5
+    finally:
+        plt.close(fig)

@@ -3,7 +3,11 @@ manifest folded away; the charts' honesty helpers; a default run that finds ceil
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -111,6 +115,57 @@ def test_every_table_scrolls_inside_a_container_that_fits_the_page(
     # long text (flags, errors) may wrap; it cannot stretch its column past a bound
     assert re.search(r"td\.long\{[^}]*max-width:\d+em", style)
     assert re.search(r"td\.long\{[^}]*white-space:normal", style)
+
+
+# Issue 13: "check every chart and the report in headless Chromium at 1400 px". The page
+# is laid out by a real browser 1400 px wide; a script at its end reports, once the
+# charts are decoded, the page's own width and what reaches past the window's edge.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+_MEASURE = """<script>
+window.addEventListener("load", () => {
+  const edge = window.innerWidth + 0.5;
+  const scroller = (e) => {
+    for (let p = e.parentElement; p; p = p.parentElement) {
+      if (["auto", "scroll"].includes(getComputedStyle(p).overflowX)) return p;
+    }
+    return e;
+  };
+  const images = [...document.images];
+  document.body.setAttribute("data-measured", JSON.stringify({
+    window: window.innerWidth,
+    page: document.documentElement.scrollWidth,
+    images: images.length,
+    broken: images.filter((i) => !i.complete || i.naturalWidth === 0).length,
+    images_past_edge: images.filter((i) => i.getBoundingClientRect().right > edge).length,
+    tables: document.querySelectorAll("table").length,
+    tables_past_edge: [...document.querySelectorAll("table")]
+      .filter((t) => scroller(t).getBoundingClientRect().right > edge).length,
+  }));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_report_fits_1400_px_in_headless_chromium(
+    rendered: tuple[Path, Structure], tmp_path: Path
+) -> None:
+    run_dir, page = rendered
+    probe = tmp_path / "report.html"
+    probe.write_text((run_dir / "report.html").read_text() + _MEASURE)
+    done = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    found = re.search(r'data-measured="([^"]*)"', done.stdout)
+    assert found, (done.returncode, done.stderr[-2000:])
+    measured = json.loads(unescape(found.group(1)))
+    assert measured["window"] == 1400
+    assert measured["images"] == len(page.elements("img")) >= len(charts.CHARTS)
+    assert measured["broken"] == 0  # every embedded chart decodes
+    assert measured["images_past_edge"] == 0  # and is scaled into the page
+    assert measured["tables"] >= 2 and measured["tables_past_edge"] == 0
+    assert measured["page"] <= 1400  # no sideways scrolling of the page itself
 
 
 def test_the_summary_table_shows_a_few_columns_and_the_csv_all(

@@ -108,3 +108,25 @@ def test_a_mode_that_never_revokes_is_reported_until_exp_without_spinning(
     summary = result.summary()
     assert summary["verdict"] == rw.NEVER
     assert 250 < summary["token_expires_in_s"] <= 300  # the token's own exp, read from it
+
+
+def test_validated_at_the_gateway_the_gateway_is_asked(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["revocation-window", "--modes", "session", "--logouts", "3", "--replicas", "2",
+         "--validate-at", "gateway", "--results-dir", str(tmp_path)]
+    )  # fmt: skip
+    config = command.build_config(args)
+    assert config.places == ("gateway",)
+    run_dir = rw.run(config, say=lambda _m: None)
+    (summary,) = rw.read_summary(run_dir)
+    assert summary["validate_at"] == "gateway" and summary["revoked"] == 3
+    # One place checks the credential: the gateway, asked alone (a replica asked directly
+    # would refuse even a fresh credential, which carries no assertion).
+    rows = (run_dir / "windows.csv").read_text().splitlines()
+    assert rows[0].endswith(",validate_at") and len(rows) == 1 + 3
+    assert all(row.split(",")[3] == "1" and row.endswith(",gateway") for row in rows[1:])
+    assert "| gateway |" in (run_dir / "README.md").read_text()
+    with pytest.raises(ValueError, match="--validate-at"):
+        command.build_config(
+            build_parser().parse_args(["revocation-window", "--validate-at", "edge"])
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from authbench import modes
@@ -63,3 +65,38 @@ def test_refresh_cost_is_per_ttl_of_the_refreshing_mode_only(tmp_path: Path) -> 
     # auth CPU over the idle baseline (1% of a core): 1% x 100 s / 100 refreshes = 10 ms
     assert cost.auth_cpu_ms_per_refresh == 10.0
     assert cost.redis_cmds_per_user_hour == 1800.0
+
+
+def test_opaque_and_the_gateway_placement_get_points_of_their_own(tmp_path: Path) -> None:
+    # Cells of one mode at both placements, and windows measured at both: two points, each
+    # from its own cells and its own window (before, the placement was merged into one).
+    cells = [
+        cell(modes.SESSION, 300, reads=1000, commands=1000),
+        replace(cell(modes.SESSION, 300, reads=1000, commands=1010), validate_at="gateway"),
+        cell(modes.OPAQUE, 300, reads=1000, commands=1050),
+    ]
+    windows = {
+        spectrum.placed(modes.SESSION.key, "replica"): window(modes.SESSION, 8.0),
+        spectrum.placed(modes.SESSION.key, "gateway"): window(modes.SESSION, 3.0),
+        modes.OPAQUE.key: window(modes.OPAQUE, 6.0),
+    }
+    found = {(p.mode, p.validate_at): p for p in spectrum.points(cells, windows)}
+    assert set(found) == {
+        (modes.SESSION.key, "replica"), (modes.SESSION.key, "gateway"),
+        (modes.OPAQUE.key, "replica"),
+    }  # fmt: skip
+    at_gateway = found[(modes.SESSION.key, "gateway")]
+    assert at_gateway.window_s == 0.003 and at_gateway.store_calls_per_read == 1.01
+    assert at_gateway.label.endswith("at the gateway")
+    assert found[(modes.SESSION.key, "replica")].window_s == 0.008
+    assert found[(modes.OPAQUE.key, "replica")].store_calls_per_read == 1.05
+    # A windows run's summary says where it was measured; older ones (no key) at the replicas.
+    run_dir = tmp_path / "w"
+    run_dir.mkdir()
+    summaries = [
+        {**window(modes.SESSION, 8.0)},
+        {**window(modes.SESSION, 3.0), "validate_at": "gateway"},
+    ]
+    (run_dir / "summary.json").write_text(json.dumps(summaries))
+    read = spectrum.read_windows([run_dir])
+    assert read["session"]["p99_ms"] == 8.0 and read["session at gateway"]["p99_ms"] == 3.0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from authbench.chaos import shard_kill
 from authbench.chaos.scenarios import ALL_SCENARIOS, cannot_run
 from authbench.chaos.shard_kill import Probe
@@ -22,6 +24,27 @@ def test_shard_kill_needs_a_cluster_store(tmp_path: Path) -> None:
         store=StoreTopology.parse(scenario.store),
     )  # fmt: skip
     assert cannot_run(scenario, sharded) is None
+
+
+def test_shard_kill_on_compose_needs_shards_on_fixed_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compose cluster whose shards have no fixed address (started without
+    docker-compose.cluster.yml) is refused before any load, with what to do; one whose
+    shards all have one runs it. (What the engine reports is stood in for here.)"""
+    from authbench.targets.compose import CLUSTER, ComposeTarget
+
+    scenario = ALL_SCENARIOS["shard-kill"]
+    unfixed = ComposeTarget(store=CLUSTER)
+    monkeypatch.setattr(unfixed, "shard_addresses", lambda: ["172.31.250.11", None, None])
+    why = cannot_run(scenario, unfixed)
+    assert why is not None
+    assert why.startswith("target compose cannot kill_shard, start_shard: redis-shard-2, ")
+    assert "-f docker-compose.yml -f docker-compose.cluster.yml" in why
+    fixed = ComposeTarget(store=CLUSTER)
+    monkeypatch.setattr(fixed, "shard_addresses", lambda: ["172.31.250.11", "172.31.250.12", "x"])
+    assert fixed.supports("kill_shard") and fixed.supports("start_shard")
+    assert fixed.unsupported_why("kill_shard") == ""
 
 
 def _probes() -> list[Probe]:

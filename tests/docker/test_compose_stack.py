@@ -14,9 +14,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pytest
 
+from authbench.process import free_port_block
 from authbench.targets.compose import ComposeTarget
 from tests.client import bearer, login, request, session_cookie
 from tests.docker.conftest import GATEWAY_PORT, PROJECT, SEED_USERS, in_ci
@@ -253,6 +255,68 @@ def test_a_short_locust_run_in_the_load_profile_writes_csv_stats_to_results(
         assert compose_stack.replicas() == 3, "the Locust run must not rescale the stack"
     finally:
         shutil.rmtree(compose_stack.results_dir / run_name, ignore_errors=True)
+
+
+def test_the_load_profile_serves_locusts_web_ui_on_loopback(compose_stack: ComposeTarget) -> None:
+    """README's `LOCUST_HEADLESS=false ... docker compose --profile load up -d --wait`:
+    Locust's web UI answers on 127.0.0.1:$LOCUST_WEB_PORT, idle with both workers
+    connected, and its Start (the page's own POST) changes the state it reports."""
+    port = free_port_block()
+    ui = f"http://127.0.0.1:{port}"
+    run_name = f"_scratch/compose-ui-{os.getpid()}"
+    csv_dir = compose_stack.results_dir / run_name
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    csv_dir.chmod(0o777)  # the master writes its CSVs here every few seconds, as any uid
+    settings = {
+        "LOCUST_HEADLESS": "false",
+        "LOCUST_WEB_PORT": str(port),
+        "LOCUST_WORKERS": "2",
+        "LOCUST_RUN": run_name,
+    }
+    compose_stack.env.update(settings)
+    try:
+        # README's command as it stands (no --no-deps): the running stack is left as it is.
+        compose_stack.compose("up", "-d", "--wait", profiles=("load",), timeout_s=180)
+        page = request(ui, "GET", "/")
+        assert page.status == 200 and b"<title>Locust" in page.body, page.body[:200]
+        deadline = time.monotonic() + 20
+        while (idle := _ui_stats(ui))["worker_count"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)  # a worker registers with the master just after it is healthy
+        assert (idle["state"], idle["user_count"], idle["worker_count"]) == ("ready", 0, 2), idle
+
+        form = "user_count=2&spawn_rate=2&host=http%3A%2F%2Fgateway%3A8080"
+        started = request(ui, "POST", "/swarm", body=form, headers=_FORM)
+        assert started.status == 200 and started.json()["success"] is True, started.body
+        assert _ui_state(ui, "spawning", "running") in ("spawning", "running")
+        # Stop answers; its state is not waited for (the containers go next): ~4 s of CI.
+        assert request(ui, "POST", "/stop").json()["success"] is True
+    finally:
+        for name in settings:
+            compose_stack.env.pop(name, None)
+        compose_stack.compose(
+            "rm", "-f", "-s", "locust-master", "locust-worker", profiles=("load",), timeout_s=60
+        )
+        shutil.rmtree(csv_dir, ignore_errors=True)
+    assert compose_stack.replicas() == 3, "the load profile's `up` must not rescale the stack"
+
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _ui_state(ui: str, *wanted: str, timeout_s: float = 20.0) -> str:
+    """The state the UI reports, polled until it is one of `wanted` (the UI caches its
+    stats for a few seconds, so a Start shows there a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while (state := str(_ui_stats(ui)["state"])) not in wanted and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return state
+
+
+def _ui_stats(ui: str) -> dict[str, Any]:
+    """What the web UI's pages poll: state, users and workers of the run."""
+    answer = request(ui, "GET", "/stats/requests")
+    assert answer.status == 200, answer.body
+    return cast(dict[str, Any], answer.json())
 
 
 def _status_after_redis_is_back(url: str, headers: dict[str, str]) -> int:
