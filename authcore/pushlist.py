@@ -41,7 +41,6 @@ from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -49,7 +48,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from authcore.config import Settings
 from authcore.errors import StoreUnavailable
-from authcore.redis_store import Redis, RedisStore
+from authcore.redis_store import NodeBreakers, Redis, RedisStore, cluster_client, node_guarded
 
 log = logging.getLogger("authcore.pushlist")
 
@@ -156,6 +155,8 @@ class PushList:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._sentinel: Sentinel | None = None  # REDIS_SENTINELS set: finds the primary
+        # REDIS_CLUSTER_NODES set: the tail's per-node breakers (not the store's gauge).
+        self._node_breakers = NodeBreakers(settings.redis_breaker_cooldown_ms / 1000, gauge=False)
         SILENCE.set_function(self._silence)
         ENTRIES.set_function(self.__len__)
 
@@ -291,10 +292,11 @@ class PushList:
         )
         nodes = settings.cluster_nodes()
         if nodes:  # REDIS_CLUSTER_NODES: the stream is one key, so one shard answers
-            return cast(
-                Redis,
-                RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **bounds),
-            )
+            # The store's own cluster client (one definition: routing, MOVED, no retry),
+            # its nodes guarded by breakers of this tail's own (a shard that refused the
+            # tail refuses its next try at once, until a probe after the cooldown).
+            guarded = node_guarded(self._node_breakers, lambda _err: False)
+            return cast(Redis, cluster_client(nodes, guarded, **bounds))
         sentinels = settings.sentinel_addresses()
         if sentinels:  # REDIS_SENTINELS: tail the current primary, as RedisStore does
             if self._sentinel is None:  # one for the process's life, closed by stop()
@@ -319,7 +321,7 @@ class PushList:
             try:
                 await self._check_stream(client)
                 await self._tail(client)
-            except (RedisError, OSError) as err:
+            except (RedisError, OSError, StoreUnavailable) as err:  # the last: a breaker
                 RECONNECTS.inc()
                 if not failing:
                     log.warning("revocation stream unreachable (%s); retrying", type(err).__name__)

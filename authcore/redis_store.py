@@ -42,10 +42,14 @@ tells them which client they have). The breaker is per node there (NodeBreakers)
 dead shard must fail only the calls whose keys live on it. One breaker for the store
 opened on the first call to the dead shard and then refused every call, so every
 request failed, and its probes, landing on live and dead shards alike, kept it flapping.
-So each node's connections carry that node's breaker (`_node_guarded`): a call bound for
+So each node's connections carry that node's breaker (`node_guarded`): a call bound for
 an open node answers 503 at once, without redis-py's topology refresh, and calls to the
 live nodes go on. (The shards themselves must run `cluster-require-full-coverage no`,
-or the live ones answer CLUSTERDOWN too once the dead one is marked failed.)
+or the live ones answer CLUSTERDOWN too once the dead one is marked failed.) Two redis-py
+defaults undid that under load on healthy shards: a client without its slot map sends
+commands to its default node (MOVED from the others; `_routed` learns the map first), and
+every fifth MOVED closed every connection in use (`reinitialize_steps=0`: a MOVED patches
+its slot). Together: 91% of reads 503 at 4 x 32 in flight on three capped shards.
 
 Read replicas (issue 17): with REDIS_READ_REPLICAS set, `read` sends a read-only operation
 to the replicas in turn (round robin), each with a pool and a breaker of its own; a
@@ -153,8 +157,9 @@ class NodeBreakers:
     """One CircuitBreaker per Redis Cluster node ("host:port"), made on first use; the
     gauge counts the nodes whose breaker is open."""
 
-    def __init__(self, cooldown_s: float) -> None:
+    def __init__(self, cooldown_s: float, gauge: bool = True) -> None:
         self._cooldown_s = cooldown_s
+        self._gauge = gauge  # False: a side client's nodes (the pushlist tail), not the store's
         self._breakers: dict[str, CircuitBreaker] = {}
         self._open: set[str] = set()
 
@@ -164,7 +169,8 @@ class NodeBreakers:
 
             def changed(is_open: bool) -> None:
                 (self._open.add if is_open else self._open.discard)(node)
-                metrics.REDIS_BREAKER_OPEN.set(len(self._open))
+                if self._gauge:
+                    metrics.REDIS_BREAKER_OPEN.set(len(self._open))
 
             breaker = self._breakers[node] = CircuitBreaker(self._cooldown_s, changed)
         return breaker
@@ -223,7 +229,7 @@ class ConnectionClosedUnderUs(RedisConnectionError):
 _NODE_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
-def _node_guarded(
+def node_guarded(
     breakers: NodeBreakers, own_stall: Callable[[BaseException], bool]
 ) -> type[Connection]:
     """A Connection class whose every command first asks its node's breaker (StoreUnavailable
@@ -286,6 +292,57 @@ def _node_guarded(
     return NodeGuardedConnection
 
 
+def cluster_client(
+    nodes: list[tuple[str, int]], connection_class: type[Connection], **bounds: Any
+) -> RedisCluster:
+    """The one Redis Cluster client of authcore (RedisStore's, and the pushlist tail's):
+    redis-py's async RedisCluster with every node's connections of `connection_class`
+    (`node_guarded`: each node's breaker) and the settings the measurements called for.
+    `bounds`: timeouts, pool size per node, client name; a `retry` in them is overridden."""
+    sharded = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        # A slot no live node serves fails its own calls (503), not every call.
+        require_full_coverage=False,
+        # A MOVED patches that slot and follows the redirect; never a whole refresh. By
+        # default every 5th MOVED closed every node's connections, those in use included,
+        # and each command in flight on them failed: see `learn_slots` for the MOVEDs a
+        # cold client makes, and what followed.
+        reinitialize_steps=0,
+        # No retry on a cluster: redis-py retries a failed pipeline after closing every
+        # node's connections, those in use on the live shards too, and those calls then
+        # fail (measured by the shard-kill scenario: 34 of 37 sessions on live shards
+        # failed once after the kill). A failed node's idle connections are dropped by
+        # redis-py at once and its breaker lets no call through until a fresh connection
+        # probes it.
+        **(bounds | {"retry": Retry(NoBackoff(), 0)}),
+    )
+    # redis-py takes no connection class for a cluster: set it on the shared connection
+    # settings every node is built from (the startup nodes are built already).
+    sharded.nodes_manager.connection_kwargs["connection_class"] = connection_class
+    for node in sharded.nodes_manager.startup_nodes.values():
+        node.connection_class = connection_class
+    return sharded
+
+
+async def learn_slots(client: Redis) -> None:
+    """Make a cluster client learn its slot map before a command needs it (the first
+    command, or the first after redis-py dropped the map on a failure).
+
+    redis-py routes a command sent while it holds no slot map to its default node, not to
+    its key's shard (`execute_command` picks the routing before it initializes), so on N
+    shards (N-1)/N of a cold client's concurrent first commands hit the wrong shard and
+    come back MOVED. With one shard the default node owns every slot and this never shows.
+    Measured (issue 17): 4 processes x 32 reads on 3 capped shards, those MOVEDs set off
+    redis-py's refresh-on-MOVED, which closed every connection in use; their commands
+    failed, the nodes' breakers opened, the next refresh was then refused by those
+    breakers, and a failed refresh closes every connection again: 91% of reads
+    StoreUnavailable for as long as the load lasted, on a healthy cluster. `initialize` is
+    a no-op once the map is there, and one refresh serves every waiter."""
+    sharded = cast(RedisCluster, client)
+    if sharded.get_default_node() is None:
+        await sharded.initialize()
+
+
 class _ReadReplica:
     """One read replica: its own pool and its own breaker (its failures are not the
     primary's, nor is its state the store's gauge)."""
@@ -336,31 +393,15 @@ class RedisStore:
         self.node_breakers: NodeBreakers | None = None
         if nodes:
             self.node_breakers = NodeBreakers(cooldown_s)
-            sharded = RedisCluster(
-                startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            sharded = cluster_client(
+                nodes,
+                node_guarded(self.node_breakers, self._own_stall),
                 # Per node. The slots bound the calls, but a pipeline across shards that
                 # fails fast on a dead node returns while its commands to the live nodes
                 # still hold a connection each; twice the slots leaves room for those.
                 max_connections=2 * size,
-                # A slot no live node serves fails its own calls (503), not every call.
-                require_full_coverage=False,
-                **(
-                    bounds
-                    # No retry on a cluster: redis-py retries a failed pipeline after
-                    # closing every node's connections, those in use on the live shards
-                    # too, and those calls then fail (measured by the shard-kill scenario:
-                    # 34 of 37 sessions on live shards failed once after the kill). A
-                    # failed node's idle connections are dropped by redis-py at once and
-                    # its breaker lets no call through until a fresh connection probes it.
-                    | {"retry": Retry(NoBackoff(), 0)}
-                ),
+                **bounds,
             )
-            # redis-py takes no connection class for a cluster: set it on the shared
-            # connection settings every node is built from (the startup nodes are built).
-            guarded = _node_guarded(self.node_breakers, self._own_stall)
-            sharded.nodes_manager.connection_kwargs["connection_class"] = guarded
-            for node in sharded.nodes_manager.startup_nodes.values():
-                node.connection_class = guarded
             # Callers use the commands both clients share (typed as the plain client's).
             self.client = cast(Redis, sharded)
         elif sentinels:
@@ -485,10 +526,16 @@ class RedisStore:
         finally:
             slots.release()
 
+    async def _routed(self, client: Redis) -> None:
+        """A cluster's slot map, learned before the command needs it (`learn_slots`)."""
+        if client is self.client and self.cluster:
+            await learn_slots(client)
+
     async def _call(
         self, operation: Callable[[Redis], Awaitable[T]], client: Redis, breaker: CircuitBreaker
     ) -> T:
         try:
+            await self._routed(client)
             result = await operation(client)
         except RedisConnectionError as err:
             # Cannot happen with the slots (and a cluster's headroom); never "down".

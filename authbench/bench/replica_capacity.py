@@ -104,6 +104,15 @@ async def _login(settings: Settings, sessions: int) -> list[str]:
         await store.close()
 
 
+def _runqueue_wait_s() -> float:
+    """Seconds this (single-threaded) process has spent ready to run but waiting for a CPU
+    (/proc/self/schedstat, second field, ns); 0 where the kernel does not say."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _drive_process(
     env: dict[str, str], seconds: float, concurrency: int, ids: list[str], start_at: float
 ) -> dict[str, Any]:
@@ -150,10 +159,13 @@ async def _drive(
         tasks = [asyncio.create_task(reader(k)) for k in range(concurrency)]
         await asyncio.sleep(1.0)
         counting = True
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        waited_started = _runqueue_wait_s()
         await asyncio.sleep(seconds)
         counting = False
         elapsed = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
+        waited_s = _runqueue_wait_s() - waited_started
         stopping = True
         stuck += len((await asyncio.wait(tasks, timeout=10.0))[1])
         for task in tasks:
@@ -168,6 +180,12 @@ async def _drive(
         "errors": errors,
         "error_kinds": kinds,  # warm-up included
         "seconds": round(elapsed, 3),
+        # This driver's own CPU while counting: near 100% of a core, the driver (not the
+        # store) may be what limits the rate.
+        "driver_cpu_pct": round(100 * cpu_s / elapsed, 1),
+        # ... and how long it was ready to run but waited for a CPU (the machine's load):
+        # a driver that waits much drives the store less than it asks to.
+        "driver_runqueue_wait_pct": round(100 * waited_s / elapsed, 1),
         "teardown_stuck": stuck,
     }
 
@@ -231,6 +249,8 @@ def measure(
         "topology": topology,
         **result,
         "reads_per_s": round(sum(p["reads"] / p["seconds"] for p in parts), 1),
+        "driver_cpu_pct": [p["driver_cpu_pct"] for p in parts],
+        "driver_runqueue_wait_pct": [p["driver_runqueue_wait_pct"] for p in parts],
         "cpu_pct_per_node": {
             name: round(100 * (cpu_after[name] - cpu_before[name]) / window, 2) for name in pids
         },
@@ -263,8 +283,10 @@ def write(run_dir: Path, manifest: dict[str, Any], rounds: list[dict[str, Any]])
         "    python -m authbench.bench.replica_capacity " + " ".join(manifest["command"][1:]),
         "",
         f"| topology | rounds: reads/s | median reads/s | vs {first} | errors | "
-        "CPU % per node, whole last round | throttled % of periods, last round |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "CPU % per node, whole last round | throttled % of periods, last round | "
+        "driver CPU % of a core, each process, last round | "
+        "driver waiting for a CPU, % of the time, last round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for t in topologies:
         mine = [r for r in rounds if r["topology"] == t]
@@ -272,12 +294,19 @@ def write(run_dir: Path, manifest: dict[str, Any], rounds: list[dict[str, Any]])
         each = ", ".join(f"{r['reads_per_s']:g}" for r in mine)
         cpu = ", ".join(f"{k} {v:g}" for k, v in last["cpu_pct_per_node"].items())
         throttled = ", ".join(f"{v:g}" for v in last["throttled_periods_pct"])
+        drivers = ", ".join(f"{v:g}" for v in last.get("driver_cpu_pct", []))
+        waits = ", ".join(f"{v:g}" for v in last.get("driver_runqueue_wait_pct", []))
         lines.append(
             f"| {t} | {each} | {medians[t]:g} | {medians[t] / medians[first]:.2f}x | "
-            f"{sum(r['errors'] for r in mine)} | {cpu} | {throttled} |"
+            f"{sum(r['errors'] for r in mine)} | {cpu} | {throttled} | {drivers} | {waits} |"
         )
+    start = manifest["machine"].get("loadavg_at_start")
     load = manifest["machine"].get("loadavg_at_end")
-    lines += ["", f"Load average at the end: {', '.join(f'{v:.2f}' for v in load)}."]
+    lines += [
+        "",
+        f"Load average at the start: {', '.join(f'{v:.2f}' for v in start)}; "
+        f"at the end: {', '.join(f'{v:.2f}' for v in load)} (2 logical CPUs).",
+    ]
     git = manifest.get("git", {})
     lines += [f"Code: commit {git.get('commit', '?')}{' (dirty)' if git.get('dirty') else ''}."]
     (run_dir / "README.md").write_text("\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import redis
 import uvloop
 from redis.asyncio.cluster import RedisCluster
 
@@ -27,7 +28,7 @@ from authcore.redis_store import (
     NodeBreakers,
     Redis,
     RedisStore,
-    _node_guarded,
+    node_guarded,
 )
 
 pytestmark = pytest.mark.slow
@@ -124,7 +125,7 @@ def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int)
     RuntimeError (seen in a capped-shard bench as 500s on login); the node's connection
     turns it into a redis ConnectionError (so: 503) and gives the node no verdict."""
     breakers = NodeBreakers(1.0)
-    connection_class = _node_guarded(breakers, lambda _err: False)
+    connection_class = node_guarded(breakers, lambda _err: False)
 
     async def scenario() -> None:
         connection = connection_class(host="127.0.0.1", port=redis_port)
@@ -145,3 +146,125 @@ def test_a_connection_closed_under_a_command_is_a_503_not_a_500(redis_port: int)
         loop.run_until_complete(scenario())
     finally:
         loop.close()
+
+
+def _moved_count(port: int) -> int:
+    """How many MOVED redirects the shard on `port` answered (INFO errorstats)."""
+    with redis.Redis(port=port, socket_timeout=5.0) as client:
+        stats = client.info("errorstats")
+    return int(cast(dict[str, int], stats.get("errorstat_MOVED", {})).get("count", 0))
+
+
+def test_a_cold_store_sends_its_first_concurrent_calls_to_their_keys_shards(
+    tmp_path: Path,
+) -> None:
+    """A fresh process hit by many requests at once (a service just started, a bench
+    driver): redis-py routed every command sent before it held the slot map to its
+    default node, so two thirds of them came back MOVED on three shards, and every fifth
+    MOVED made it close every connection in use. Under 4 x 32 reads on capped shards that
+    became 91% StoreUnavailable (results/replica-capacity-20261201T211329Z). Now the map is
+    learned first: no shard answers MOVED, every call succeeds, no breaker opens."""
+    base = free_port_block(6)
+    shards = ShardedCluster(
+        ports=(base, base + 1, base + 2), bus_ports=(base + 3, base + 4, base + 5),
+        workdir=tmp_path,
+    )  # fmt: skip
+    keys = [f"session:{i}" for i in range(96)]
+    with shards:
+        assert sorted(set(shards.shard_of(keys))) == [0, 1, 2]
+        settings = Settings.from_env({"REDIS_CLUSTER_NODES": shards.nodes_setting})
+
+        async def write() -> None:
+            store = RedisStore(settings)
+            try:
+                for key in keys:
+                    await store.call(lambda r, k=key: r.set(k, k))
+            finally:
+                await store.close()
+
+        asyncio.run(write())
+        for port in shards.ports:
+            with redis.Redis(port=port) as client:
+                client.config_resetstat()
+
+        async def cold_reads() -> tuple[list[object], list[str]]:
+            store = RedisStore(settings)  # a new process's store: no slot map yet
+            try:
+                got = await asyncio.gather(
+                    *(store.call(lambda r, k=key: r.getex(k, px=60_000)) for key in keys),
+                    return_exceptions=True,
+                )
+                assert store.node_breakers is not None
+                return list(got), store.node_breakers.open_nodes()
+            finally:
+                await store.close()
+
+        got, opened = asyncio.run(cold_reads())
+        moved = {port: _moved_count(port) for port in shards.ports}
+    assert [g.decode() if isinstance(g, bytes) else g for g in got] == keys
+    assert moved == {port: 0 for port in shards.ports}
+    assert opened == []
+
+
+def test_a_moved_redirect_does_not_fail_the_calls_in_flight_on_other_shards(
+    tmp_path: Path,
+) -> None:
+    """Slots move to another shard (resharding) while calls are in flight on a third:
+    each MOVED follows the redirect and patches that slot. redis-py's default refreshed
+    the whole map on every fifth MOVED by closing every node's connections, those in use
+    too, so the calls in flight on the untouched shard failed (503) with nothing wrong
+    there."""
+    base = free_port_block(6)
+    shards = ShardedCluster(
+        ports=(base, base + 1, base + 2), bus_ports=(base + 3, base + 4, base + 5),
+        workdir=tmp_path,
+    )  # fmt: skip
+    candidates = [f"k:{i}" for i in range(300)]
+    with shards:
+        where = shards.shard_of(candidates)
+        # In flight on shard 0: blocking pops that answer (nil) after their block time.
+        waiting = [k for k, s in zip(candidates, where, strict=True) if s == 0][:8]
+        # Keys of six slots of shard 1, which move to shard 2 behind the client's back.
+        with redis.Redis(port=shards.ports[1]) as one:
+            slots: dict[int, str] = {}
+            for key in (k for k, s in zip(candidates, where, strict=True) if s == 1):
+                slots.setdefault(int(one.cluster("KEYSLOT", key)), key)
+        moving = list(slots.values())[:6]
+        assert len(moving) == 6
+        settings = Settings.from_env(
+            {"REDIS_CLUSTER_NODES": shards.nodes_setting, "REDIS_TIMEOUT_MS": "3000"}
+        )
+
+        async def scenario() -> tuple[list[object], list[object], list[str]]:
+            store = RedisStore(settings)
+            try:
+                await store.call(lambda r: r.get(moving[0]))  # the map: slots on shard 1
+                with redis.Redis(port=shards.ports[2]) as two:
+                    target = two.cluster("MYID")
+                for port in (shards.ports[2], shards.ports[1], shards.ports[0]):
+                    with redis.Redis(port=port) as node:
+                        for slot in list(slots)[:6]:
+                            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target)
+                pops = [
+                    asyncio.create_task(store.call(lambda r, k=key: r.blpop([k], timeout=1)))
+                    for key in waiting
+                ]
+                await asyncio.sleep(0.2)  # the pops are on the wire
+                redirected: list[object] = []
+                for key in moving:  # one MOVED each: the map names the old owner
+                    try:
+                        redirected.append(await store.call(lambda r, k=key: r.get(k)))
+                    except StoreUnavailable as err:
+                        redirected.append(err)
+                popped = await asyncio.gather(*pops, return_exceptions=True)
+                assert store.node_breakers is not None
+                return redirected, list(popped), store.node_breakers.open_nodes()
+            finally:
+                await store.close()
+
+        redirected, popped, opened = asyncio.run(scenario())
+        moved = _moved_count(shards.ports[1])
+    assert moved == 6  # the scenario happened: six redirects
+    assert redirected == [None] * 6
+    assert popped == [None] * len(waiting)
+    assert opened == []

@@ -291,3 +291,5 @@ def test_the_capacity_study_spreads_a_cluster_round_over_every_shard(tmp_path: P
     assert result["reads"] > 0 and result["errors"] == 0, result
     assert len(result["cpu_pct_per_node"]) == 2
     assert len(result["throttled_periods_pct"]) == 2  # one quota per shard
+    assert len(result["driver_cpu_pct"]) == 1 and result["driver_cpu_pct"][0] > 0
+    assert len(result["driver_runqueue_wait_pct"]) == 1
