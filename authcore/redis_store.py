@@ -229,6 +229,19 @@ class ConnectionClosedUnderUs(RedisConnectionError):
 _NODE_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
+class NodeTimeout(RedisError):
+    """A cluster node did not answer within REDIS_TIMEOUT_MS. redis-py's cluster client
+    answers its own TimeoutError by re-reading the topology and marking every connection
+    of every node for reconnect (`_execute_command`, then `set_nodes`): on a node slow
+    from overload, each timeout then cost every shard a reconnect (HELLO) and one a
+    CLUSTER SLOTS and COMMAND, which on CPU-capped shards fed the overload that made the
+    timeouts (a capped-shard bench cell: 355 HELLO, 17 CLUSTER SLOTS, 13 COMMAND, and a
+    third of the reads/s of the repeat before it). The timed-out connection is dropped by
+    redis-py (its reply may still come), and this error, which its cluster client does
+    not take for a node failure, reaches RedisStore as a timeout: the node's breaker and
+    the 503 are the same, the other nodes' connections are left alone."""
+
+
 def node_guarded(
     breakers: NodeBreakers, own_stall: Callable[[BaseException], bool]
 ) -> type[Connection]:
@@ -281,6 +294,8 @@ def node_guarded(
                     raise await self._closed_under_us(err) from err
             except BaseException as err:
                 settle(breaker, err)
+                if isinstance(err, (RedisTimeoutError, TimeoutError)):
+                    raise NodeTimeout(f"{self.host}:{self.port}: {err}") from err
                 raise
             breaker.on_success()
             return response
@@ -460,9 +475,9 @@ class RedisStore:
 
     def _own_stall(self, err: BaseException) -> bool:
         """Whether `err` is a timeout this process's own frozen loop caused."""
-        return isinstance(err, (RedisTimeoutError, TimeoutError)) and self._stalls.stalled_within(
-            self._timeout_s
-        )
+        return isinstance(
+            err, (RedisTimeoutError, TimeoutError, NodeTimeout)
+        ) and self._stalls.stalled_within(self._timeout_s)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], durable: bool = False) -> T:
         """Run `operation(client)`; Redis being down becomes StoreUnavailable (503), a
@@ -546,7 +561,11 @@ class RedisStore:
             breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
-        except (RedisTimeoutError, TimeoutError) as err:  # TimeoutError: an OSError too
+        except (
+            RedisTimeoutError,
+            TimeoutError,
+            NodeTimeout,
+        ) as err:  # TimeoutError: an OSError too
             if self._own_stall(err):
                 breaker.on_abandoned()  # our own stall: back-pressure, no verdict
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()

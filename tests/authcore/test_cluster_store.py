@@ -268,3 +268,65 @@ def test_a_moved_redirect_does_not_fail_the_calls_in_flight_on_other_shards(
     assert redirected == [None] * 6
     assert popped == [None] * len(waiting)
     assert opened == []
+
+
+def _counters(port: int) -> tuple[int, int]:
+    """(connections the shard accepted, CLUSTER SLOTS it answered) so far."""
+    with redis.Redis(port=port, socket_timeout=5.0) as client:
+        accepted = int(cast(dict[str, int], client.info("stats"))["total_connections_received"])
+        commands = cast(dict[str, dict[str, int]], client.info("commandstats"))
+    return accepted, int(commands.get("cmdstat_cluster|slots", {}).get("calls", 0))
+
+
+def test_a_timeout_on_one_shard_leaves_the_other_shards_connections_alone(
+    tmp_path: Path,
+) -> None:
+    """A shard too slow to answer (overloaded, here CLIENT PAUSE) fails its own call with a
+    503, and nothing else: redis-py's cluster client took its TimeoutError for a node
+    failure, re-read the topology and reconnected every connection of every shard, which
+    on CPU-capped shards fed the overload (a capped-shard bench cell). Now the other shards
+    accept no new connection and answer no CLUSTER SLOTS after it."""
+    base = free_port_block(6)
+    shards = ShardedCluster(
+        ports=(base, base + 1, base + 2), bus_ports=(base + 3, base + 4, base + 5),
+        workdir=tmp_path,
+    )  # fmt: skip
+    keys = [f"session:{i}" for i in range(30)]
+    with shards:
+        placed = shards.shard_of(keys)
+        settings = Settings.from_env(
+            {"REDIS_CLUSTER_NODES": shards.nodes_setting, "REDIS_TIMEOUT_MS": "100"}
+        )
+        slow = placed[0]
+        slow_key = keys[0]
+        others = [k for k, s in zip(keys, placed, strict=True) if s != slow]
+
+        async def scenario() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+            store = RedisStore(settings)
+            try:
+                for key in keys:  # every shard's pool holds live connections
+                    await store.call(lambda r, k=key: r.set(k, k))
+                for _ in range(3):  # the pools grow to what these rounds need
+                    await asyncio.gather(*(store.call(lambda r, k=key: r.get(k)) for key in others))
+                before = {p: _counters(p) for i, p in enumerate(shards.ports) if i != slow}
+                with redis.Redis(port=shards.ports[slow]) as client:
+                    client.execute_command("CLIENT", "PAUSE", "400", "ALL")
+                with pytest.raises(StoreUnavailable):
+                    await store.call(lambda r: r.get(slow_key))
+                # The other shards go on as before, on the connections they had.
+                for _ in range(3):
+                    got = await asyncio.gather(
+                        *(store.call(lambda r, k=key: r.get(k)) for key in others)
+                    )
+                    assert [g.decode() if isinstance(g, bytes) else g for g in got] == others
+                after = {p: _counters(p) for i, p in enumerate(shards.ports) if i != slow}
+                return before, after
+            finally:
+                await store.close()
+
+        before, after = asyncio.run(scenario())
+    for port, (accepted, slots) in after.items():
+        # `_counters` itself is one new connection; a pool may still grow by one. Before,
+        # each of these shards accepted 10-11 (every connection made again).
+        assert accepted - before[port][0] <= 2, f"shard {port} reconnected: {before} -> {after}"
+        assert slots == before[port][1], f"shard {port} was asked CLUSTER SLOTS again"
