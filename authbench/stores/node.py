@@ -73,6 +73,9 @@ class NodeSet:
         return [n.proc for n in self.nodes if n.proc is not None]
 
     def stop(self, grace_s: float = 3.0) -> None:
+        for node in self.nodes:  # a paused node would never act on SIGTERM: a lost grace
+            if node.proc is not None and node.alive():
+                node.proc.send_signal(signal.SIGCONT)
         process.stop(self.spawned(), grace_s)
 
     # --- faults (chaos): one data node, by its index in `nodes` ------------------------
@@ -93,7 +96,7 @@ class NodeSet:
         self._proc(index).send_signal(signal.SIGSTOP)
 
     def unpause(self, index: int) -> None:
-        """SIGCONT data node `index` (named as docker's: `resume` is SentinelSet's own)."""
+        """SIGCONT data node `index` (`stop` does it for every node anyway)."""
         self._proc(index).send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Self:

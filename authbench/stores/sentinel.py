@@ -32,7 +32,6 @@ by a kill within some seconds is not undone. `replication()` tells whether it he
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -75,7 +74,6 @@ class SentinelSet(NodeSet):
     nodes: list[_Node] = field(default_factory=list, init=False)
     sentinels: list[_Node] = field(default_factory=list, init=False)
     killed: _Node | None = field(default=None, init=False)
-    paused: _Node | None = field(default=None, init=False)
 
     # --- where it is ------------------------------------------------------------------
     @property
@@ -153,10 +151,6 @@ class SentinelSet(NodeSet):
         except BaseException:
             self.stop()
             raise
-
-    def stop(self, grace_s: float = 3.0) -> None:
-        self.resume()  # a stopped process would sit out the grace period
-        super().stop(grace_s)
 
     def spawned(self) -> list[subprocess.Popen[bytes]]:
         """The Sentinels first, then the data nodes and the replica link's proxy."""
@@ -264,21 +258,11 @@ class SentinelSet(NodeSet):
 
     def pause_primary(self) -> int:
         """SIGSTOP the current primary (a hung host: its connections stay open and never
-        answer, unlike a dead one's, which are refused); returns its port. `resume` ends it."""
+        answer, unlike a dead one's, which are refused); returns its port. `unpause` (or
+        `stop`) ends it."""
         port = self.primary_port()
-        victim = self.node(port)
-        assert victim.proc is not None
-        victim.proc.send_signal(signal.SIGSTOP)
-        self.paused = victim
+        self.pause(self.nodes.index(self.node(port)))
         return port
-
-    def resume(self) -> None:
-        """SIGCONT the paused node; the Sentinels then demote it to a replica of the new
-        primary (a stopped process would also never act on the SIGTERM of `stop`)."""
-        if self.paused is not None and self.paused.alive():
-            assert self.paused.proc is not None
-            self.paused.proc.send_signal(signal.SIGCONT)
-        self.paused = None
 
     def wait_failover(self, old_port: int, timeout_s: float = 30.0) -> tuple[float, int]:
         """Block until the Sentinels name a primary other than `old_port` and it answers
