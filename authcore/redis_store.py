@@ -242,6 +242,10 @@ class NodeTimeout(RedisError):
     the 503 are the same, the other nodes' connections are left alone."""
 
 
+# What a store call may time out with: redis-py's, asyncio's, and a cluster node's.
+_TIMEOUTS = (RedisTimeoutError, TimeoutError, NodeTimeout)
+
+
 def node_guarded(
     breakers: NodeBreakers, own_stall: Callable[[BaseException], bool]
 ) -> type[Connection]:
@@ -475,9 +479,7 @@ class RedisStore:
 
     def _own_stall(self, err: BaseException) -> bool:
         """Whether `err` is a timeout this process's own frozen loop caused."""
-        return isinstance(
-            err, (RedisTimeoutError, TimeoutError, NodeTimeout)
-        ) and self._stalls.stalled_within(self._timeout_s)
+        return isinstance(err, _TIMEOUTS) and self._stalls.stalled_within(self._timeout_s)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], durable: bool = False) -> T:
         """Run `operation(client)`; Redis being down becomes StoreUnavailable (503), a
@@ -561,11 +563,7 @@ class RedisStore:
             breaker.on_failure()
             metrics.REDIS_FAILURES.labels(type(err).__name__).inc()
             raise StoreUnavailable() from err
-        except (
-            RedisTimeoutError,
-            TimeoutError,
-            NodeTimeout,
-        ) as err:  # TimeoutError: an OSError too
+        except _TIMEOUTS as err:  # TimeoutError: an OSError too
             if self._own_stall(err):
                 breaker.on_abandoned()  # our own stall: back-pressure, no verdict
                 metrics.REDIS_QUEUE_TIMEOUTS.inc()
